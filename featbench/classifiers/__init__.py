@@ -1,0 +1,88 @@
+"""Linear classifiers (and a small MLP) on standardized features, and their grids.
+
+``get_classifier("linear-svm")`` returns ``Pipeline([("scale", StandardScaler()),
+("clf", LinearSVC())])``; :data:`GRIDS` holds the regularization values tried on
+the validation split (see :mod:`featbench.classifiers.tuning`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from ..features import set_params_checked
+from ..registry import Registry
+
+CLASSIFIERS = Registry("classifier")
+
+#: Values of the regularization parameter tried on the validation split.
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "linear-svm": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
+    "logreg": {"C": [1e-3, 1e-2, 1e-1, 1.0, 10.0]},
+    "ridge": {"alpha": [1e-1, 1.0, 1e1, 1e2, 1e3, 1e4]},
+    "mlp": {"alpha": [1e-4, 1e-2, 1.0]},
+}
+
+
+@CLASSIFIERS.register("linear-svm", "Linear SVM, one-vs-rest squared hinge (LinearSVC).")
+def linear_svm(random_state: int | None = 0) -> LinearSVC:
+    """Linear SVM solved in the primal (liblinear trust-region Newton), which converges
+    reliably on standardized features whatever their number."""
+    return LinearSVC(dual=False, max_iter=1000, random_state=random_state)
+
+
+@CLASSIFIERS.register("logreg", "Multinomial logistic regression (lbfgs).")
+def logreg(random_state: int | None = 0) -> LogisticRegression:
+    """Multinomial (softmax) logistic regression."""
+    return LogisticRegression(max_iter=1000, random_state=random_state)
+
+
+@CLASSIFIERS.register("ridge", "Ridge classifier: least squares on +-1 targets.")
+def ridge(random_state: int | None = 0) -> RidgeClassifier:
+    """Ridge regression on one-vs-all +-1 targets (closed form)."""
+    return RidgeClassifier(random_state=random_state)
+
+
+@CLASSIFIERS.register("mlp", "Two-layer network, 500 ReLU hidden units (CS231n features row).")
+def mlp(random_state: int | None = 0) -> MLPClassifier:
+    """Two-layer ReLU network trained with Adam and early stopping."""
+    return MLPClassifier(
+        hidden_layer_sizes=(500,), early_stopping=True, max_iter=200, random_state=random_state
+    )
+
+
+def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pipeline:
+    """A standardize-then-classify pipeline for the registered classifier ``name``.
+
+    Parameters
+    ----------
+    name : str
+        See ``featbench list classifiers``.
+    random_state : int or None
+        Seed of the classifier's own random choices.
+    **params
+        Parameters of the classifier (e.g. ``C=0.01``).
+
+    Examples
+    --------
+    >>> from featbench import get_classifier
+    >>> get_classifier("linear-svm", C=0.01).named_steps["clf"].C
+    0.01
+    """
+    clf = CLASSIFIERS.build(name, random_state=random_state)
+    set_params_checked(clf, params, f"classifier {name!r}")
+    return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+
+
+def default_grid(name: str) -> dict[str, list[Any]]:
+    """The grid tried for ``name`` (a copy), keyed by classifier parameter."""
+    CLASSIFIERS.get(name)  # unknown names raise with the list of valid ones
+    return {k: list(v) for k, v in GRIDS.get(name, {}).items()}
+
+
+__all__ = ["CLASSIFIERS", "GRIDS", "default_grid", "get_classifier"]

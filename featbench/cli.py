@@ -1,0 +1,169 @@
+"""The ``featbench`` command line (click).
+
+Library errors become one-line messages here, at the boundary, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import FeatbenchError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="featbench")
+def main() -> None:
+    """Benchmark hand-crafted image features against ConvNet embeddings.
+
+    Extract features (raw pixels, color histograms, HOG, ...) from an image
+    dataset, fit linear classifiers tuned on a validation split, and tabulate
+    accuracy and timings. Start with: featbench run --features hog --clf linear-svm
+    """
+
+
+def _split_multi(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("-d", "--dataset", default="digits", show_default=True,
+              help="digits, cifar10 or folder:PATH (see `featbench list datasets`).")
+@click.option("-f", "--features", multiple=True, default=("hog",), show_default=True,
+              help="Feature spec; repeat or comma-separate for several; join with + to "
+                   "concatenate (hog+color-hist).")
+@click.option("-c", "--clf", multiple=True, default=("linear-svm",), show_default=True,
+              help="Classifier; repeat or comma-separate for several.")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME.PARAM=VALUE",
+              help="Set a parameter of a feature or classifier, e.g. -p hog.block_norm=none "
+                   "-p linear-svm.C=0.01 (a comma list becomes the tuning grid).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Data root for cifar10 [default: $FEATBENCH_DATA or the cache folder].")
+@click.option("--download", is_flag=True, help="Download CIFAR-10 when it is not found.")
+@click.option("--image-size", type=click.IntRange(min=8),
+              help="Resize folder images to this side [default: 32].")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.25, show_default=True,
+              help="Test share for datasets without a test split (digits, flat folders).")
+@click.option("--train-size", type=click.IntRange(min=1),
+              help="Seeded, stratified subset of the training images.")
+@click.option("--test-size", type=click.IntRange(min=1),
+              help="Seeded, stratified subset of the test images.")
+@click.option("--val-size", type=float,
+              help="Validation images held out of train (count, or fraction < 1) "
+                   "[default: min(1000, 10% of train)].")
+@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table here (.csv, .md or .json).")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results"), show_default=True,
+              help="Run records go to RESULTS_DIR/runs/.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Feature cache [default: $FEATBENCH_CACHE or ~/.cache/featbench].")
+@click.option("--no-cache", is_flag=True, help="Recompute features; do not use the cache.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Worker threads/processes [default: all cores].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def run(dataset, features, clf, params, data_dir, download, image_size, test_fraction,
+        train_size, test_size, val_size, seed, output, results_dir, cache_dir, no_cache,
+        jobs, quiet) -> None:
+    """Run every feature x classifier pair on a dataset and print the table.
+
+    Each pair is written as one JSON record under RESULTS_DIR/runs/ as soon as it
+    finishes; features are cached so a second identical run does not recompute them.
+    """
+    from .cache import ArrayCache
+    from .datasets import load_dataset
+    from .parallel import set_options
+    from .params import parse_params
+    from .results import format_table, make_table, write_table
+    from .runner import run_benchmark, validate_plan
+
+    set_options(n_jobs=jobs, progress=False if quiet else None)
+    feature_specs, classifiers = _split_multi(features), _split_multi(clf)
+    if val_size is not None and val_size >= 1:
+        val_size = int(val_size)
+    done: list[dict] = []
+    try:
+        parsed = parse_params(params)
+        validate_plan(feature_specs, classifiers, parsed)
+        if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
+            raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
+        cache = ArrayCache(cache_dir, enabled=not no_cache)
+        ds = load_dataset(dataset, data_dir=data_dir, download=download, image_size=image_size,
+                          test_fraction=test_fraction, train_size=train_size,
+                          test_size=test_size, seed=seed, cache=cache)
+        click.echo(
+            f"{ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
+            f"{len(ds.classes)} classes, {ds.X_train.shape[1]}x{ds.X_train.shape[2]} px",
+            err=True,
+        )
+        run_benchmark(ds, feature_specs, classifiers, params=parsed, seed=seed,
+                      val_size=val_size, cache=cache, results_dir=results_dir,
+                      n_jobs=jobs, on_record=done.append)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {len(done)} finished pair(s) kept in {results_dir}/runs",
+                   err=True)
+        sys.exit(130)
+    except (FeatbenchError, ValueError) as exc:
+        raise _fail(exc) from None
+    table = make_table(done)
+    click.echo(format_table(table))
+    if output is not None:
+        write_table(table, output)
+        click.echo(f"table written to {output}", err=True)
+    failed = [r for r in done if r.get("error")]
+    if failed:
+        raise click.ClickException(
+            f"{len(failed)} of {len(done)} pair(s) failed (see the error column)")
+
+
+@main.command("list", context_settings=CONTEXT)
+@click.argument("what", required=False,
+                type=click.Choice(["datasets", "features", "classifiers"]))
+def list_(what) -> None:
+    """List datasets, features and classifiers with short descriptions."""
+    from .classifiers import CLASSIFIERS
+    from .datasets import DATASETS
+    from .features import EXTRACTORS
+
+    groups = {"datasets": DATASETS, "features": EXTRACTORS, "classifiers": CLASSIFIERS}
+    for name, registry in groups.items():
+        if what not in (None, name):
+            continue
+        click.echo(f"{name}:")
+        for entry in registry:
+            click.echo(f"  {entry.name:<14} {entry.description}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("records", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the table here (.csv, .md or .json); else print it.")
+def table(records, output) -> None:
+    """Rebuild a table from run records (JSON files or folders of them)."""
+    from .results import COLUMNS, format_table, load_records, make_table, write_table
+
+    try:
+        df = make_table(load_records(records))
+        if output is None:
+            click.echo(format_table(df, [c for c in COLUMNS if c != "seed"]))
+        else:
+            write_table(df, output)
+            click.echo(f"{len(df)} row(s) written to {output}", err=True)
+    except FeatbenchError as exc:
+        raise _fail(exc) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

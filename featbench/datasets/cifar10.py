@@ -1,0 +1,133 @@
+"""CIFAR-10 (Krizhevsky 2009): the official python batches or an image-folder copy.
+
+Looked for under the data root, in this order: ``cifar-10-batches-py/`` (the
+official pickles, each batch md5-verified), the root itself when it holds the
+batches or ``train/`` + ``test/`` class folders, then ``cifar10-jpeg/``,
+``cifar10/`` and ``CIFAR-10-images/`` folder copies. With ``download=True`` and
+nothing found, the official archive is downloaded (md5-verified, progress bar).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import ArrayCache
+from ..errors import DataError
+from .base import Dataset
+from .folder import load_image_folder
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck"]
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCHES_DIR = "cifar-10-batches-py"
+#: md5 of every official batch file (the values torchvision checks too)
+BATCH_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+FOLDER_COPIES = ("cifar10-jpeg", "cifar10", "CIFAR-10-images")
+
+
+def find_cifar10(root: Path) -> tuple[str, Path] | None:
+    """``("pickle", folder)`` or ``("folder", folder)`` for the first copy found, else None."""
+    for candidate in (root / BATCHES_DIR, root):
+        if (candidate / "data_batch_1").is_file():
+            return "pickle", candidate
+    for candidate in (root, *(root / c for c in FOLDER_COPIES)):
+        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+            return "folder", candidate
+    return None
+
+
+def download_cifar10(root: Path) -> Path:
+    """Download and extract the official archive into ``root`` (md5-verified)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        download_and_extract_archive(URL, str(root), md5=ARCHIVE_MD5)
+    except Exception as exc:  # network errors come in many types
+        raise DataError(
+            f"could not download CIFAR-10 from {URL} into {root}: {exc}. "
+            f"Download and extract it by hand so that {root / BATCHES_DIR} exists, "
+            "or point --data-dir at an image-folder copy (train/<class>/*, test/<class>/*)"
+        ) from None
+    return root / BATCHES_DIR
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"CIFAR-10 batch {path} is missing; rerun with --download")
+    expected = BATCH_MD5.get(path.name)
+    if expected is not None and _md5(path) != expected:
+        raise DataError(
+            f"CIFAR-10 batch {path} is corrupt (md5 differs from the official file); "
+            "delete the folder and rerun with --download"
+        )
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data = np.asarray(entry["data"], dtype=np.uint8)
+        labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
+        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    except Exception as exc:
+        raise DataError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
+    return np.ascontiguousarray(images), labels
+
+
+def load_cifar10_batches(folder: Path) -> Dataset:
+    """Read the official python batches in ``folder``."""
+    parts = [_read_batch(folder / b) for b in TRAIN_BATCHES]
+    X_test, y_test = _read_batch(folder / "test_batch")
+    classes = CLASSES
+    meta = folder / "batches.meta"
+    if meta.is_file():
+        with open(meta, "rb") as f:
+            classes = list(pickle.load(f, encoding="latin1")["label_names"])
+    return Dataset(
+        "cifar10",
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        X_test, y_test, classes, source=str(folder), notes={"layout": "python batches"},
+    )
+
+
+def load_cifar10(root: Path, *, download: bool = False, cache: ArrayCache | None = None
+                 ) -> Dataset:
+    """CIFAR-10 from under ``root`` (see the module docstring for the search order)."""
+    found = find_cifar10(root)
+    if found is None and download:
+        found = ("pickle", download_cifar10(root))
+    if found is None:
+        looked = [root / BATCHES_DIR, root, *(root / c for c in FOLDER_COPIES)]
+        raise DataError(
+            "CIFAR-10 not found; looked in " + ", ".join(map(str, looked)) + ". "
+            "Pass --download to fetch the official batches, or --data-dir DIR where DIR "
+            "holds cifar-10-batches-py/ or an image-folder copy (train/<class>/*, "
+            "test/<class>/*)"
+        )
+    kind, folder = found
+    if kind == "pickle":
+        return load_cifar10_batches(folder)
+    ds = load_image_folder(folder, name="cifar10", classes=CLASSES, image_size=32, cache=cache)
+    ds.notes["layout"] = "image folder"
+    return ds

@@ -1,0 +1,101 @@
+"""Read image files as 8-bit RGB arrays of a common size.
+
+Pillow decodes; every mode is converted to 8-bit RGB explicitly: 16-bit and
+32-bit integer grayscale are scaled (not clipped), palette images go through
+RGBA when they carry transparency, and images with alpha are composited over a
+white background.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+from ..parallel import get_n_jobs, progress
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+    """Convert a Pillow image of any mode to an 8-bit RGB array ``(h, w, 3)``."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit (or 32-bit integer) grayscale: scale the 16-bit range to 8 bits.
+        a = np.asarray(image).astype(np.float64)
+        gray = np.clip(np.round(a * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if mode == "F":
+        a = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if a.size and np.nanmax(a) <= 1.0 else 1.0
+        gray = np.clip(np.round(np.nan_to_num(a) * scale), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        alpha = rgba[..., 3:] / 255.0
+        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)  # over white
+        return np.round(rgb).astype(np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Read ``path`` as uint8 RGB, resized to ``size`` x ``size`` when it differs.
+
+    Raises
+    ------
+    DataError
+        Naming the file, when it cannot be decoded.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = to_rgb8(image)
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError,
+            Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    if size is not None and rgb.shape[:2] != (size, size):
+        resized = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
+        rgb = np.asarray(resized, dtype=np.uint8)
+    return rgb
+
+
+def read_images(paths: list[Path], size: int | None = None, desc: str = "decode") -> np.ndarray:
+    """Read many files in parallel into one ``(n, size, size, 3)`` uint8 array.
+
+    With ``size=None`` every image must already have the same size.
+    """
+    if not paths:
+        return np.zeros((0, size or 0, size or 0, 3), np.uint8)
+    first = read_image(paths[0], size)
+    out = np.empty((len(paths), *first.shape), dtype=np.uint8)
+    out[0] = first
+
+    def work(i: int) -> None:
+        img = read_image(paths[i], size)
+        if img.shape != first.shape:
+            raise DataError(
+                f"image {paths[i]} is {img.shape[1]}x{img.shape[0]} but {paths[0]} is "
+                f"{first.shape[1]}x{first.shape[0]}; pass --image-size to resize them all"
+            )
+        out[i] = img
+
+    chunks = [range(s, min(s + 256, len(paths))) for s in range(1, len(paths), 256)]
+    with progress(total=len(paths), desc=desc, unit="img") as bar, \
+            ThreadPoolExecutor(get_n_jobs()) as pool:
+        bar.update(1)
+
+        def run(chunk: range) -> None:
+            for i in chunk:
+                work(i)
+            bar.update(len(chunk))
+
+        for fut in [pool.submit(run, c) for c in chunks]:
+            fut.result()
+    return out

@@ -1,0 +1,100 @@
+"""Feature extractors and their registry.
+
+``get_extractor("hog")`` builds a registered extractor; ``"hog+color-hist"``
+concatenates several in a :class:`sklearn.pipeline.FeatureUnion`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import FeatureUnion
+
+from ..errors import ParameterError
+from ..registry import Registry
+from .base import ImageExtractor
+from .color import ColorHistogram
+from .hog import HOG
+from .raw import RawPixels
+
+EXTRACTORS = Registry("feature")
+
+EXTRACTORS.register("raw", "Raw pixels scaled to [0, 1], optionally downscaled.")(RawPixels)
+EXTRACTORS.register(
+    "color-hist", "Color histogram: hue in HSV (10 bins) or joint HSV/RGB (Swain & Ballard 1991)."
+)(ColorHistogram)
+EXTRACTORS.register(
+    "hog", "HOG, Dalal & Triggs 2005: 8x8 cells, 9 bins, 2x2 blocks, L2-Hys (= skimage)."
+)(HOG)
+
+
+def split_spec(spec: str) -> list[str]:
+    """The extractor names of a feature spec: ``"hog+color-hist"`` -> ``["hog", "color-hist"]``."""
+    names = [part.strip() for part in spec.split("+")]
+    if not spec.strip() or any(not n for n in names):
+        raise ParameterError(f"invalid feature spec {spec!r}: expected names joined by '+'")
+    return names
+
+
+def set_params_checked(estimator: BaseEstimator, params: dict[str, Any], label: str):
+    """``estimator.set_params(**params)``, with an error that lists the valid names."""
+    valid = sorted(estimator.get_params(deep=False))
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ParameterError(
+            f"{label} has no parameter {', '.join(map(repr, unknown))}; "
+            f"valid parameters: {', '.join(valid) or '(none)'}"
+        )
+    return estimator.set_params(**params)
+
+
+def get_extractor(spec: str, **params: Any) -> BaseEstimator:
+    """Build the extractor named by ``spec``.
+
+    Parameters
+    ----------
+    spec : str
+        A registered name (see ``featbench list features``) or several joined by
+        ``+``, which gives a :class:`~sklearn.pipeline.FeatureUnion` whose parts are
+        named after the extractors.
+    **params
+        Parameters of the extractor; for a union, ``<name>__<param>``.
+
+    Examples
+    --------
+    >>> from featbench import get_extractor
+    >>> get_extractor("hog", block_norm=None)
+    HOG(block_norm=None)
+    >>> [name for name, _ in get_extractor("hog+color-hist").transformer_list]
+    ['hog', 'color-hist']
+    """
+    names = split_spec(spec)
+    if len(names) == 1:
+        extractor = EXTRACTORS.build(names[0])
+        return set_params_checked(extractor, params, f"feature {names[0]!r}")
+    if len(set(names)) != len(names):
+        raise ParameterError(f"feature spec {spec!r} names an extractor twice")
+    union = FeatureUnion([(name, EXTRACTORS.build(name)) for name in names])
+    by_part: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        part, sep, param = key.partition("__")
+        if not sep or part not in names:
+            raise ParameterError(
+                f"parameter {key!r} for {spec!r} must be '<name>__<param>' with name in {names}"
+            )
+        by_part.setdefault(part, {})[param] = value
+    for part, part_params in by_part.items():
+        set_params_checked(union.named_transformers[part], part_params, f"feature {part!r}")
+    return union
+
+
+__all__ = [
+    "EXTRACTORS",
+    "ColorHistogram",
+    "HOG",
+    "ImageExtractor",
+    "RawPixels",
+    "get_extractor",
+    "split_spec",
+]

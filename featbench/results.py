@@ -1,0 +1,127 @@
+"""Run records (one JSON file per feature x classifier pair) and tables built from them.
+
+A record is the source of truth; CSV, Markdown and JSON tables are views of a set
+of records with one fixed column order (:data:`COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import DataError
+
+#: Table columns, in order.
+COLUMNS = [
+    "dataset", "features", "classifier", "feature_dim", "n_train", "n_val", "n_test",
+    "val_acc", "test_acc", "extract_s", "fit_s", "predict_s", "hyperparams", "seed", "error",
+]
+#: Columns printed in the terminal.
+SHORT_COLUMNS = ["features", "classifier", "feature_dim", "val_acc", "test_acc",
+                 "extract_s", "fit_s", "hyperparams", "error"]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")[:80] or "x"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=repr)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_records(paths: Iterable[str | Path]) -> list[dict]:
+    """Run records from JSON files and folders (searched recursively), sorted by time."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(p.rglob("*.json"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"no run records at {p} (expected a .json file or a folder)")
+    records = []
+    for f in files:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read run record {f}: {exc}") from None
+        if isinstance(rec, dict) and "features" in rec and "classifier" in rec:
+            records.append(rec)
+    if not records:
+        raise DataError(f"no run records found in {', '.join(map(str, paths))}")
+    return sorted(records, key=lambda r: r.get("created", ""))
+
+
+def record_to_row(rec: dict) -> dict:
+    """One table row (the :data:`COLUMNS`) from a run record."""
+    ds = rec.get("dataset", {})
+    clf = rec.get("classifier", {})
+    t = rec.get("timings", {})
+    hp = clf.get("chosen") or {}
+    return {
+        "dataset": ds.get("name"),
+        "features": rec.get("features", {}).get("spec"),
+        "classifier": clf.get("name"),
+        "feature_dim": rec.get("feature_dim"),
+        "n_train": ds.get("n_train_fit"),
+        "n_val": ds.get("n_val"),
+        "n_test": ds.get("n_test"),
+        "val_acc": rec.get("val_acc"),
+        "test_acc": rec.get("test_acc"),
+        "extract_s": t.get("extract_s"),
+        "fit_s": t.get("fit_s"),
+        "predict_s": t.get("predict_s"),
+        "hyperparams": " ".join(f"{k}={v}" for k, v in sorted(hp.items())),
+        "seed": rec.get("seed"),
+        "error": rec.get("error") or "",
+    }
+
+
+def make_table(records: Iterable[dict]) -> pd.DataFrame:
+    """A table with the :data:`COLUMNS`, one row per record."""
+    return pd.DataFrame([record_to_row(r) for r in records], columns=COLUMNS)
+
+
+def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """A plain-text table for the terminal."""
+    from tabulate import tabulate
+
+    view = df[columns or SHORT_COLUMNS].copy()
+    if not view["error"].astype(bool).any():
+        view = view.drop(columns="error")
+    return tabulate(view, headers="keys", tablefmt="simple", showindex=False,
+                    floatfmt=".4f", missingval="-")
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as CSV, Markdown (``.md``) or JSON (``.json``) by extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif suffix in (".md", ".markdown"):
+        path.write_text(df.to_markdown(index=False, floatfmt=".4f") + "\n")
+    elif suffix == ".json":
+        path.write_text(df.to_json(orient="records", indent=2) + "\n")
+    else:
+        raise DataError(f"cannot write a table to {path}: use a .csv, .md or .json file name")
+    return path

@@ -1,0 +1,56 @@
+"""Shared fixtures: the one place tests find ``../shared`` (and skip without it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featbench.parallel import set_options
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache folder and no progress bars."""
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("FEATBENCH_DATA", raising=False)
+    set_options(n_jobs=None, progress=False)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout (or ``$FEATBENCH_SHARED_DATA``)."""
+    path = Path(os.environ.get("FEATBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "cifar10-jpeg" / "train").is_dir():
+        pytest.skip(f"shared data not found at {path} (a user's clone has none)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_sample(shared_data) -> tuple[np.ndarray, np.ndarray]:
+    """200 real CIFAR-10 (JPEG copy) training images, 20 per class, and labels."""
+    from featbench.datasets.cifar10 import CLASSES
+    from featbench.datasets.imageio import read_images
+
+    paths, labels = [], []
+    for i, name in enumerate(CLASSES):
+        files = sorted((shared_data / "cifar10-jpeg" / "train" / name).iterdir())[:20]
+        paths += files
+        labels += [i] * len(files)
+    return read_images(paths), np.asarray(labels)
+
+
+@pytest.fixture(scope="session")
+def natural_images() -> np.ndarray:
+    """Crops of scikit-image's bundled photographs (no download), 48 x 40 RGB uint8."""
+    from skimage import data
+
+    out = []
+    for img in (data.astronaut(), data.chelsea(), data.coffee()):
+        for r, c in ((0, 0), (100, 120), (200, 60)):
+            out.append(img[r:r + 48, c:c + 40, :3])
+    return np.stack(out)

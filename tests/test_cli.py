@@ -1,0 +1,134 @@
+"""The command line, through click's CliRunner: run, list, table and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from featbench.cli import main
+from featbench.results import COLUMNS
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
+
+
+def _write_folder(root, n=12, classes=("a", "b"), size=16):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for k, c in enumerate(classes):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 80, (size, size, 3)).astype(np.uint8)
+                img[..., k] += 150  # class a is red, class b green
+                Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
+def test_run_digits_writes_records_and_csv(tmp_path):
+    out = tmp_path / "t.csv"
+    res = invoke("run", "-f", "hog", "-f", "color-hist", "-c", "ridge", "--results-dir",
+                 tmp_path / "results", "-o", out, "-q", "--train-size", "600",
+                 "--test-size", "200", "--seed", "3")
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert list(df.columns) == COLUMNS
+    assert list(df["features"]) == ["hog", "color-hist"]
+    hog_row = df.iloc[0]
+    assert hog_row["feature_dim"] == 324 and hog_row["n_test"] == 200
+    assert hog_row["n_train"] + hog_row["n_val"] == 600
+    assert hog_row["test_acc"] > 0.8  # HOG separates digits well
+    assert hog_row["seed"] == 3
+    records = sorted((tmp_path / "results" / "runs").glob("*.json"))
+    assert len(records) == 2
+    rec = json.loads(records[0].read_text())
+    assert rec["seed"] == 3 and rec["dataset"]["fingerprint"]
+    assert rec["features"]["params"]["hog"]["block_norm"] == "L2-Hys"
+    assert rec["classifier"]["grid"]["alpha"] and "featbench" in rec["versions"]
+    # the table command rebuilds the same table from the records
+    out2 = tmp_path / "t2.csv"
+    assert invoke("table", tmp_path / "results" / "runs", "-o", out2).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out2), df)
+
+
+def test_run_params_and_folder_dataset(tmp_path):
+    root = _write_folder(tmp_path / "data")
+    out = tmp_path / "t.md"
+    res = invoke("run", "-d", f"folder:{root}", "-f", "hog+color-hist", "-c", "linear-svm",
+                 "-p", "hog.block_norm=none", "-p", "linear-svm.C=0.1", "-q", "--image-size", 16,
+                 "--results-dir", tmp_path / "r", "-o", out)
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((tmp_path / "r" / "runs").glob("*.json")).read_text())
+    assert rec["feature_dim"] == 2 * 2 * 9 + 10
+    assert rec["classifier"]["chosen"] == {"C": 0.1}
+    assert rec["test_acc"] == 1.0  # red vs green: the hue histogram separates them
+    assert "| hog+color-hist" in out.read_text()
+
+
+def test_list():
+    res = invoke("list")
+    assert res.exit_code == 0
+    for name in ("digits", "cifar10", "folder", "hog", "color-hist", "raw", "linear-svm",
+                 "logreg", "ridge", "mlp"):
+        assert f"  {name} " in res.output
+    assert "hog" not in invoke("list", "classifiers").output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-f", "hogg"], "unknown feature 'hogg'. Did you mean hog?"),
+        (["-c", "svm"], "Valid classifiers: linear-svm, logreg, mlp, ridge."),
+        (["-p", "hog.nope=1"], "feature 'hog' has no parameter 'nope'"),
+        (["-p", "hog"], "expected NAME.PARAM=VALUE"),
+        (["-p", "raw.size=8"], "which this run does not use"),
+        (["-d", "cifar10", "--data-dir", "/nonexistent/x"], "CIFAR-10 not found; looked in"),
+        (["-d", "folder:/nonexistent/x"], "data folder /nonexistent/x does not exist"),
+        (["-d", "mnist"], "unknown dataset 'mnist'"),
+        (["-o", "t.xlsx"], "use a .csv, .md or .json file name"),
+    ],
+)
+def test_bad_input_one_line_errors(tmp_path, args, message):
+    res = invoke("run", "-q", "--results-dir", tmp_path, *args)
+    assert res.exit_code != 0
+    assert message in res.output
+    assert "Traceback" not in res.output
+
+
+def test_bad_image_folders(tmp_path):
+    root = _write_folder(tmp_path / "corrupt")
+    (root / "train" / "a" / "bad.jpg").write_bytes(b"not a jpeg")
+    res = invoke("run", "-q", "-d", f"folder:{root}", "--results-dir", tmp_path)
+    assert res.exit_code == 1 and "cannot read image" in res.output and "bad.jpg" in res.output
+
+    root = _write_folder(tmp_path / "empty")
+    (root / "train" / "c").mkdir()
+    res = invoke("run", "-q", "-d", f"folder:{root}", "--results-dir", tmp_path)
+    assert res.exit_code == 1 and f"class folder {root / 'train' / 'c'} is empty" in res.output
+
+    root = _write_folder(tmp_path / "missing", classes=("a", "b"))
+    extra = root / "test" / "z"
+    extra.mkdir()
+    Image.new("RGB", (16, 16)).save(extra / "0.png")
+    res = invoke("run", "-q", "-d", f"folder:{root}", "--results-dir", tmp_path)
+    assert res.exit_code == 1 and "test classes missing from train: z" in res.output
+
+
+def test_table_errors(tmp_path):
+    res = invoke("table", tmp_path / "nothing")
+    assert res.exit_code == 1 and "no run records at" in res.output
+
+
+def test_python_m_featbench():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "featbench", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "featbench, version 0.1.0"
