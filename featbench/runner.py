@@ -80,8 +80,8 @@ def extract(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
     content fingerprint of the images (and of the training images it was fitted
     on, for extractors that learn).
     """
-    fp_train = _split_fp(ds, "train")
-    fp_test = _split_fp(ds, "test")
+    fp_train = ds.split_fingerprint("train")
+    fp_test = ds.split_fingerprint("test")
     trains, tests, parts, all_params = [], [], [], {}
     total_s, all_cached = 0.0, True
     for name in split_spec(spec):
@@ -128,15 +128,6 @@ def extract(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
     F_train = trains[0] if len(trains) == 1 else np.hstack(trains)
     F_test = tests[0] if len(tests) == 1 else np.hstack(tests)
     return FeatureResult(F_train, F_test, all_params, total_s, all_cached, parts)
-
-
-def _split_fp(ds: Dataset, split: str) -> str:
-    from .cache import fingerprint
-
-    key = f"_fp_{split}"
-    if key not in ds.notes:
-        ds.notes[key] = fingerprint(getattr(ds, f"X_{split}"))
-    return ds.notes[key]
 
 
 def _meta_seconds(cache: ArrayCache, key: str) -> float:

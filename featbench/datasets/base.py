@@ -46,6 +46,8 @@ class Dataset:
     classes: list[str]
     source: str = ""
     notes: dict = field(default_factory=dict)
+    # memoized hashes; not an init field, so ``replace`` (subsets) never copies them
+    _memo: dict = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -64,19 +66,26 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """Content hash of both splits and the class names."""
-        if "_fingerprint" not in self.notes:
+        if "all" not in self._memo:
             names = np.frombuffer("\n".join(self.classes).encode(), dtype=np.uint8)
-            self.notes["_fingerprint"] = fingerprint(
+            self._memo["all"] = fingerprint(
                 self.X_train, self.y_train, self.X_test, self.y_test, names
             )
-        return self.notes["_fingerprint"]
+        return self._memo["all"]
+
+    def split_fingerprint(self, split: str) -> str:
+        """Content hash of the images of one split (``"train"`` or ``"test"``)."""
+        if split not in self._memo:
+            self._memo[split] = fingerprint(getattr(self, f"X_{split}"))
+        return self._memo[split]
 
     def subset(self, train_size: int | None = None, test_size: int | None = None,
                seed: int = 0) -> Dataset:
         """A seeded, stratified subset of each split (None keeps the whole split)."""
         X_train, y_train = _stratified(self.X_train, self.y_train, train_size, seed, "train")
         X_test, y_test = _stratified(self.X_test, self.y_test, test_size, seed, "test")
-        notes = {k: v for k, v in self.notes.items() if k != "_fingerprint"}
+        notes = {**self.notes, "subset": {"train_size": train_size, "test_size": test_size,
+                                          "seed": seed}}
         return replace(self, X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
                        notes=notes)
 

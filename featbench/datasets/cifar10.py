@@ -49,13 +49,30 @@ def find_cifar10(root: Path) -> tuple[str, Path] | None:
 
 
 def download_cifar10(root: Path) -> Path:
-    """Download and extract the official archive into ``root`` (md5-verified)."""
-    from torchvision.datasets.utils import download_and_extract_archive
+    """Download the official archive into ``root``, verify its md5 and extract it."""
+    import tarfile
+    import urllib.request
+
+    from ..parallel import progress
 
     root.mkdir(parents=True, exist_ok=True)
+    archive = root / Path(URL).name
+    partial = archive.with_suffix(".part")
     try:
-        download_and_extract_archive(URL, str(root), md5=ARCHIVE_MD5)
-    except Exception as exc:  # network errors come in many types
+        with urllib.request.urlopen(URL, timeout=60) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with progress(total=total, desc="download CIFAR-10", unit="B", unit_scale=True,
+                          disable=False) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        if _md5(partial) != ARCHIVE_MD5:
+            raise ValueError("md5 of the downloaded archive differs from the official one")
+        partial.replace(archive)
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(root, filter="data")
+    except (OSError, ValueError, tarfile.TarError) as exc:
+        partial.unlink(missing_ok=True)
         raise DataError(
             f"could not download CIFAR-10 from {URL} into {root}: {exc}. "
             f"Download and extract it by hand so that {root / BATCHES_DIR} exists, "
@@ -74,6 +91,11 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
+def _str_keys(entry: dict) -> dict:
+    """Batches pickled by Python 2 have str keys under latin1; others have bytes keys."""
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"CIFAR-10 batch {path} is missing; rerun with --download")
@@ -85,7 +107,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = _str_keys(pickle.load(f, encoding="latin1"))
         data = np.asarray(entry["data"], dtype=np.uint8)
         labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
         images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -102,7 +124,8 @@ def load_cifar10_batches(folder: Path) -> Dataset:
     meta = folder / "batches.meta"
     if meta.is_file():
         with open(meta, "rb") as f:
-            classes = list(pickle.load(f, encoding="latin1")["label_names"])
+            names = _str_keys(pickle.load(f, encoding="latin1"))["label_names"]
+            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     return Dataset(
         "cifar10",
         np.concatenate([p[0] for p in parts]),
