@@ -33,7 +33,7 @@ from .classifiers.tuning import split_validation, tune_and_fit, validation_size
 from .datasets import Dataset
 from .errors import ParameterError
 from .features import EXTRACTORS, get_extractor, set_params_checked, split_spec
-from .parallel import get_n_jobs
+from .parallel import get_n_jobs, progress
 from .results import slug, write_json_atomic
 
 
@@ -280,13 +280,17 @@ def run_benchmark(
     cache = cache or ArrayCache(enabled=False)
     validate_plan(features, classifiers, params)
     records = []
+    pairs = progress(total=len(features) * len(classifiers), desc="pairs", unit="pair",
+                     leave=True, position=0)
     for spec in features:
         feats, feat_error = None, None
+        pairs.set_postfix_str(f"extract {spec}")
         try:
             feats = extract(spec, ds, params, cache)
         except (ValueError, MemoryError) as exc:
             feat_error = f"{type(exc).__name__}: {exc}"
         for clf_name in classifiers:
+            pairs.set_postfix_str(f"fit {clf_name} on {spec}")
             rec = new_record(ds, spec, clf_name, seed)
             if feats is not None:
                 rec["features"].update(params=feats.params, parts=feats.parts,
@@ -306,6 +310,8 @@ def run_benchmark(
             if results_dir is not None:
                 write_json_atomic(Path(results_dir) / "runs" / f"{rec['run_id']}.json", rec)
             records.append(rec)
+            pairs.update(1)
             if on_record is not None:
                 on_record(rec)
+    pairs.close()
     return records

@@ -132,3 +132,25 @@ def test_python_m_featbench():
     out = subprocess.run([sys.executable, "-m", "featbench", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "featbench, version 0.1.0"
+
+
+def test_interrupt_keeps_finished_pairs(tmp_path, monkeypatch):
+    from featbench import runner
+
+    original = runner.run_pair
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_pair", interrupted)
+    res = invoke("run", "-q", "-c", "ridge,logreg", "--train-size", "300", "--test-size", "100",
+                 "--results-dir", tmp_path)
+    assert res.exit_code == 130
+    assert "interrupted: 1 finished pair(s) kept" in res.output
+    records = list((tmp_path / "runs").glob("*.json"))
+    assert len(records) == 1 and json.loads(records[0].read_text())["classifier"]["name"] == "ridge"
+    assert not list((tmp_path / "runs").glob(".*"))  # no partial file left behind

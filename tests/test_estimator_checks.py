@@ -18,7 +18,16 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from featbench.features import EXTRACTORS, HOG, ColorHistogram, RawPixels
+from featbench.features import (
+    EXTRACTORS,
+    HOG,
+    VLAD,
+    BagOfVisualWords,
+    ColorHistogram,
+    FisherVector,
+    KMeansPatches,
+    RawPixels,
+)
 
 TABULAR = (
     "check_transformer_general check_estimators_pickle check_transformer_preserve_dtypes "
@@ -36,8 +45,17 @@ TABULAR = (
 ).split()
 REASON = "needs 2-D tabular X; extractors take images (see test_image_contract)"
 
+#: small configurations of the extractors that learn, so the checks stay fast
+SMALL = {
+    "bovw": dict(n_words=8, step=8, max_descriptors=1000),
+    "vlad": dict(n_words=4, step=8, max_descriptors=1000),
+    "fisher": dict(n_components=2, pca_dim=4, step=8, max_descriptors=1000),
+    "kmeans-patches": dict(n_centroids=8, n_patches=1000, kmeans_iter=3),
+}
 ESTIMATORS = [HOG(), HOG(block_norm=None), ColorHistogram(), ColorHistogram("rgb", 4),
-              RawPixels(), RawPixels(size=16)]
+              RawPixels(), RawPixels(size=16), BagOfVisualWords(**SMALL["bovw"]),
+              VLAD(**SMALL["vlad"]), FisherVector(**SMALL["fisher"]),
+              KMeansPatches(**SMALL["kmeans-patches"])]
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda est: dict.fromkeys(
@@ -54,7 +72,7 @@ def images():
 
 @pytest.mark.parametrize("name", EXTRACTORS.names())
 def test_image_contract(name, images):
-    est = EXTRACTORS.build(name)
+    est = EXTRACTORS.build(name).set_params(**SMALL.get(name, {}))
     params = est.get_params()
     assert est.fit(images) is est
     assert est.get_params() == params  # fit leaves parameters alone
@@ -81,7 +99,7 @@ def test_image_contract(name, images):
 
 @pytest.mark.parametrize("name", EXTRACTORS.names())
 def test_bad_input_messages(name, images):
-    est = EXTRACTORS.build(name).fit(images)
+    est = EXTRACTORS.build(name).set_params(**SMALL.get(name, {})).fit(images)
     with pytest.raises(ValueError, match=r"images of shape \(n_images, height, width, 3\)"):
         est.transform(images.reshape(len(images), -1))
     with pytest.raises(ValueError, match="fitted on images of shape"):

@@ -14,9 +14,13 @@ from sklearn.pipeline import FeatureUnion
 from ..errors import ParameterError
 from ..registry import Registry
 from .base import ImageExtractor
+from .bovw import BagOfVisualWords
 from .color import ColorHistogram
+from .fisher import FisherVector
 from .hog import HOG
+from .kmeans_patches import KMeansPatches
 from .raw import RawPixels
+from .vlad import VLAD
 
 EXTRACTORS = Registry("feature")
 
@@ -27,6 +31,16 @@ EXTRACTORS.register(
 EXTRACTORS.register(
     "hog", "HOG, Dalal & Triggs 2005: 8x8 cells, 9 bins, 2x2 blocks, L2-Hys (= skimage)."
 )(HOG)
+EXTRACTORS.register(
+    "bovw", "Bag of visual words: dense SIFT, k-means codebook, spatial pyramid (Lazebnik 2006)."
+)(BagOfVisualWords)
+EXTRACTORS.register("vlad", "VLAD of dense SIFT (Jegou et al. 2010).")(VLAD)
+EXTRACTORS.register(
+    "fisher", "Improved Fisher vector of dense SIFT, PCA + diagonal GMM (Perronnin 2010)."
+)(FisherVector)
+EXTRACTORS.register(
+    "kmeans-patches", "Coates et al. 2011: whitened 6x6 patches, k-means, triangle code, torch."
+)(KMeansPatches)
 
 
 def split_spec(spec: str) -> list[str]:
@@ -91,6 +105,10 @@ def get_extractor(spec: str, **params: Any) -> BaseEstimator:
 
 __all__ = [
     "EXTRACTORS",
+    "BagOfVisualWords",
+    "FisherVector",
+    "KMeansPatches",
+    "VLAD",
     "ColorHistogram",
     "HOG",
     "ImageExtractor",

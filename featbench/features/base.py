@@ -57,6 +57,8 @@ class ImageExtractor(TransformerMixin, BaseEstimator):
 
     #: images per chunk handed to :meth:`_extract`
     _chunk_size = 1024
+    #: worker threads for :meth:`_extract` (None: all cores)
+    _n_jobs: int | None = None
 
     def fit(self, X, y=None):
         """Validate the images and learn what the extractor needs (nothing by default)."""
@@ -79,7 +81,8 @@ class ImageExtractor(TransformerMixin, BaseEstimator):
                 f"got images of shape {tuple(X.shape[1:])}"
             )
         return map_chunks(
-            self._extract, X, chunk_size=self._chunk_size, desc=type(self).__name__
+            self._extract, X, chunk_size=self._chunk_size, desc=type(self).__name__,
+            n_jobs=self._n_jobs,
         )
 
     def _extract(self, images: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract

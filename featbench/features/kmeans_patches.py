@@ -1,0 +1,161 @@
+"""Single-layer k-means features (Coates, Lee & Ng 2011), encoded with torch.
+
+Random 6 x 6 patches of the training images are brightness/contrast normalized and
+ZCA-whitened; k-means learns K centroids. An image is encoded at every patch
+position (stride 1) with the "triangle" activation ``max(0, mean(z) - z_k)`` of the
+distances ``z_k`` to the centroids, and the activations are summed over the four
+quadrants of the image (4K features).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.utils import check_random_state
+
+from .base import ImageExtractor
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA if available, else MPS, else CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def normalize_patches(P: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
+    """Per-patch brightness and contrast normalization: ``(x - mean) / sqrt(var + eps)``."""
+    mean = P.mean(dim=dim, keepdim=True)
+    var = P.var(dim=dim, keepdim=True, unbiased=True)
+    return (P - mean) / torch.sqrt(var + eps)
+
+
+def triangle_encode(Z: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """``max(0, mean_k(z) - z_k)`` with ``z_k = ||x - c_k||``, for rows ``x`` of ``Z``."""
+    d2 = (Z * Z).sum(-1, keepdim=True) - 2.0 * Z @ centroids.T + (centroids * centroids).sum(-1)
+    z = torch.sqrt(torch.clamp(d2, min=0.0))
+    return torch.relu(z.mean(-1, keepdim=True) - z)
+
+
+def quadrant_sum(A: torch.Tensor) -> torch.Tensor:
+    """Sum ``(n, rows, cols, K)`` activations over the 4 image quadrants -> ``(n, 4K)``.
+
+    The split is at ``round(rows / 2)`` (halves rounded up), as in Coates et al.'s
+    code; the quadrant order is top-left, top-right, bottom-left, bottom-right.
+    """
+    n, rows, cols, K = A.shape
+    hr, hc = int(np.floor(rows / 2 + 0.5)), int(np.floor(cols / 2 + 0.5))
+    quads = [A[:, :hr, :hc], A[:, :hr, hc:], A[:, hr:, :hc], A[:, hr:, hc:]]
+    return torch.cat([q.sum(dim=(1, 2)) for q in quads], dim=1)
+
+
+class KMeansPatches(ImageExtractor):
+    """Coates et al.'s single-layer network: whitened patches, k-means, triangle code.
+
+    Parameters
+    ----------
+    n_centroids : int, default=1600
+        K; the output has 4K numbers (sum pooling over 4 quadrants).
+    patch_size : int, default=6
+        Receptive field in pixels (patches are ``patch_size**2 * 3`` numbers).
+    stride : int, default=1
+        Step between encoded patch positions.
+    n_patches : int, default=400000
+        Random training patches used for whitening and k-means.
+    norm_eps : float, default=10.0
+        Added to the patch variance (pixel values 0-255) in contrast normalization.
+    zca_eps : float, default=0.1
+        Added to the eigenvalues in ZCA whitening.
+    kmeans_iter : int, default=30
+        Lloyd iterations of k-means (scikit-learn's KMeans, k-means++ start).
+    device : str, default="auto"
+        Torch device for the encoding: "auto", "cpu", "cuda", "cuda:N", "mps".
+    batch_size : int, default=64
+        Images encoded per torch call (bounds memory: 64 x 729 x K floats).
+    random_state : int, default=0
+        Seed of the patch sample and of k-means.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (dim,)
+        Mean of the normalized patches.
+    whiten_ : ndarray of shape (dim, dim)
+        ZCA whitening matrix.
+    centroids_ : ndarray of shape (n_centroids, dim)
+
+    References
+    ----------
+    .. [1] A. Coates, H. Lee and A. Y. Ng, "An analysis of single-layer networks in
+       unsupervised feature learning", AISTATS 2011.
+    """
+
+    _chunk_size = 512
+    _n_jobs = 1  # torch parallelizes inside each batch
+
+    def __init__(self, n_centroids: int = 1600, patch_size: int = 6, stride: int = 1,
+                 n_patches: int = 400_000, norm_eps: float = 10.0, zca_eps: float = 0.1,
+                 kmeans_iter: int = 30, device: str = "auto", batch_size: int = 64,
+                 random_state: int | None = 0) -> None:
+        self.n_centroids = n_centroids
+        self.patch_size = patch_size
+        self.stride = stride
+        self.n_patches = n_patches
+        self.norm_eps = norm_eps
+        self.zca_eps = zca_eps
+        self.kmeans_iter = kmeans_iter
+        self.device = device
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def _fit(self, X, y=None) -> None:
+        rng = check_random_state(self.random_state)
+        n, h, w, _ = X.shape
+        p = self.patch_size
+        if p > min(h, w):
+            raise ValueError(f"patch_size {p} is larger than the {h}x{w} images")
+        # Random patches, flattened channel-major (c, row, col) like torch's unfold.
+        i = rng.randint(0, n, self.n_patches)
+        r = rng.randint(0, h - p + 1, self.n_patches)
+        c = rng.randint(0, w - p + 1, self.n_patches)
+        rows = r[:, None, None] + np.arange(p)[None, :, None]
+        cols = c[:, None, None] + np.arange(p)[None, None, :]
+        patches = X[i[:, None, None], rows, cols]  # (m, p, p, 3)
+        patches = patches.transpose(0, 3, 1, 2).reshape(self.n_patches, -1).astype(np.float32)
+        patches = normalize_patches(torch.from_numpy(patches), self.norm_eps).numpy()
+        # ZCA whitening.
+        self.mean_ = patches.mean(0)
+        cov = np.cov(patches - self.mean_, rowvar=False)
+        evals, evecs = np.linalg.eigh(cov)
+        self.whiten_ = (evecs @ np.diag(1.0 / np.sqrt(evals + self.zca_eps)) @ evecs.T
+                        ).astype(np.float32)
+        white = (patches - self.mean_) @ self.whiten_
+        km = KMeans(self.n_centroids, n_init=1, max_iter=self.kmeans_iter,
+                    random_state=self.random_state)
+        self.centroids_ = km.fit(white).cluster_centers_.astype(np.float32)
+
+    def _extract(self, images: np.ndarray) -> np.ndarray:
+        device = resolve_device(self.device)
+        mean = torch.from_numpy(self.mean_).to(device)
+        whiten = torch.from_numpy(self.whiten_).to(device)
+        centroids = torch.from_numpy(self.centroids_).to(device)
+        p, s = self.patch_size, self.stride
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                x = torch.tensor(images[start:start + self.batch_size], device=device)
+                x = x.permute(0, 3, 1, 2).float()
+                b, _, h, w = x.shape
+                rows, cols = (h - p) // s + 1, (w - p) // s + 1
+                patches = F.unfold(x, p, stride=s).transpose(1, 2)  # (b, L, 3 p p)
+                Z = (normalize_patches(patches, self.norm_eps) - mean) @ whiten
+                A = triangle_encode(Z, centroids).reshape(b, rows, cols, -1)
+                out.append(quadrant_sum(A).cpu())
+        if not out:
+            return np.zeros((0, 4 * self.n_centroids), np.float32)
+        return torch.cat(out).numpy().astype(np.float32)
