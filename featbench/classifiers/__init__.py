@@ -13,10 +13,10 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
 
 from ..features import set_params_checked
 from ..registry import Registry
+from .linear_svm import LinearSVM
 
 CLASSIFIERS = Registry("classifier")
 
@@ -29,11 +29,13 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 }
 
 
-@CLASSIFIERS.register("linear-svm", "Linear SVM, one-vs-rest squared hinge (LinearSVC).")
-def linear_svm(random_state: int | None = 0) -> LinearSVC:
-    """Linear SVM solved in the primal (liblinear trust-region Newton), which converges
-    reliably on standardized features whatever their number."""
-    return LinearSVC(dual=False, max_iter=1000, random_state=random_state)
+@CLASSIFIERS.register(
+    "linear-svm", "Linear SVM, one-vs-rest squared hinge (LinearSVC's objective; torch L-BFGS "
+    "above 512 features)."
+)
+def linear_svm(random_state: int | None = 0) -> LinearSVM:
+    """Linear SVM: liblinear's primal solver, or L-BFGS in torch for many features."""
+    return LinearSVM(random_state=random_state)
 
 
 @CLASSIFIERS.register("logreg", "Multinomial logistic regression (lbfgs).")

@@ -1,0 +1,66 @@
+"""Classifiers, their grids, and the validation protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.svm import LinearSVC
+
+from featbench import get_classifier
+from featbench.classifiers.linear_svm import LinearSVM
+from featbench.classifiers.tuning import split_validation, tune_and_fit, validation_size
+from featbench.errors import DataError, UnknownNameError
+
+
+@pytest.mark.parametrize("C", [1e-3, 0.1])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_lbfgs_solver_matches_liblinear(C, n_classes):
+    X, y = make_classification(600, 40, n_informative=10, n_classes=n_classes, random_state=0)
+    ref = LinearSVC(C=C, dual=False, tol=1e-8, max_iter=10000).fit(X, y)
+    ours = LinearSVM(C=C, solver="lbfgs", tol=1e-8, max_iter=3000).fit(X, y)
+    assert ours.coef_.shape == ref.coef_.shape and ours.solver_ == "lbfgs"
+    scale = np.abs(ref.coef_).max()
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=2e-3 * scale)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=2e-2 * scale)
+    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+
+
+def test_auto_solver_choice():
+    X, y = make_classification(200, 20, random_state=0)
+    assert LinearSVM().fit(X, y).solver_ == "liblinear"
+    X2, y2 = make_classification(200, 600, random_state=0)
+    assert LinearSVM(C=0.01).fit(X2, y2).solver_ == "lbfgs"
+
+
+def test_get_classifier_pipeline_and_errors():
+    pipe = get_classifier("logreg", C=0.5)
+    assert [n for n, _ in pipe.steps] == ["scale", "clf"] and pipe.named_steps["clf"].C == 0.5
+    with pytest.raises(UnknownNameError, match="Did you mean linear-svm"):
+        get_classifier("linear-svn")
+
+
+def test_validation_protocol():
+    assert validation_size(49000, None) == 1000 and validation_size(1347, None) == 135
+    assert validation_size(1000, 0.2) == 200 and validation_size(1000, 50) == 50
+    with pytest.raises(DataError):
+        validation_size(10, 10)
+    y = np.repeat(np.arange(4), 25)
+    mask = split_validation(y, 20, seed=0)
+    assert mask.sum() == 20 and np.bincount(y[mask]).tolist() == [5, 5, 5, 5]
+    assert (split_validation(y, 20, seed=0) == mask).all()
+    assert (split_validation(y, 20, seed=1) != mask).any()
+
+
+def test_tune_picks_best_validation_value_and_refits_on_all():
+    X, y = make_classification(400, 30, n_informative=5, random_state=0)
+    mask = split_validation(y, 100, seed=0)
+    res = tune_and_fit(get_classifier("ridge"), {"alpha": [1e-2, 1e6]}, X, y, mask)
+    scores = {s["params"]["alpha"]: s["val_acc"] for s in res.val_scores}
+    assert res.best_params["alpha"] == max(scores, key=scores.get)
+    assert res.val_acc == max(scores.values())
+    # the refit model saw the validation rows too
+    from sklearn.base import clone
+
+    manual = clone(get_classifier("ridge", alpha=res.best_params["alpha"])).fit(X, y)
+    np.testing.assert_allclose(res.estimator.decision_function(X), manual.decision_function(X))
