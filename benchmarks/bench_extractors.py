@@ -5,7 +5,11 @@ Prints images/s for featbench's ``hog`` and ``color-hist`` on CIFAR-10-sized ima
 next to a per-image ``skimage.feature.hog`` loop and a per-image ``np.histogram`` of
 the hue, measured in the same run, and the ratio.
 
-    python benchmarks/bench_extractors.py [--n 10000] [--data-dir ../shared/data]
+    python benchmarks/bench_extractors.py [--n 10000] [--data-dir ../shared/data] [--encoders]
+
+With ``--encoders`` it also fits each bag-of-words encoder and Coates' k-means
+features (at the configurations of the README table) on ``--n-fit`` training images
+and prints their encoding throughput on ``--n`` images.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ def main() -> None:
     parser.add_argument("--n-peer", type=int, default=2000, help="images for the per-image loops")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--encoders", action="store_true",
+                        help="also time bovw, vlad, fisher and kmeans-patches")
+    parser.add_argument("--n-fit", type=int, default=5000, help="images the encoders fit on")
     args = parser.parse_args()
     set_options(progress=False)
     X, what = load_images(max(args.n, args.n_peer), args.data_dir)
@@ -71,6 +78,32 @@ def main() -> None:
     print(f"{'extractor':<12}{'featbench img/s':>18}  {'peer':<34}{'peer img/s':>12}{'ratio':>8}")
     for name, ours, peer_name, peer in rows:
         print(f"{name:<12}{ours:>18,.0f}  {peer_name:<34}{peer:>12,.0f}{ours / peer:>7.1f}x")
+    if args.encoders:
+        encoders(X, args.n, args.n_fit)
+
+
+#: configurations timed with --encoders (those of the README's CIFAR-10 table)
+ENCODERS = {
+    "bovw": {"n_words": 1024, "step": 2, "pyramid_levels": 2},
+    "vlad": {"n_words": 64, "step": 2},
+    "fisher": {"n_components": 64, "pca_dim": 64, "step": 2},
+    "kmeans-patches": {"n_centroids": 1600},
+}
+
+
+def encoders(X: np.ndarray, n: int, n_fit: int) -> None:
+    from featbench import get_extractor
+
+    print(f"\n{'encoder':<16}{'fit s':>8}{'encode img/s':>14}  parameters")
+    for name, params in ENCODERS.items():
+        est = get_extractor(name, **params)
+        t0 = time.perf_counter()
+        est.fit(X[:n_fit])
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        est.transform(X[:n])
+        speed = n / (time.perf_counter() - t0)
+        print(f"{name:<16}{fit_s:>8.1f}{speed:>14,.0f}  {params}")
 
 
 if __name__ == "__main__":

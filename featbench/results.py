@@ -20,11 +20,12 @@ from .errors import DataError
 
 #: Table columns, in order.
 COLUMNS = [
-    "dataset", "features", "classifier", "feature_dim", "n_train", "n_val", "n_test",
-    "val_acc", "test_acc", "extract_s", "fit_s", "predict_s", "hyperparams", "seed", "error",
+    "dataset", "features", "feature_params", "classifier", "feature_dim", "n_train", "n_val",
+    "n_test", "val_acc", "test_acc", "extract_s", "fit_s", "predict_s", "hyperparams", "seed",
+    "error",
 ]
 #: Columns printed in the terminal.
-SHORT_COLUMNS = ["features", "classifier", "feature_dim", "val_acc", "test_acc",
+SHORT_COLUMNS = ["features", "feature_params", "classifier", "feature_dim", "val_acc", "test_acc",
                  "extract_s", "fit_s", "hyperparams", "error"]
 
 
@@ -70,6 +71,26 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
     return sorted(records, key=lambda r: r.get("created", ""))
 
 
+def changed_params(params: dict[str, dict[str, Any]]) -> str:
+    """``name.param=value`` for every extractor parameter that differs from its default."""
+    from .features import EXTRACTORS
+
+    out = []
+    for name, values in params.items():
+        try:
+            defaults = EXTRACTORS.build(name).get_params(deep=False)
+        except Exception:  # an extractor this version does not know
+            defaults = {}
+        for key, value in sorted(values.items()):
+            default = defaults.get(key)
+            if isinstance(default, tuple):
+                default = list(default)
+            if key not in defaults or value != default:
+                shown = ",".join(map(str, value)) if isinstance(value, list) else value
+                out.append(f"{name}.{key}={shown}")
+    return " ".join(out)
+
+
 def record_to_row(rec: dict) -> dict:
     """One table row (the :data:`COLUMNS`) from a run record."""
     ds = rec.get("dataset", {})
@@ -79,6 +100,7 @@ def record_to_row(rec: dict) -> dict:
     return {
         "dataset": ds.get("name"),
         "features": rec.get("features", {}).get("spec"),
+        "feature_params": changed_params(rec.get("features", {}).get("params", {})),
         "classifier": clf.get("name"),
         "feature_dim": rec.get("feature_dim"),
         "n_train": ds.get("n_train_fit"),

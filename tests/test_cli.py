@@ -68,7 +68,7 @@ def test_run_params_and_folder_dataset(tmp_path):
     assert rec["feature_dim"] == 2 * 2 * 9 + 10
     assert rec["classifier"]["chosen"] == {"C": 0.1}
     assert rec["test_acc"] == 1.0  # red vs green: the hue histogram separates them
-    assert "| hog+color-hist" in out.read_text()
+    assert "| hog+color-hist | hog.block_norm=None" in out.read_text()
 
 
 def test_list():

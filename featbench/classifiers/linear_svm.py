@@ -35,8 +35,12 @@ def fit_squared_hinge_lbfgs(X: np.ndarray, Y: np.ndarray, C: float, intercept_sc
     b = torch.zeros(Y.shape[1], requires_grad=True)
     # the objective divided by C n (same minimizer, gradients of order one)
     scale = 1.0 / (C * n)
+    # stop when the gradient is tol times its size at w = 0 (liblinear's criterion):
+    # at w = 0 the gradient is -2/n sum_i y_i [x_i, s]
+    g0 = torch.cat([(Xt.T @ Yt).abs().flatten(), (Yt.sum(0) * intercept_scaling).abs()])
+    g0 = float(2.0 * g0.max() / n) or 1.0
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=tol * scale * 10, tolerance_change=1e-12,
+                            tolerance_grad=tol * g0, tolerance_change=1e-10,
                             line_search_fn="strong_wolfe")
     evals = [0]
 

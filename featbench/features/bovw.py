@@ -63,6 +63,12 @@ class CodebookExtractor(ImageExtractor):
     def _fit(self, X, y=None) -> None:
         self._fit_codebook(self._sample_descriptors(X))
 
+    def _kmeans_centers(self, D: np.ndarray) -> np.ndarray:
+        """``n_words`` k-means centers of descriptors ``D`` (seeded MiniBatchKMeans)."""
+        km = MiniBatchKMeans(n_clusters=self.n_words, random_state=self.random_state,
+                             batch_size=4096, n_init=3, max_iter=100)
+        return km.fit(D).cluster_centers_.astype(np.float32)
+
     def _extract(self, images: np.ndarray) -> np.ndarray:
         desc, positions = self._descriptors(images)
         return self._encode(desc, positions)
@@ -136,10 +142,7 @@ class BagOfVisualWords(CodebookExtractor):
     def _fit_codebook(self, D: np.ndarray) -> None:
         if self.assignment not in ("hard", "soft"):
             raise ValueError(f"assignment must be 'hard' or 'soft'; got {self.assignment!r}")
-        km = MiniBatchKMeans(n_clusters=self.n_words, random_state=self.random_state,
-                             batch_size=4096, n_init=3, max_iter=100)
-        km.fit(D)
-        self.codebook_ = km.cluster_centers_.astype(np.float32)
+        self.codebook_ = self._kmeans_centers(D)
         nearest = np.sqrt(squared_distances(D[:20000], self.codebook_).min(1))
         self.sigma_ = float(self.soft_sigma or np.median(nearest) or 1.0)
 

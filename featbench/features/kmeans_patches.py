@@ -38,9 +38,12 @@ def normalize_patches(P: torch.Tensor, eps: float, dim: int = -1) -> torch.Tenso
 
 def triangle_encode(Z: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """``max(0, mean_k(z) - z_k)`` with ``z_k = ||x - c_k||``, for rows ``x`` of ``Z``."""
-    d2 = (Z * Z).sum(-1, keepdim=True) - 2.0 * Z @ centroids.T + (centroids * centroids).sum(-1)
-    z = torch.sqrt(torch.clamp(d2, min=0.0))
-    return torch.relu(z.mean(-1, keepdim=True) - z)
+    # in place after the matrix product: the (patches x K) array is the big one
+    z = torch.matmul(Z, centroids.T).mul_(-2.0)
+    z.add_((Z * Z).sum(-1, keepdim=True)).add_((centroids * centroids).sum(-1))
+    z.clamp_(min=0.0).sqrt_()
+    mean = z.mean(-1, keepdim=True)
+    return z.sub_(mean).neg_().relu_()  # max(0, mean - z)
 
 
 def quadrant_sum(A: torch.Tensor) -> torch.Tensor:
@@ -76,8 +79,10 @@ class KMeansPatches(ImageExtractor):
         Lloyd iterations of k-means (scikit-learn's KMeans, k-means++ start).
     device : str, default="auto"
         Torch device for the encoding: "auto", "cpu", "cuda", "cuda:N", "mps".
-    batch_size : int, default=64
-        Images encoded per torch call (bounds memory: 64 x 729 x K floats).
+    batch_size : int, default=4
+        Images encoded per torch call. Small batches keep the ``729 x K`` activation
+        arrays in the CPU cache: on 2 cores, 4 images per call encode 280 images/s
+        against 72 with 32 (K = 1600); raise it on a GPU.
     random_state : int, default=0
         Seed of the patch sample and of k-means.
 
@@ -100,7 +105,7 @@ class KMeansPatches(ImageExtractor):
 
     def __init__(self, n_centroids: int = 1600, patch_size: int = 6, stride: int = 1,
                  n_patches: int = 400_000, norm_eps: float = 10.0, zca_eps: float = 0.1,
-                 kmeans_iter: int = 30, device: str = "auto", batch_size: int = 64,
+                 kmeans_iter: int = 30, device: str = "auto", batch_size: int = 4,
                  random_state: int | None = 0) -> None:
         self.n_centroids = n_centroids
         self.patch_size = patch_size

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import MiniBatchKMeans
 
 from .bovw import CodebookExtractor, power_l2, squared_distances
 
@@ -77,9 +76,7 @@ class VLAD(CodebookExtractor):
         self.random_state = random_state
 
     def _fit_codebook(self, D: np.ndarray) -> None:
-        km = MiniBatchKMeans(n_clusters=self.n_words, random_state=self.random_state,
-                             batch_size=4096, n_init=3, max_iter=100)
-        self.codebook_ = km.fit(D).cluster_centers_.astype(np.float32)
+        self.codebook_ = self._kmeans_centers(D)
 
     def _encode(self, desc: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return vlad_encode(desc, self.codebook_, self.intra_norm, self.power_norm)
