@@ -30,6 +30,8 @@ def fit_squared_hinge_lbfgs(X: np.ndarray, Y: np.ndarray, C: float, intercept_sc
     """
     n, d = X.shape
     Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    # a row-major copy of X^T: the gradient X^T G reads it 5-10x faster than X.T
+    XtT = Xt.T.contiguous()
     Yt = torch.from_numpy(Y.astype(np.float32))
     W = torch.zeros(d, Y.shape[1], requires_grad=True)
     b = torch.zeros(Y.shape[1], requires_grad=True)
@@ -37,18 +39,21 @@ def fit_squared_hinge_lbfgs(X: np.ndarray, Y: np.ndarray, C: float, intercept_sc
     scale = 1.0 / (C * n)
     # stop when the gradient is tol times its size at w = 0 (liblinear's criterion):
     # at w = 0 the gradient is -2/n sum_i y_i [x_i, s]
-    g0 = torch.cat([(Xt.T @ Yt).abs().flatten(), (Yt.sum(0) * intercept_scaling).abs()])
+    g0 = torch.cat([(XtT @ Yt).abs().flatten(), (Yt.sum(0) * intercept_scaling).abs()])
     g0 = float(2.0 * g0.max() / n) or 1.0
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
                             tolerance_grad=tol * g0, tolerance_change=1e-10,
                             line_search_fn="strong_wolfe")
     evals = [0]
 
+    @torch.no_grad()
     def closure():
-        opt.zero_grad()
-        margin = 1.0 - Yt * (Xt @ W + b * intercept_scaling)
-        loss = 0.5 * scale * ((W * W).sum() + (b * b).sum()) + (torch.relu(margin) ** 2).sum() / n
-        loss.backward()
+        # loss and its gradient by hand (autograd would compute X.T @ G from X)
+        active = torch.relu(1.0 - Yt * (Xt @ W + b * intercept_scaling))
+        loss = 0.5 * scale * ((W * W).sum() + (b * b).sum()) + (active * active).sum() / n
+        G = active.mul_(Yt).mul_(-2.0 / n)  # d loss / d score
+        W.grad = scale * W + XtT @ G
+        b.grad = scale * b + G.sum(0) * intercept_scaling
         evals[0] += 1
         return loss
 
