@@ -64,3 +64,11 @@ def test_tune_picks_best_validation_value_and_refits_on_all():
 
     manual = clone(get_classifier("ridge", alpha=res.best_params["alpha"])).fit(X, y)
     np.testing.assert_allclose(res.estimator.decision_function(X), manual.decision_function(X))
+
+
+def test_lbfgs_warns_when_it_stops_early():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = make_classification(300, 600, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        LinearSVM(C=1.0, solver="lbfgs", max_iter=2).fit(X, y)

@@ -11,9 +11,12 @@ and L-BFGS, and agrees with liblinear (tests compare them).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.svm import LinearSVC
 from sklearn.utils.multiclass import check_classification_targets
@@ -60,6 +63,10 @@ def fit_squared_hinge_lbfgs(X: np.ndarray, Y: np.ndarray, C: float, intercept_sc
     opt.step(closure)
     state = opt.state[opt._params[0]]
     n_iter = int(state.get("n_iter", evals[0]))
+    # torch's L-BFGS stops at max_iter iterations or max_iter * 5 / 4 evaluations
+    if n_iter >= max_iter or state.get("func_evals", 0) >= int(max_iter * 1.25):
+        warnings.warn(f"L-BFGS reached max_iter={max_iter} before the gradient fell to "
+                      f"tol={tol} of its initial size", ConvergenceWarning, stacklevel=3)
     return (W.detach().numpy().T.astype(np.float64),
             (b.detach().numpy() * intercept_scaling).astype(np.float64), n_iter)
 
