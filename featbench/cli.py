@@ -91,6 +91,9 @@ def run(dataset, features, clf, params, data_dir, download, image_size, test_fra
     set_options(n_jobs=jobs, progress=False if quiet else None)
     feature_specs, classifiers = _split_multi(features), _split_multi(clf)
     if val_size is not None and val_size >= 1:
+        if val_size != int(val_size):
+            raise click.BadParameter("a count (integer >= 1) or a fraction < 1",
+                                     param_hint="--val-size")
         val_size = int(val_size)
     done: list[dict] = []
     try:
@@ -114,7 +117,7 @@ def run(dataset, features, clf, params, data_dir, download, image_size, test_fra
         click.echo(f"\ninterrupted: {len(done)} finished pair(s) kept in {results_dir}/runs",
                    err=True)
         sys.exit(130)
-    except (FeatbenchError, ValueError) as exc:
+    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
         raise _fail(exc) from None
     table = make_table(done)
     click.echo(format_table(table))
@@ -161,7 +164,7 @@ def table(records, output) -> None:
         else:
             write_table(df, output)
             click.echo(f"{len(df)} row(s) written to {output}", err=True)
-    except FeatbenchError as exc:
+    except (FeatbenchError, OSError) as exc:
         raise _fail(exc) from None
 
 

@@ -10,6 +10,7 @@ so an interrupted run loses at most the pair in progress.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib.metadata
 import os
 import platform
@@ -37,6 +38,7 @@ from .parallel import get_n_jobs, progress
 from .results import slug, write_json_atomic
 
 
+@functools.lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
     """Versions of featbench, Python and the libraries that compute results."""
     out = {"featbench": __version__, "python": platform.python_version()}
@@ -90,12 +92,16 @@ def extract(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         all_params[name] = est_params
         stateless = not est.__sklearn_tags__().requires_fit
         base = {"cls": f"{type(est).__module__}.{type(est).__qualname__}",
-                "params": est_params, "version": __version__}
+                "params": est_params, "version": __version__, "code": _features_code_hash(),
+                "libs": package_versions()}
         keys = {
             "train": make_key(**base, fit=None if stateless else fp_train, data=fp_train),
             "test": make_key(**base, fit=None if stateless else fp_train, data=fp_test),
         }
         got = {s: cache.load("features", k) for s, k in keys.items()}
+        if not stateless and any(v is None for v in got.values()):
+            # never pair cached features of one fit with features of another fit
+            got = dict.fromkeys(got)
         if all(v is not None for v in got.values()):
             arrays = {s: v["F"] for s, v in got.items()}
             seconds = sum(_meta_seconds(cache, keys[s]) for s in keys)
@@ -130,6 +136,18 @@ def extract(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
     return FeatureResult(F_train, F_test, all_params, total_s, all_cached, parts)
 
 
+@functools.lru_cache(maxsize=1)
+def _features_code_hash() -> str:
+    """Hash of the extractors' source files: editing any of them invalidates the cache."""
+    import hashlib
+
+    folder = Path(__file__).parent / "features"
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _meta_seconds(cache: ArrayCache, key: str) -> float:
     import json
 
@@ -143,17 +161,17 @@ def _meta_seconds(cache: ArrayCache, key: str) -> float:
 def classifier_setup(name: str, params: dict[str, Any], seed: int):
     """The pipeline and grid for ``name``: a set grid parameter replaces its grid.
 
-    A parameter given as a tuple (``-p linear-svm.C=0.01,0.1``) becomes the grid.
+    A grid parameter given as a tuple (``-p linear-svm.C=0.01,0.1``) becomes the grid;
+    other tuple values (``-p mlp.hidden_layer_sizes=500,500``) are plain values.
     """
     grid = default_grid(name)
     fixed = {}
     for key, value in params.items():
-        if isinstance(value, tuple):
-            grid[key] = list(value)
-        elif key in grid:
-            grid[key] = [value]
+        if key in grid:
+            grid[key] = list(value) if isinstance(value, tuple) else [value]
         else:
             fixed[key] = value
+    seed = fixed.pop("random_state", seed)
     pipe = get_classifier(name, random_state=seed, **fixed)
     set_params_checked(pipe.named_steps["clf"], {k: v[0] for k, v in grid.items()},
                        f"classifier {name!r}")
@@ -232,7 +250,7 @@ def new_record(ds: Dataset, spec: str, clf_name: str, seed: int) -> dict:
         "features": {"spec": spec},
         "classifier": {"name": clf_name},
         "seed": seed,
-        "versions": package_versions(),
+        "versions": dict(package_versions()),
         "device": device_info(),
         "error": None,
     }
@@ -287,7 +305,7 @@ def run_benchmark(
         pairs.set_postfix_str(f"extract {spec}")
         try:
             feats = extract(spec, ds, params, cache)
-        except (ValueError, MemoryError) as exc:
+        except Exception as exc:  # recorded in the pair's record; the sweep goes on
             feat_error = f"{type(exc).__name__}: {exc}"
         for clf_name in classifiers:
             pairs.set_postfix_str(f"fit {clf_name} on {spec}")
@@ -304,7 +322,7 @@ def run_benchmark(
                 rec["dataset"]["n_train_fit"] = rec["dataset"]["n_train"] - rec["dataset"]["n_val"]
                 rec["classifier"] = out.pop("classifier")
                 rec.update(out)
-            except (ValueError, RuntimeError, MemoryError) as exc:
+            except Exception as exc:  # recorded as the pair's error
                 rec["error"] = feat_error or f"{type(exc).__name__}: {exc}"
                 rec["traceback"] = traceback.format_exc(limit=5)
             if results_dir is not None:

@@ -183,3 +183,15 @@ def test_through_cli_and_cache(tmp_path):
     assert recs[0]["feature_dim"] == 16 * 5 and recs[0]["test_acc"] == recs[1]["test_acc"]
     assert recs[0]["features"]["params"]["bovw"]["n_words"] == 16
     assert second.exit_code == 0
+
+
+def test_sift_descriptor_describes_only_its_patch():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    desc, pos = dense_descriptors(img, "sift", step=8, patch_sizes=(8,))
+    first = np.argmin(np.abs(pos - [4 / 32, 4 / 32]).sum(1))  # the patch at rows/cols 0-7
+    changed = img.copy()
+    changed[0, 12:, 12:] = 255 - changed[0, 12:, 12:]  # far outside that patch
+    desc2, _ = dense_descriptors(changed, "sift", step=8, patch_sizes=(8,))
+    np.testing.assert_array_equal(desc[0, first], desc2[0, first])
+    assert not np.array_equal(desc[0, -1], desc2[0, -1])  # the last patch did change

@@ -86,3 +86,21 @@ def test_atomic_write_leaves_no_partial_entry(tmp_path):
     assert list((tmp_path / "features").iterdir()) == []
     cache.save("features", "k", {"F": np.arange(3)})
     np.testing.assert_array_equal(cache.load("features", "k")["F"], np.arange(3))
+
+
+def test_learned_extractor_never_mixes_two_fits(tmp_path, ds):
+    import shutil
+
+    cache = ArrayCache(tmp_path)
+    params = {"bovw": {"n_words": 8, "step": 8, "max_descriptors": 500}}
+    extract("bovw", ds, params, cache)
+    entries = sorted((tmp_path / "features").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert len(entries) == 2
+    meta = {p: (p / "meta.json").read_text() for p in entries}
+    test_entry = next(p for p, m in meta.items() if '"n_images": 100' in m)
+    train_entry = next(p for p in entries if p != test_entry)
+    before = (train_entry / "F.npy").stat().st_mtime_ns
+    shutil.rmtree(test_entry)
+    again = extract("bovw", ds, params, cache)
+    assert not again.cached
+    assert (train_entry / "F.npy").stat().st_mtime_ns != before  # refit: train rewritten too

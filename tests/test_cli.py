@@ -45,9 +45,9 @@ def test_run_digits_writes_records_and_csv(tmp_path):
     assert hog_row["n_train"] + hog_row["n_val"] == 600
     assert hog_row["test_acc"] > 0.8  # HOG separates digits well
     assert hog_row["seed"] == 3
-    records = sorted((tmp_path / "results" / "runs").glob("*.json"))
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
     assert len(records) == 2
-    rec = json.loads(records[0].read_text())
+    rec = next(r for r in records if r["features"]["spec"] == "hog")
     assert rec["seed"] == 3 and rec["dataset"]["fingerprint"]
     assert rec["features"]["params"]["hog"]["block_norm"] == "L2-Hys"
     assert rec["classifier"]["grid"]["alpha"] and "featbench" in rec["versions"]
@@ -154,3 +154,18 @@ def test_interrupt_keeps_finished_pairs(tmp_path, monkeypatch):
     records = list((tmp_path / "runs").glob("*.json"))
     assert len(records) == 1 and json.loads(records[0].read_text())["classifier"]["name"] == "ridge"
     assert not list((tmp_path / "runs").glob(".*"))  # no partial file left behind
+
+
+def test_parameter_values_that_are_not_grids(tmp_path):
+    res = invoke("run", "-q", "-f", "hog", "-c", "mlp", "--train-size", "300", "--test-size",
+                 "100", "-p", "hog.pixels_per_cell=16", "-p", "mlp.hidden_layer_sizes=20,10",
+                 "-p", "mlp.random_state=5", "-p", "mlp.alpha=0.01", "-p", "mlp.max_iter=50",
+                 "--results-dir", tmp_path)
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
+    assert rec["classifier"]["params"]["hidden_layer_sizes"] == [20, 10]
+    assert rec["classifier"]["params"]["random_state"] == 5
+    assert rec["classifier"]["grid"] == {"alpha": [0.01]}
+    assert rec["feature_dim"] == 36  # 2 x 2 cells of 16 px: one block of 4 cells x 9 bins
+    res = invoke("run", "-q", "--val-size", "1.5", "--results-dir", tmp_path)
+    assert res.exit_code == 2 and "--val-size" in res.output

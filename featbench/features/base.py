@@ -15,6 +15,13 @@ from sklearn.utils.validation import check_is_fitted
 from ..parallel import map_chunks
 
 
+def as_tuple(value, n: int | None = None) -> tuple:
+    """``8`` -> ``(8, 8)`` (with ``n=2``) or ``(8,)``; sequences become tuples."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * (n or 1)
+    return tuple(value)
+
+
 def as_uint8_images(X, *, name: str = "X") -> np.ndarray:
     """Return ``X`` as uint8 RGB images of shape ``(n, height, width, 3)``.
 

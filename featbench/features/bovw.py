@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 
-from .base import ImageExtractor
+from .base import ImageExtractor, as_tuple
 from .local import dense_descriptors
 
 
@@ -43,7 +43,7 @@ class CodebookExtractor(ImageExtractor):
     _chunk_size = 256
 
     def _descriptors(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return dense_descriptors(images, self.descriptor, self.step, tuple(self.patch_sizes))
+        return dense_descriptors(images, self.descriptor, self.step, as_tuple(self.patch_sizes))
 
     def _sample_descriptors(self, X: np.ndarray) -> np.ndarray:
         """A seeded sample of at most ``max_descriptors`` training descriptors."""
@@ -142,9 +142,12 @@ class BagOfVisualWords(CodebookExtractor):
     def _fit_codebook(self, D: np.ndarray) -> None:
         if self.assignment not in ("hard", "soft"):
             raise ValueError(f"assignment must be 'hard' or 'soft'; got {self.assignment!r}")
+        if int(self.pyramid_levels) < 1:
+            raise ValueError(f"pyramid_levels must be >= 1; got {self.pyramid_levels}")
         self.codebook_ = self._kmeans_centers(D)
         nearest = np.sqrt(squared_distances(D[:20000], self.codebook_).min(1))
-        self.sigma_ = float(self.soft_sigma or np.median(nearest) or 1.0)
+        self.sigma_ = float(np.median(nearest) or 1.0) if self.soft_sigma is None \
+            else float(self.soft_sigma)
 
     def _weights(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Word indices ``(m, k)`` and vote weights ``(m, k)`` per descriptor."""

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from skimage.color import rgb2gray
 
-from .base import ImageExtractor
+from .base import ImageExtractor, as_tuple
 
 BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 
@@ -217,6 +217,8 @@ class HOG(ImageExtractor):
         self.transform_sqrt = transform_sqrt
 
     def _fit(self, X, y=None) -> None:
+        if int(self.orientations) < 1 or min(as_tuple(self.pixels_per_cell, 2)) < 1:
+            raise ValueError("orientations and pixels_per_cell must be positive")
         if self.block_norm is not None and self.block_norm not in BLOCK_NORMS:
             raise ValueError(
                 f"block_norm must be one of {BLOCK_NORMS} or None; got {self.block_norm!r}"
@@ -229,8 +231,8 @@ class HOG(ImageExtractor):
         return hog_batch(
             gray,
             orientations=self.orientations,
-            pixels_per_cell=tuple(self.pixels_per_cell),
-            cells_per_block=tuple(self.cells_per_block),
+            pixels_per_cell=as_tuple(self.pixels_per_cell, 2),
+            cells_per_block=as_tuple(self.cells_per_block, 2),
             block_norm=self.block_norm,
             transform_sqrt=self.transform_sqrt,
         ).astype(np.float32)

@@ -43,8 +43,9 @@ def dense_descriptors(
     images : ndarray of shape (n, height, width, 3), uint8
     descriptor : {"sift", "patch"}
         "sift": OpenCV's SIFT descriptor (128-D, upright) computed at grid keypoints
-        whose size is the patch size. "patch": the gray patch itself, resampled to
-        8 x 8 when larger, minus its mean and divided by its norm (64-D).
+        scaled so that its 4 x 4 spatial bins cover the patch. "patch": the gray
+        patch itself, resampled to 8 x 8 when larger, minus its mean and divided by
+        its norm (64-D).
     step : int
         Grid spacing in pixels.
     patch_sizes : tuple of int
@@ -58,6 +59,8 @@ def dense_descriptors(
     """
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"descriptor must be one of {DESCRIPTORS}; got {descriptor!r}")
+    if int(step) < 1 or any(int(p) < 2 for p in patch_sizes):
+        raise ValueError(f"step must be >= 1 and patch sizes >= 2; got {step}, {patch_sizes}")
     n, height, width = images.shape[:3]
     gray = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]) if n else \
         np.zeros((0, height, width), np.uint8)
@@ -66,7 +69,9 @@ def dense_descriptors(
     dim = 128 if descriptor == "sift" else 64
     out = np.empty((n, len(positions), dim), np.float32)
     if descriptor == "sift":
-        keypoints = [cv2.KeyPoint(float(x), float(y), float(p))
+        # OpenCV's descriptor spans 4 bins x 3 x (size / 2) = 6 x size pixels, so a
+        # keypoint of size p / 6 describes exactly the p x p patch; angle 0 = upright.
+        keypoints = [cv2.KeyPoint(float(x), float(y), p / 6.0, 0.0)
                      for p, c in zip(patch_sizes, centers, strict=True) for x, y in c]
         sift = _sift()
         for i in range(n):
