@@ -22,7 +22,7 @@ CLASSIFIERS = Registry("classifier")
 
 #: Values of the regularization parameter tried on the validation split.
 GRIDS: dict[str, dict[str, list[Any]]] = {
-    "linear-svm": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
+    "linear-svm": {"C": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
     "logreg": {"C": [1e-3, 1e-2, 1e-1, 1.0, 10.0]},
     "ridge": {"alpha": [1e-1, 1.0, 1e1, 1e2, 1e3, 1e4]},
     "mlp": {"alpha": [1e-4, 1e-2, 1.0]},
