@@ -6,6 +6,7 @@ Library errors become one-line messages here, at the boundary, and nowhere else.
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -70,12 +71,15 @@ def _split_multi(values: tuple[str, ...]) -> list[str]:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Feature cache [default: $FEATBENCH_CACHE or ~/.cache/featbench].")
 @click.option("--no-cache", is_flag=True, help="Recompute features; do not use the cache.")
+@click.option("--device", default=None, metavar="auto|cpu|cuda[:N]|mps",
+              help="Torch device of the extractors that use one (cnn:*, kmeans-patches) "
+                   "[default: auto = CUDA, then MPS, then CPU].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
               help="Worker threads/processes [default: all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def run(dataset, features, clf, params, data_dir, download, image_size, test_fraction,
         train_size, test_size, val_size, seed, output, results_dir, cache_dir, no_cache,
-        jobs, quiet) -> None:
+        device, jobs, quiet) -> None:
     """Run every feature x classifier pair on a dataset and print the table.
 
     Each pair is written as one JSON record under RESULTS_DIR/runs/ as soon as it
@@ -98,6 +102,8 @@ def run(dataset, features, clf, params, data_dir, download, image_size, test_fra
     done: list[dict] = []
     try:
         parsed = parse_params(params)
+        if device is not None:
+            _set_device(parsed, feature_specs, device)
         validate_plan(feature_specs, classifiers, parsed)
         if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
             raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
@@ -130,6 +136,16 @@ def run(dataset, features, clf, params, data_dir, download, image_size, test_fra
             f"{len(failed)} of {len(done)} pair(s) failed (see the error column)")
 
 
+def _set_device(parsed: dict, feature_specs: list[str], device: str) -> None:
+    """``--device`` for every extractor with a ``device`` parameter not set with -p."""
+    from .features import build_extractor, split_spec
+
+    for spec in feature_specs:
+        for name in split_spec(spec):
+            if "device" in build_extractor(name).get_params(deep=False):
+                parsed.setdefault(name, {}).setdefault("device", device)
+
+
 @main.command("list", context_settings=CONTEXT)
 @click.argument("what", required=False,
                 type=click.Choice(["datasets", "features", "classifiers"]))
@@ -146,6 +162,12 @@ def list_(what) -> None:
         click.echo(f"{name}:")
         for entry in registry:
             click.echo(f"  {entry.name:<14} {entry.description}")
+        if name == "features":
+            from .features import list_models
+
+            models = textwrap.fill(", ".join(list_models()), width=96,
+                                   initial_indent="    ", subsequent_indent="    ")
+            click.echo(f"  cnn:<model> takes one of these models:\n{models}")
 
 
 @main.command(context_settings=CONTEXT)

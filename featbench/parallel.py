@@ -73,8 +73,9 @@ def map_chunks(
     n = len(X)
     starts = list(range(0, n, chunk_size))
     if not starts:
-        first = fn(X[:0])
-        return np.asarray(first).reshape(0, -1)
+        # no images: the feature width from one blank image
+        first = np.asarray(fn(np.zeros((1, *X.shape[1:]), dtype=X.dtype)))
+        return first[:0] if first.ndim == 2 else first.reshape(0, 0)
     with progress(total=n, desc=desc, unit="img") as bar:
         first = np.asarray(fn(X[:chunk_size]))
         out = np.empty((n, first.shape[1]), dtype=first.dtype)

@@ -73,12 +73,12 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
 
 def changed_params(params: dict[str, dict[str, Any]]) -> str:
     """``name.param=value`` for every extractor parameter that differs from its default."""
-    from .features import EXTRACTORS
+    from .features import build_extractor
 
     out = []
     for name, values in params.items():
         try:
-            defaults = EXTRACTORS.build(name).get_params(deep=False)
+            defaults = build_extractor(name).get_params(deep=False)
         except Exception:  # an extractor this version does not know
             defaults = {}
         for key, value in sorted(values.items()):

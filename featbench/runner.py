@@ -33,7 +33,7 @@ from .classifiers import default_grid, get_classifier
 from .classifiers.tuning import split_validation, tune_and_fit, validation_size
 from .datasets import Dataset
 from .errors import ParameterError
-from .features import EXTRACTORS, get_extractor, set_params_checked, split_spec
+from .features import build_extractor, get_extractor, set_params_checked, split_spec
 from .parallel import get_n_jobs, progress
 from .results import slug, write_json_atomic
 
@@ -87,12 +87,14 @@ def extract(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
     trains, tests, parts, all_params = [], [], [], {}
     total_s, all_cached = 0.0, True
     for name in split_spec(spec):
-        est = set_params_checked(EXTRACTORS.build(name), params.get(name, {}), f"feature {name!r}")
+        est = set_params_checked(build_extractor(name), params.get(name, {}),
+                                 f"feature {name!r}")
         est_params = _canonical(est.get_params(deep=False))
         all_params[name] = est_params
         stateless = not est.__sklearn_tags__().requires_fit
         base = {"cls": f"{type(est).__module__}.{type(est).__qualname__}",
-                "params": est_params, "version": __version__, "code": _features_code_hash(),
+                "params": est_params, "version": __version__,
+                "code": extractor_code_hash(type(est)),
                 "libs": package_versions()}
         keys = {
             "train": make_key(**base, fit=None if stateless else fp_train, data=fp_train),
@@ -104,58 +106,83 @@ def extract(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
             got = dict.fromkeys(got)
         if all(v is not None for v in got.values()):
             arrays = {s: v["F"] for s, v in got.items()}
-            seconds = sum(_meta_seconds(cache, keys[s]) for s in keys)
+            metas = [_meta(cache, keys[s]) for s in keys]
+            seconds = sum(float(m.get("seconds", 0.0)) for m in metas)
+            runtime = next((m["runtime"] for m in metas if m.get("runtime")), None)
             cached = True
         else:
             t0 = time.perf_counter()
             est.fit(ds.X_train)
             fit_s = time.perf_counter() - t0
-            arrays, seconds = {}, 0.0
+            arrays, seconds, runtime = {}, 0.0, None
             for s, X in (("train", ds.X_train), ("test", ds.X_test)):
                 if got[s] is not None:
                     arrays[s] = got[s]["F"]
-                    seconds += _meta_seconds(cache, keys[s])
+                    seconds += float(_meta(cache, keys[s]).get("seconds", 0.0))
                     continue
                 t0 = time.perf_counter()
                 arrays[s] = est.transform(X)
                 # the fit is charged to the training split
                 dt = time.perf_counter() - t0 + (fit_s if s == "train" else 0.0)
                 seconds += dt
+                # where and how it ran (device, precision, ...), for extractors that say
+                runtime = getattr(est, "runtime_", None)
                 cache.save("features", keys[s], {"F": arrays[s]},
                            {"seconds": dt, "spec": name, "params": est_params,
-                            "n_images": len(X)})
+                            "n_images": len(X), "runtime": runtime})
             cached = False
         all_cached &= cached
         total_s += seconds
         trains.append(arrays["train"])
         tests.append(arrays["test"])
-        parts.append({"name": name, "dim": int(arrays["train"].shape[1]), "cached": cached,
-                      "extract_s": seconds})
+        part = {"name": name, "dim": int(arrays["train"].shape[1]), "cached": cached,
+                "extract_s": seconds}
+        if runtime:
+            part["runtime"] = runtime
+        parts.append(part)
     F_train = trains[0] if len(trains) == 1 else np.hstack(trains)
     F_test = tests[0] if len(tests) == 1 else np.hstack(tests)
     return FeatureResult(F_train, F_test, all_params, total_s, all_cached, parts)
 
 
-@functools.lru_cache(maxsize=1)
-def _features_code_hash() -> str:
-    """Hash of the extractors' source files: editing any of them invalidates the cache."""
-    import hashlib
+@functools.cache
+def extractor_code_hash(cls: type) -> str:
+    """Hash of the source of ``cls``'s module and every featbench module it uses.
 
-    folder = Path(__file__).parent / "features"
+    Editing an extractor (or a helper it imports) invalidates its cached features,
+    and only its own: adding an extractor leaves the others' caches valid.
+    """
+    import hashlib
+    import inspect
+    import sys
+
+    seen: set[str] = set()
+    stack = [cls.__module__]
+    while stack:
+        name = stack.pop()
+        module = sys.modules.get(name)
+        if name in seen or module is None or not name.startswith("featbench."):
+            continue
+        seen.add(name)
+        for value in vars(module).values():
+            dep = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(dep, str) and dep.startswith("featbench.") and dep not in seen:
+                stack.append(dep)
     h = hashlib.sha256()
-    for f in sorted(folder.glob("*.py")):
-        h.update(f.name.encode() + f.read_bytes())
+    for name in sorted(seen):
+        file = getattr(sys.modules[name], "__file__", None)
+        if file:
+            h.update(name.encode() + Path(file).read_bytes())
     return h.hexdigest()[:16]
 
 
-def _meta_seconds(cache: ArrayCache, key: str) -> float:
+def _meta(cache: ArrayCache, key: str) -> dict[str, Any]:
     import json
 
     try:
-        meta = json.loads((cache.path("features", key) / "meta.json").read_text())
-        return float(meta.get("seconds", 0.0))
+        return json.loads((cache.path("features", key) / "meta.json").read_text())
     except (OSError, ValueError):
-        return 0.0
+        return {}
 
 
 def classifier_setup(name: str, params: dict[str, Any], seed: int):
@@ -186,7 +213,8 @@ def validate_plan(features: list[str], classifiers: list[str],
         get_extractor(spec)  # unknown names raise with the valid list
         for name in split_spec(spec):
             names.add(name)
-            set_params_checked(EXTRACTORS.build(name), params.get(name, {}), f"feature {name!r}")
+            set_params_checked(build_extractor(name), params.get(name, {}),
+                               f"feature {name!r}")
     for clf in classifiers:
         names.add(clf)
         classifier_setup(clf, params.get(clf, {}), 0)
@@ -313,6 +341,11 @@ def run_benchmark(
             if feats is not None:
                 rec["features"].update(params=feats.params, parts=feats.parts,
                                        cached=feats.cached)
+                runtimes = [p["runtime"] for p in feats.parts if p.get("runtime")]
+                for field_ in ("device", "precision"):
+                    values = sorted({str(r[field_]) for r in runtimes if field_ in r})
+                    if values:
+                        rec["device"][field_] = ",".join(values)
             try:
                 if feat_error:
                     raise RuntimeError(feat_error)

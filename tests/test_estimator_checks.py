@@ -23,6 +23,7 @@ from featbench.features import (
     HOG,
     VLAD,
     BagOfVisualWords,
+    CNNEmbedding,
     ColorHistogram,
     FisherVector,
     KMeansPatches,
@@ -51,11 +52,13 @@ SMALL = {
     "vlad": dict(n_words=4, step=8, max_descriptors=1000),
     "fisher": dict(n_components=2, pca_dim=4, step=8, max_descriptors=1000),
     "kmeans-patches": dict(n_centroids=8, n_patches=1000, kmeans_iter=3),
+    # random weights (no download), small input, fp32 so batches agree to float precision
+    "cnn:<model>": dict(model="resnet18", weights=None, size=32, precision="fp32"),
 }
 ESTIMATORS = [HOG(), HOG(block_norm=None), ColorHistogram(), ColorHistogram("rgb", 4),
               RawPixels(), RawPixels(size=16), BagOfVisualWords(**SMALL["bovw"]),
               VLAD(**SMALL["vlad"]), FisherVector(**SMALL["fisher"]),
-              KMeansPatches(**SMALL["kmeans-patches"])]
+              KMeansPatches(**SMALL["kmeans-patches"]), CNNEmbedding(**SMALL["cnn:<model>"])]
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda est: dict.fromkeys(

