@@ -190,5 +190,126 @@ def table(records, output) -> None:
         raise _fail(exc) from None
 
 
+@main.command(context_settings=CONTEXT)
+@click.argument("study", default="cifar10")
+@click.option("--quick", is_flag=True,
+              help="Seeded subset (5,000 train / 1,000 test), small vocabularies, 64 px CNN "
+                   "inputs: minutes instead of hours; labeled QUICK everywhere.")
+@click.option("--only", multiple=True, metavar="PATTERN",
+              help="Run only rows whose id (label/classifier) matches, e.g. 'HOG*' or "
+                   "'*/logreg'; repeatable.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Study folder [default: results/studies/STUDY or STUDY-quick].")
+@click.option("-d", "--dataset", help="Run the study's rows on another dataset "
+                                      "(e.g. folder:PATH) [default: the study's].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Data root [default: $FEATBENCH_DATA or the cache folder].")
+@click.option("--train-size", type=click.IntRange(min=1), help="Override the training subset.")
+@click.option("--test-size", type=click.IntRange(min=1), help="Override the test subset.")
+@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--device", default=None, metavar="auto|cpu|cuda[:N]|mps",
+              help="Torch device of the extractors that use one [default: auto].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Feature cache [default: $FEATBENCH_CACHE or ~/.cache/featbench].")
+@click.option("--list", "list_rows", is_flag=True, help="List the study's rows and exit.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker threads/processes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def reproduce(study, quick, only, out, dataset, data_dir, train_size, test_size, seed, device,
+              cache_dir, list_rows, jobs, quiet) -> None:
+    """Run a study (default: cifar10) with published references, then tables and plots.
+
+    Rows already finished in the study folder are skipped, so an interrupted study
+    resumes; features come from the cache. Writes table.csv/.md/.json, four PNG plots
+    and report.html into the study folder (see `featbench plot` to redraw them).
+    """
+    from .cache import ArrayCache
+    from .datasets import load_dataset
+    from .parallel import set_options
+    from .report import render
+    from .reproduce import run_study
+    from .studies import get_study, validate_study
+
+    set_options(n_jobs=jobs, progress=False if quiet else None)
+    try:
+        st = get_study(study)
+        validate_study(st)
+        rows = st.select(list(only))
+        if list_rows:
+            for row in rows:
+                ref = f"  [ref {row.reference.text()} {row.reference.metric}]" \
+                    if row.reference else ""
+                click.echo(f"{row.id:<48} {row.features}{ref}")
+            return
+        if device is not None:
+            rows = [_with_device(row, device) for row in rows]
+        out = out or Path("results") / "studies" / (st.name + ("-quick" if quick else ""))
+        sizes = dict(st.quick_sizes) if quick else {}
+        if train_size:
+            sizes["train_size"] = train_size
+        if test_size:
+            sizes["test_size"] = test_size
+        cache = ArrayCache(cache_dir)
+        ds = load_dataset(dataset or st.dataset, data_dir=data_dir, seed=seed, cache=cache)
+        if quick:  # the quick subset is at most the study's sizes
+            sizes["train_size"] = min(sizes["train_size"], len(ds.y_train))
+            sizes["test_size"] = min(sizes["test_size"], len(ds.y_test))
+        if sizes:
+            ds = ds.subset(sizes.get("train_size"), sizes.get("test_size"), seed=seed)
+        click.echo(f"study {st.name}{' (QUICK)' if quick else ''}: {ds.name}, "
+                   f"{len(ds.y_train)} train / {len(ds.y_test)} test images -> {out}", err=True)
+        run_study(st, ds, out, quick=quick, rows=rows, seed=seed, cache=cache, n_jobs=jobs,
+                  echo=lambda m: click.echo(m, err=True))
+        files = render(out)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished rows are kept; run the same command to resume",
+                   err=True)
+        sys.exit(130)
+    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
+        raise _fail(exc) from None
+    _echo_study_table(files["table.csv"])
+    click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
+
+
+def _echo_study_table(csv_path: Path) -> None:
+    import pandas as pd
+    from tabulate import tabulate
+
+    df = pd.read_csv(csv_path)
+    cols = ["row", "classifier", "val_acc", "test_acc", "reference", "ref_metric", "difference",
+            "extract_s", "fit_s", "error"]
+    view = df[cols].fillna({"reference": "", "ref_metric": "", "error": ""})
+    view = view.astype(object).where(view.notna(), None)  # "-" for no difference
+    if not view["error"].astype(bool).any():
+        view = view.drop(columns="error")
+    click.echo(tabulate(view, headers="keys", tablefmt="simple", showindex=False,
+                        floatfmt=".4f", missingval="-"))
+
+
+def _with_device(row, device: str):
+    import dataclasses
+
+    from .features import build_extractor, split_spec
+
+    params = {k: dict(v) for k, v in row.params.items()}
+    for name in split_spec(row.features):
+        if "device" in build_extractor(name).get_params(deep=False):
+            params.setdefault(name, {}).setdefault("device", device)
+    return dataclasses.replace(row, params=params)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--title", help="Title of the plots and report.")
+def plot(study_dir, title) -> None:
+    """Redraw a study's tables, plots and report.html from its run records."""
+    from .report import render
+
+    try:
+        files = render(study_dir, title)
+    except (FeatbenchError, OSError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -296,6 +296,7 @@ def run_benchmark(
     results_dir: str | Path | None = "results",
     n_jobs: int | None = None,
     on_record=None,
+    annotate: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Run every feature x classifier pair and return (and write) their records.
 
@@ -317,6 +318,8 @@ def run_benchmark(
         Records go to ``<results_dir>/runs/<run_id>.json``; None writes nothing.
     on_record : callable, optional
         Called with each record as soon as it is written.
+    annotate : dict, optional
+        Extra fields stored in every record (e.g. the study row it belongs to).
 
     Notes
     -----
@@ -338,6 +341,7 @@ def run_benchmark(
         for clf_name in classifiers:
             pairs.set_postfix_str(f"fit {clf_name} on {spec}")
             rec = new_record(ds, spec, clf_name, seed)
+            rec.update(annotate or {})
             if feats is not None:
                 rec["features"].update(params=feats.params, parts=feats.parts,
                                        cached=feats.cached)

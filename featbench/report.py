@@ -1,0 +1,224 @@
+"""Study tables, plots and a self-contained HTML report, drawn from run records alone.
+
+``render(out_dir)`` reads ``out_dir/runs/*.json`` (written by ``featbench reproduce``)
+and writes ``table.csv``, ``table.md``, ``table.json``, four PNG plots and
+``report.html`` (table and plots embedded; opens offline).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .results import changed_params, load_records, write_table
+from .studies import Reference
+
+#: study table columns, in order
+STUDY_COLUMNS = [
+    "row", "family", "features", "feature_params", "classifier", "feature_dim", "n_train",
+    "n_test", "val_acc", "test_acc", "reference", "ref_metric", "difference", "extract_s",
+    "images_per_s", "fit_s", "hyperparams", "source", "error",
+]
+PLOTS = ("accuracy.png", "accuracy_vs_speed.png", "confusion.png", "per_class.png")
+COLORS = {"hand-crafted": "#4c72b0", "cnn": "#dd8452"}
+
+
+def latest_per_row(records: list[dict]) -> list[dict]:
+    """One record per study row: the newest without error, else the newest."""
+    best: dict[str, dict] = {}
+    for rec in sorted(records, key=lambda r: r.get("created", "")):
+        key = rec.get("study", {}).get("row") or rec["run_id"]
+        if key not in best or not rec.get("error") or best[key].get("error"):
+            best[key] = rec
+    return sorted(best.values(), key=lambda r: (r.get("study", {}).get("order", 1e9),
+                                                 r.get("created", "")))
+
+
+def study_row(rec: dict) -> dict:
+    """One table row from a record, with its reference and our difference to it."""
+    st = rec.get("study", {})
+    ref = Reference.from_dict(st.get("reference"))
+    ds, t, clf = rec.get("dataset", {}), rec.get("timings", {}), rec.get("classifier", {})
+    ours = rec.get("val_acc" if ref and ref.metric == "val" else "test_acc")
+    ms = t.get("extract_ms_per_image")
+    return {
+        "row": st.get("label") or rec.get("features", {}).get("spec"),
+        "family": st.get("family", "hand-crafted"),
+        "features": rec.get("features", {}).get("spec"),
+        "feature_params": changed_params(rec.get("features", {}).get("params", {})),
+        "classifier": clf.get("name"),
+        "feature_dim": rec.get("feature_dim"),
+        "n_train": ds.get("n_train_fit"),
+        "n_test": ds.get("n_test"),
+        "val_acc": rec.get("val_acc"),
+        "test_acc": rec.get("test_acc"),
+        "reference": ref.text() if ref else "",
+        "ref_metric": ref.metric if ref else "",
+        "difference": ref.difference(ours) if ref else None,
+        "extract_s": t.get("extract_s"),
+        "images_per_s": round(1000.0 / ms, 1) if ms else None,
+        "fit_s": t.get("fit_s"),
+        "hyperparams": " ".join(f"{k}={v}" for k, v in sorted((clf.get("chosen") or {}).items())),
+        "source": ref.source if ref else "",
+        "error": rec.get("error") or "",
+    }
+
+
+def study_table(records: list[dict]) -> pd.DataFrame:
+    """The study table (:data:`STUDY_COLUMNS`), one row per study row."""
+    return pd.DataFrame([study_row(r) for r in latest_per_row(records)], columns=STUDY_COLUMNS)
+
+
+def _best(records: list[dict], family: str) -> dict | None:
+    ok = [r for r in records if not r.get("error") and r.get("confusion")
+          and r.get("study", {}).get("family", "hand-crafted") == family]
+    return max(ok, key=lambda r: r["test_acc"]) if ok else None
+
+
+def _name(rec: dict) -> str:
+    return f"{rec.get('study', {}).get('label') or rec['features']['spec']} + " \
+           f"{rec['classifier']['name']}"
+
+
+def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
+    """Write the four PNG plots to ``out_dir``; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in latest_per_row(records) if not r.get("error")]
+    df = study_table(recs)
+    paths = [out_dir / p for p in PLOTS]
+
+    # (1) test accuracy per row, references marked
+    fig, ax = plt.subplots(figsize=(8, 0.32 * max(len(df), 4) + 1.2))
+    y = np.arange(len(df))[::-1]
+    labels = [f"{r.row} + {r.classifier}" for r in df.itertuples()]
+    ax.barh(y, df["test_acc"], color=[COLORS.get(f, "gray") for f in df["family"]])
+    for yi, rec in zip(y, recs, strict=False):
+        ref = Reference.from_dict(rec.get("study", {}).get("reference"))
+        if ref is None:
+            continue
+        style = dict(color="black", marker="|" if ref.metric == "test" else "x", ms=12, lw=2)
+        ax.plot([ref.low, ref.high], [yi, yi], **style)
+    for yi, acc in zip(y, df["test_acc"], strict=False):
+        ax.text(acc + 0.005, yi, f"{acc:.3f}", va="center", fontsize=7)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlim(0, 1.06)
+    ax.set_xlabel("test accuracy (black: published reference; x = validation accuracy)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLORS.values()]
+    ax.legend(handles, list(COLORS), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.set_title(title or "accuracy per row", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    # (2) accuracy vs extraction cost
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in df.itertuples():
+        if r.images_per_s and not math.isnan(r.images_per_s):
+            ax.scatter(r.images_per_s, r.test_acc, color=COLORS.get(r.family, "gray"), s=30)
+            ax.annotate(f"{r.row} + {r.classifier}", (r.images_per_s, r.test_acc),
+                        fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("extraction throughput (images/s, log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title or "accuracy vs extraction cost", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+
+    # (3) confusion matrices and (4) per-class accuracy of the best row of each family
+    best = [b for b in (_best(recs, "hand-crafted"), _best(recs, "cnn")) if b is not None]
+    classes = (best[0]["dataset"].get("classes") if best else None) or []
+    fig, axes = plt.subplots(1, max(1, len(best)), figsize=(5.5 * max(1, len(best)), 5),
+                             squeeze=False)
+    for ax, rec in zip(axes[0], best, strict=False):
+        m = np.asarray(rec["confusion"], dtype=float)
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+        ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+        ticks = range(len(m))
+        ax.set_xticks(ticks, classes or ticks, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, classes or ticks, fontsize=7)
+        for i in ticks:
+            for j in ticks:
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                        color="white" if m[i, j] > 0.5 else "black")
+        ax.set_title(f"{_name(rec)}: {rec['test_acc']:.3f}", fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    if not best:
+        axes[0][0].text(0.5, 0.5, "no finished rows", ha="center")
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(best))
+    for k, rec in enumerate(best):
+        m = np.asarray(rec["confusion"], dtype=float)
+        per_class = np.diag(m) / np.maximum(m.sum(1), 1)
+        x = np.arange(len(per_class)) + (k - (len(best) - 1) / 2) * width
+        family = rec.get("study", {}).get("family", "hand-crafted")
+        ax.bar(x, per_class, width, label=_name(rec), color=COLORS.get(family, "gray"))
+    if best:
+        n = len(best[0]["confusion"])
+        ax.set_xticks(range(n), classes or range(n), rotation=45, fontsize=8)
+        ax.legend(fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("per-class test accuracy")
+    fig.tight_layout()
+    fig.savefig(paths[3], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_html(df: pd.DataFrame, plots: list[Path], path: Path, title: str,
+               notes: str = "") -> Path:
+    """A self-contained report: the table and the plots embedded as base64 PNG."""
+    images = "\n".join(
+        f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{p.stem}</figcaption>'
+        f"</figure>" for p in plots)
+    table = df.to_html(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}",
+                       classes="study", border=0)
+    path.write_text(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;}} table.study{{border-collapse:collapse;
+font-size:12px;}} table.study td,table.study th{{padding:3px 6px;border-bottom:1px solid #ddd;}}
+img{{max-width:100%;}} figure{{display:inline-block;margin:1em;}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>
+{table}
+{images}
+</body></html>
+""")
+    return path
+
+
+def render(out_dir: str | Path, title: str | None = None) -> dict[str, Path]:
+    """Tables (CSV, Markdown, JSON), plots and report.html from ``out_dir/runs``."""
+    out_dir = Path(out_dir)
+    records = load_records([out_dir / "runs"])
+    df = study_table(records)
+    quick = any(r.get("study", {}).get("quick") for r in records)
+    ds = records[-1].get("dataset", {})
+    title = title or (f"featbench study on {ds.get('name')} ({ds.get('source', '')})"
+                      + (" - QUICK subset, not the full study" if quick else ""))
+    out = {}
+    for ext in ("csv", "md", "json"):
+        out[f"table.{ext}"] = write_table(df, out_dir / f"table.{ext}")
+    for p in plot_all(records, out_dir, title):
+        out[p.name] = p
+    notes = (f"{len(df)} rows; train {ds.get('n_train')} / test {ds.get('n_test')} images. "
+             "difference = ours minus the reference (0 inside a published band), on the "
+             "metric the reference reports (ref_metric).")
+    out["report.html"] = write_html(df, [out[p] for p in PLOTS], out_dir / "report.html",
+                                    title, notes)
+    return out

@@ -1,0 +1,98 @@
+"""Run a study (:mod:`featbench.studies`) row by row, resumably, into one folder.
+
+Each finished row is a run record in ``<out>/runs/`` carrying the row's label,
+family and reference; a row whose record is already there (same row, dataset,
+parameters and seed, no error) is skipped, so an interrupted study resumes where it
+stopped and cached features are reused. Tables, plots and the HTML report are then
+drawn from the records alone (:mod:`featbench.report`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .cache import ArrayCache
+from .datasets import Dataset
+from .results import load_records
+from .runner import run_benchmark
+from .studies import Row, Study
+
+
+def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: bool) -> str:
+    """What makes a row's result: row id, data fingerprint, parameters, seed, mode."""
+    blob = json.dumps({"row": row.id, "features": row.features, "classifier": row.classifier,
+                       "data": ds.fingerprint, "params": params, "seed": seed, "quick": quick},
+                      sort_keys=True, default=repr)
+    return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
+
+
+def finished_keys(out_dir: Path) -> set[str]:
+    """Keys of the rows with an error-free record in ``out_dir/runs``."""
+    runs = Path(out_dir) / "runs"
+    if not runs.is_dir() or not any(runs.glob("*.json")):
+        return set()
+    return {r["study"]["key"] for r in load_records([runs])
+            if r.get("study", {}).get("key") and not r.get("error")}
+
+
+def unavailable(row: Row) -> str | None:
+    """Why a row cannot run here (weights it may only use when present), else None."""
+    if not row.only_if_present or not row.features.startswith("cnn:"):
+        return None
+    from .features.cnn import LITE_MODELS, weights_file
+
+    model = row.features.split(":", 1)[1]
+    if model in LITE_MODELS:
+        return None
+    from torchvision.models import get_model_weights
+
+    params = row.params.get(row.features, {})
+    if params.get("weights_path"):
+        return None if Path(params["weights_path"]).is_file() else \
+            f"weights file {params['weights_path']} not found"
+    enum = get_model_weights(model)
+    name = params.get("weights", "DEFAULT")
+    w = enum.DEFAULT if str(name).upper() == "DEFAULT" else enum[name]
+    target = weights_file(w)
+    return None if target.is_file() else f"{w} not present at {target}"
+
+
+def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = False,
+              rows: list[Row] | None = None, seed: int = 0, cache: ArrayCache | None = None,
+              n_jobs: int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
+    """Run the rows of ``study`` not finished yet in ``out_dir``; return the new records."""
+    out_dir = Path(out_dir)
+    done = finished_keys(out_dir)
+    records = []
+    todo = rows if rows is not None else list(study.rows)
+    for i, row in enumerate(todo, 1):
+        params = row.params_for(quick)
+        key = row_key(row, ds, params, seed, quick)
+        tag = f"[{i}/{len(todo)}] {row.id}"
+        if key in done:
+            echo(f"{tag}: done earlier, skipped")
+            continue
+        why = unavailable(row)
+        if why:
+            echo(f"{tag}: skipped ({why})")
+            continue
+        echo(f"{tag}: running")
+        order = study.rows.index(row) if row in study.rows else i
+        annotate = {"study": {"name": study.name, "key": key, "row": row.id, "label": row.label,
+                              "order": order,
+                              "family": row.family, "quick": quick,
+                              "reference": row.reference.to_dict() if row.reference else None}}
+        recs = run_benchmark(ds, [row.features], [row.classifier], params=params, seed=seed,
+                             cache=cache, results_dir=out_dir, n_jobs=n_jobs,
+                             annotate=annotate)
+        for rec in recs:
+            acc = rec.get("test_acc")
+            echo(f"{tag}: " + (f"error: {rec['error']}" if rec.get("error")
+                               else f"test {acc:.4f}, extract {rec['timings']['extract_s']:.0f} s,"
+                                    f" fit {rec['timings']['fit_s']:.0f} s"))
+        records += recs
+    return records

@@ -1,0 +1,87 @@
+"""The CIFAR-10 study: hand-crafted features vs ImageNet ConvNet embeddings.
+
+The rows of CS231n Lecture 5's argument, each with ``linear-svm`` and ``logreg``
+(and HOG + hue with a two-layer net), with the published numbers beside them.
+Edit the lists below to add rows; ``featbench reproduce cifar10 --only 'hog*'``
+runs a subset.
+"""
+
+from __future__ import annotations
+
+from . import STUDIES, Reference, Row, Study
+
+CS231N = ("CS231n (Stanford, 2016-2024) assignment 1, features.ipynb / svm.ipynb "
+          "(cs231n.github.io/assignments)")
+COATES = ("A. Coates, H. Lee, A. Y. Ng, An analysis of single-layer networks in unsupervised "
+          "feature learning, AISTATS 2011, Fig. 3 / Table 1")
+ERICSSON = ("L. Ericsson, H. Gouk, T. Hospedales, How well do self-supervised models transfer?, "
+            "CVPR 2021, Table 1 (supervised ResNet-50, many-shot linear, CIFAR-10)")
+
+#: the high-dimensional encodings choose small C; large C takes long to fit
+SMALL_C = {"linear-svm": {"C": (1e-5, 1e-4, 1e-3)}}
+#: --quick: small vocabularies, low CNN resolution
+QUICK_BOVW = {"bovw": {"n_words": 256}}
+QUICK_FISHER = {"fisher": {"n_components": 16}}
+QUICK_KMEANS = {"kmeans-patches": {"n_centroids": 400, "n_patches": 100_000}}
+
+
+def _cnn(model: str, label: str, size: int | None = None, weights: str | None = None,
+         reference: dict[str, Reference] | None = None,
+         only_if_present: bool = False) -> list[Row]:
+    name = f"cnn:{model}"
+    params: dict = {name: {}}
+    if size is not None:
+        params[name]["size"] = size
+    if weights is not None:
+        params[name]["weights"] = weights
+    return [Row(label, name, clf, "cnn", params, {name: {"size": 64}},
+                (reference or {}).get(clf), only_if_present)
+            for clf in ("linear-svm", "logreg")]
+
+
+def _both(label: str, features: str, params: dict | None = None, quick: dict | None = None,
+          references: dict[str, Reference] | None = None, svm_params: dict | None = None
+          ) -> list[Row]:
+    rows = []
+    for clf in ("linear-svm", "logreg"):
+        p = dict(params or {})
+        if clf == "linear-svm" and svm_params:
+            p.update(svm_params)
+        rows.append(Row(label, features, clf, "hand-crafted", p, quick or {},
+                        (references or {}).get(clf)))
+    return rows
+
+
+CS231N_HOG = {"hog": {"block_norm": None}}
+
+ROWS = (
+    *_both("raw pixels", "raw", references={"linear-svm": Reference(
+        (0.38, 0.39), CS231N, "val", "raw pixels + multiclass SVM, validation accuracy")}),
+    *_both("color histogram", "color-hist"),
+    *_both("HOG (Dalal-Triggs)", "hog"),
+    *_both("HOG (CS231n)", "hog", CS231N_HOG),
+    *_both("HOG + hue (CS231n)", "hog+color-hist", CS231N_HOG, references={
+        "linear-svm": Reference((0.42, 0.50), CS231N, "test",
+                                "solutions on the first 1,000 test images; ~0.44 validation")}),
+    Row("HOG + hue (CS231n)", "hog+color-hist", "mlp", "hand-crafted", CS231N_HOG,
+        reference=Reference((0.55, 0.60), CS231N, "test",
+                            "two-layer net on HOG + hue features")),
+    *_both("bag of words", "bovw", quick=QUICK_BOVW, svm_params=SMALL_C),
+    *_both("Fisher vectors", "fisher", quick=QUICK_FISHER, svm_params=SMALL_C),
+    *_both("k-means patches (K=1600)", "kmeans-patches", quick=QUICK_KMEANS,
+           svm_params=SMALL_C, references={"linear-svm": Reference(
+               (0.77, 0.78), COATES, "test", "1600 centroids, triangle code, L2-SVM")}),
+    *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (224 px)"),
+    *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (128 px)", size=128),
+    *_cnn("efficientnet-lite1", "EfficientNet-Lite1 (240 px)"),
+    *_cnn("efficientnet-lite2", "EfficientNet-Lite2 (260 px)"),
+    *_cnn("resnet50", "ResNet-50 (224 px, IMAGENET1K_V1)", weights="IMAGENET1K_V1",
+          reference={"logreg": Reference(0.9147, ERICSSON, "test", "linear probe at 224 px")},
+          only_if_present=True),
+)
+
+
+@STUDIES.register("cifar10", "CIFAR-10: hand-crafted features vs ImageNet ConvNet embeddings.")
+def cifar10_study() -> Study:
+    """CS231n Lecture 5's comparison on CIFAR-10."""
+    return Study("cifar10", "cifar10", __doc__.splitlines()[0], ROWS)
