@@ -204,6 +204,7 @@ def table(records, output) -> None:
                                       "(e.g. folder:PATH) [default: the study's].")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Data root [default: $FEATBENCH_DATA or the cache folder].")
+@click.option("--download", is_flag=True, help="Download CIFAR-10 when it is not found.")
 @click.option("--train-size", type=click.IntRange(min=1), help="Override the training subset.")
 @click.option("--test-size", type=click.IntRange(min=1), help="Override the test subset.")
 @click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
@@ -214,8 +215,8 @@ def table(records, output) -> None:
 @click.option("--list", "list_rows", is_flag=True, help="List the study's rows and exit.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker threads/processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def reproduce(study, quick, only, out, dataset, data_dir, train_size, test_size, seed, device,
-              cache_dir, list_rows, jobs, quiet) -> None:
+def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, test_size, seed,
+              device, cache_dir, list_rows, jobs, quiet) -> None:
     """Run a study (default: cifar10) with published references, then tables and plots.
 
     Rows already finished in the study folder are skipped, so an interrupted study
@@ -226,7 +227,7 @@ def reproduce(study, quick, only, out, dataset, data_dir, train_size, test_size,
     from .datasets import load_dataset
     from .parallel import set_options
     from .report import render
-    from .reproduce import run_study
+    from .reproduce import finished_keys, run_study
     from .studies import get_study, validate_study
 
     set_options(n_jobs=jobs, progress=False if quiet else None)
@@ -249,7 +250,8 @@ def reproduce(study, quick, only, out, dataset, data_dir, train_size, test_size,
         if test_size:
             sizes["test_size"] = test_size
         cache = ArrayCache(cache_dir)
-        ds = load_dataset(dataset or st.dataset, data_dir=data_dir, seed=seed, cache=cache)
+        ds = load_dataset(dataset or st.dataset, data_dir=data_dir, download=download,
+                          seed=seed, cache=cache)
         if quick:  # the quick subset is at most the study's sizes
             sizes["train_size"] = min(sizes["train_size"], len(ds.y_train))
             sizes["test_size"] = min(sizes["test_size"], len(ds.y_test))
@@ -257,9 +259,12 @@ def reproduce(study, quick, only, out, dataset, data_dir, train_size, test_size,
             ds = ds.subset(sizes.get("train_size"), sizes.get("test_size"), seed=seed)
         click.echo(f"study {st.name}{' (QUICK)' if quick else ''}: {ds.name}, "
                    f"{len(ds.y_train)} train / {len(ds.y_test)} test images -> {out}", err=True)
-        run_study(st, ds, out, quick=quick, rows=rows, seed=seed, cache=cache, n_jobs=jobs,
-                  echo=lambda m: click.echo(m, err=True))
-        files = render(out)
+        _, planned = run_study(st, ds, out, quick=quick, rows=rows, seed=seed, cache=cache,
+                               n_jobs=jobs, echo=lambda m: click.echo(m, err=True))
+        if not finished_keys(out) & planned:
+            click.echo("no finished rows to report (every selected row was skipped)", err=True)
+            return
+        files = render(out, keys=planned)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished rows are kept; run the same command to resume",
                    err=True)
@@ -306,7 +311,7 @@ def plot(study_dir, title) -> None:
 
     try:
         files = render(study_dir, title)
-    except (FeatbenchError, OSError) as exc:
+    except (FeatbenchError, OSError, ValueError) as exc:
         raise _fail(exc) from None
     click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import DataError
 from .results import changed_params, load_records, write_table
 from .studies import Reference
 
@@ -202,10 +203,19 @@ img{{max-width:100%;}} figure{{display:inline-block;margin:1em;}}</style></head>
     return path
 
 
-def render(out_dir: str | Path, title: str | None = None) -> dict[str, Path]:
-    """Tables (CSV, Markdown, JSON), plots and report.html from ``out_dir/runs``."""
+def render(out_dir: str | Path, title: str | None = None,
+           keys: set[str] | None = None) -> dict[str, Path]:
+    """Tables (CSV, Markdown, JSON), plots and report.html from ``out_dir/runs``.
+
+    ``keys`` keeps only the records of those study rows (one plan's rows, when a
+    folder also holds records of other datasets, seeds or sizes).
+    """
     out_dir = Path(out_dir)
     records = load_records([out_dir / "runs"])
+    if keys is not None:
+        records = [r for r in records if r.get("study", {}).get("key") in keys]
+        if not records:
+            raise DataError(f"no finished rows of this plan in {out_dir / 'runs'}")
     df = study_table(records)
     quick = any(r.get("study", {}).get("quick") for r in records)
     ds = records[-1].get("dataset", {})

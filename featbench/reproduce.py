@@ -21,9 +21,14 @@ from .results import load_records
 from .runner import run_benchmark
 from .studies import Row, Study
 
+#: parameters that say where a row runs, not what it computes: not part of its key
+PLACEMENT = ("device", "batch_size")
+
 
 def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: bool) -> str:
     """What makes a row's result: row id, data fingerprint, parameters, seed, mode."""
+    params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
+              for name, values in params.items()}
     blob = json.dumps({"row": row.id, "features": row.features, "classifier": row.classifier,
                        "data": ds.fingerprint, "params": params, "seed": seed, "quick": quick},
                       sort_keys=True, default=repr)
@@ -54,24 +59,34 @@ def unavailable(row: Row) -> str | None:
     if params.get("weights_path"):
         return None if Path(params["weights_path"]).is_file() else \
             f"weights file {params['weights_path']} not found"
-    enum = get_model_weights(model)
     name = params.get("weights", "DEFAULT")
-    w = enum.DEFAULT if str(name).upper() == "DEFAULT" else enum[name]
+    try:
+        enum = get_model_weights(model)
+        w = enum.DEFAULT if str(name).upper() == "DEFAULT" else enum[str(name)]
+    except (KeyError, ValueError):
+        return f"no weights {name!r} for {model}"
     target = weights_file(w)
     return None if target.is_file() else f"{w} not present at {target}"
 
 
 def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = False,
               rows: list[Row] | None = None, seed: int = 0, cache: ArrayCache | None = None,
-              n_jobs: int | None = None, echo: Callable[[str], None] = print) -> list[dict]:
-    """Run the rows of ``study`` not finished yet in ``out_dir``; return the new records."""
+              n_jobs: int | None = None, echo: Callable[[str], None] = print
+              ) -> tuple[list[dict], set[str]]:
+    """Run the rows of ``study`` not finished yet in ``out_dir``.
+
+    Returns the new records and the keys of every planned row (finished earlier or
+    now), which select the records a report of this plan shows.
+    """
     out_dir = Path(out_dir)
     done = finished_keys(out_dir)
-    records = []
+    records, planned = [], set()
     todo = rows if rows is not None else list(study.rows)
+    ids = [r.id for r in study.rows]
     for i, row in enumerate(todo, 1):
         params = row.params_for(quick)
         key = row_key(row, ds, params, seed, quick)
+        planned.add(key)
         tag = f"[{i}/{len(todo)}] {row.id}"
         if key in done:
             echo(f"{tag}: done earlier, skipped")
@@ -81,7 +96,7 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
             echo(f"{tag}: skipped ({why})")
             continue
         echo(f"{tag}: running")
-        order = study.rows.index(row) if row in study.rows else i
+        order = ids.index(row.id) if row.id in ids else len(ids) + i
         annotate = {"study": {"name": study.name, "key": key, "row": row.id, "label": row.label,
                               "order": order,
                               "family": row.family, "quick": quick,
@@ -95,4 +110,4 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
                                else f"test {acc:.4f}, extract {rec['timings']['extract_s']:.0f} s,"
                                     f" fit {rec['timings']['fit_s']:.0f} s"))
         records += recs
-    return records
+    return records, planned

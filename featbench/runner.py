@@ -92,8 +92,11 @@ def extract(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         est_params = _canonical(est.get_params(deep=False))
         all_params[name] = est_params
         stateless = not est.__sklearn_tags__().requires_fit
+        exclude = getattr(est, "_cache_exclude", ())
+        token = est.cache_token() if hasattr(est, "cache_token") else None
         base = {"cls": f"{type(est).__module__}.{type(est).__qualname__}",
-                "params": est_params, "version": __version__,
+                "params": {k: v for k, v in est_params.items() if k not in exclude},
+                **({"token": token} if token else {}), "version": __version__,
                 "code": extractor_code_hash(type(est)),
                 "libs": package_versions()}
         keys = {

@@ -148,6 +148,23 @@ def test_layer_option_is_pooled_intermediate_output(images):
         CNNEmbedding("resnet18", weights=None, layer="layer9").fit(images)
 
 
+def test_swin_stage_outputs_are_pooled_over_space(images):
+    # Swin stages are (n, h, w, c): pooling must keep the 768 channels
+    F = CNNEmbedding("swin_t", weights=None, size=64, layer="features.7").transform(images)
+    assert F.shape == (len(images), 768)
+
+
+def test_bad_devices_are_clear_errors(images):
+    for device, message in [("tpu", "expected auto, cpu, cuda"), ("cuda:7", "CUDA|device"),
+                            ("mps", "MPS is not available|expected")]:
+        if device == "cuda:7" and torch.cuda.device_count() > 7:
+            continue
+        if device == "mps" and torch.backends.mps.is_available():
+            continue
+        with pytest.raises(ParameterError, match=message):
+            CNNEmbedding("resnet18", weights=None, device=device).fit(images)
+
+
 def test_deterministic_and_seeded(images):
     a = CNNEmbedding("resnet18", weights=None, size=32).fit(images).transform(images)
     b = CNNEmbedding("resnet18", weights=None, size=32).fit(images).transform(images)

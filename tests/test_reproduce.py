@@ -124,7 +124,18 @@ def test_quick_reproduce_outputs_resume_and_plot(synthetic, tmp_path):
     assert again.output.count("done earlier, skipped") == 4
     assert len(list((out / "runs").glob("*.json"))) == 4
 
+    # another plan (seed 1, one row) in the same folder reports only its own rows, and
+    # the first plan, run again, still shows its own
+    other = CliRunner().invoke(main, ["reproduce", "--quick", "-d", f"folder:{synthetic}", "-o",
+                                      str(out), "-q", "--seed", "1", "--only", "raw pixels/logreg"])
+    assert other.exit_code == 0, other.output
+    assert len(pd.read_csv(out / "table.csv")) == 1
+    assert _reproduce(synthetic, out).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "table.csv"), df)
+
     # plots and tables come from the records alone
+    (out / "runs" / next(iter(sorted(p.name for p in (out / "runs").glob("*.json")
+                                     if json.loads(p.read_text())["seed"] == 1)))).unlink()
     copy = tmp_path / "copy"
     shutil.copytree(out / "runs", copy / "runs")
     redraw = CliRunner().invoke(main, ["plot", str(copy)])

