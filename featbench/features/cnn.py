@@ -15,6 +15,7 @@ images have no border to spare) and normalized the way the weights were trained.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import os
@@ -376,6 +377,10 @@ class CNNEmbedding(ImageExtractor):
     precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
         Autocast dtype. auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs
         with AVX-512 BF16/AMX, fp32 otherwise. Features are returned as float32.
+    normalization : {None, "imagenet", "inception"}, default=None
+        Input scaling; None: what the weights were trained with (ImageNet mean/std for
+        torchvision, [-1, 1] for EfficientNet-Lite); "imagenet": mean/std; "inception":
+        [-1, 1].
     batch_size : int, default=64
         Images per forward pass; halved automatically when CUDA runs out of memory.
     random_state : int, default=0
@@ -406,7 +411,8 @@ class CNNEmbedding(ImageExtractor):
     def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT",
                  weights_path: str | None = None, size: int | None = None,
                  layer: str | None = None, device: str = "auto", precision: str = "auto",
-                 batch_size: int = 64, random_state: int | None = 0) -> None:
+                 normalization: str | None = None, batch_size: int = 64,
+                 random_state: int | None = 0) -> None:
         self.model = model
         self.weights = weights
         self.weights_path = weights_path
@@ -415,6 +421,7 @@ class CNNEmbedding(ImageExtractor):
         self.device = device
         self.precision = precision
         self.batch_size = batch_size
+        self.normalization = normalization
         self.random_state = random_state
 
     def _fit(self, X, y=None) -> None:
@@ -482,6 +489,13 @@ class CNNEmbedding(ImageExtractor):
     def _extract(self, images: np.ndarray) -> np.ndarray:
         loaded, net, device = self._network()
         size = self.size or loaded.size
+        norms = {None: (loaded.mean, loaded.std), "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+                 "inception": (LITE_MEAN, LITE_STD)}
+        if self.normalization not in norms:
+            raise ParameterError(f"normalization must be none, imagenet or inception; got "
+                                 f"{self.normalization!r}")
+        loaded = dataclasses.replace(loaded, mean=norms[self.normalization][0],
+                                     std=norms[self.normalization][1])
         precision = resolve_precision(self.precision, device)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
@@ -518,7 +532,7 @@ class CNNEmbedding(ImageExtractor):
         if used < self.batch_size:
             self._fitting_batch = used
         self.runtime_ = {"device": str(device), "precision": precision, "size": size,
-                         "weights": loaded.weights, "batch_size": used,
+                         "weights": loaded.weights, "batch_size": used, "mean": list(loaded.mean),
                          "torch_threads": torch.get_num_threads()}
         return torch.cat(out).numpy().astype(np.float32, copy=False)
 
