@@ -127,6 +127,10 @@ def run(dataset, features, clf, params, data_dir, download, image_size, test_fra
         raise _fail(exc) from None
     table = make_table(done)
     click.echo(format_table(table))
+    for rec in done:
+        if rec.get("error"):
+            click.echo(f"error in {rec['features']['spec']} + {rec['classifier']['name']}: "
+                       f"{rec['error']}", err=True)
     if output is not None:
         write_table(table, output)
         click.echo(f"table written to {output}", err=True)
@@ -139,7 +143,9 @@ def run(dataset, features, clf, params, data_dir, download, image_size, test_fra
 def _set_device(parsed: dict, feature_specs: list[str], device: str) -> None:
     """``--device`` for every extractor with a ``device`` parameter not set with -p."""
     from .features import build_extractor, split_spec
+    from .features.cnn import check_device
 
+    check_device(device)  # a device this machine does not have is an error up front
     for spec in feature_specs:
         for name in split_spec(spec):
             if "device" in build_extractor(name).get_params(deep=False):
@@ -242,6 +248,9 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
                 click.echo(f"{row.id:<48} {row.features}{ref}")
             return
         if device is not None:
+            from .features.cnn import check_device
+
+            check_device(device)
             rows = [_with_device(row, device) for row in rows]
         out = out or Path("results") / "studies" / (st.name + ("-quick" if quick else ""))
         sizes = dict(st.quick_sizes) if quick else {}
@@ -282,9 +291,9 @@ def _echo_study_table(csv_path: Path) -> None:
     df = pd.read_csv(csv_path)
     cols = ["row", "classifier", "val_acc", "test_acc", "reference", "ref_metric", "difference",
             "extract_s", "fit_s", "error"]
-    view = df[cols].fillna({"reference": "", "ref_metric": "", "error": ""})
-    view = view.astype(object).where(view.notna(), None)  # "-" for no difference
-    if not view["error"].astype(bool).any():
+    view = df[cols].astype(object)
+    view = view.where(view.notna(), None)  # "-" for missing cells
+    if view["error"].isna().all():
         view = view.drop(columns="error")
     click.echo(tabulate(view, headers="keys", tablefmt="simple", showindex=False,
                         floatfmt=".4f", missingval="-"))

@@ -64,11 +64,13 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=3)
+            close = difflib.get_close_matches(name, self._entries, n=3) or [
+                n for n in self._entries if name and name.lower() in n.lower()][:3]
             hint = f" Did you mean {', '.join(close)}?" if close else ""
+            plural = self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + "s"
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{hint} "
-                f"Valid {self.kind}s: {', '.join(self.names())}."
+                f"Valid {plural}: {', '.join(self.names())}."
             ) from None
 
     def build(self, name: str, **params: Any) -> Any:

@@ -40,6 +40,12 @@ def latest_per_row(records: list[dict]) -> list[dict]:
                                                  r.get("created", "")))
 
 
+def family_of(rec: dict) -> str:
+    """The row's family; records of plain runs: ``cnn`` for CNN features."""
+    fam = rec.get("study", {}).get("family")
+    return fam or ("cnn" if "cnn:" in rec.get("features", {}).get("spec", "") else "hand-crafted")
+
+
 def study_row(rec: dict) -> dict:
     """One table row from a record, with its reference and our difference to it."""
     st = rec.get("study", {})
@@ -49,7 +55,7 @@ def study_row(rec: dict) -> dict:
     ms = t.get("extract_ms_per_image")
     return {
         "row": st.get("label") or rec.get("features", {}).get("spec"),
-        "family": st.get("family", "hand-crafted"),
+        "family": family_of(rec),
         "features": rec.get("features", {}).get("spec"),
         "feature_params": changed_params(rec.get("features", {}).get("params", {})),
         "classifier": clf.get("name"),
@@ -77,7 +83,7 @@ def study_table(records: list[dict]) -> pd.DataFrame:
 
 def _best(records: list[dict], family: str) -> dict | None:
     ok = [r for r in records if not r.get("error") and r.get("confusion")
-          and r.get("study", {}).get("family", "hand-crafted") == family]
+          and family_of(r) == family]
     return max(ok, key=lambda r: r["test_acc"]) if ok else None
 
 
@@ -113,8 +119,9 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(0, 1.06)
     ax.set_xlabel("test accuracy (black: published reference; x = validation accuracy)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLORS.values()]
-    ax.legend(handles, list(COLORS), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    present = [f for f in COLORS if f in set(df["family"])]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[f]) for f in present]
+    ax.legend(handles, present, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_title(title or "accuracy per row", fontsize=10)
     fig.tight_layout()
     fig.savefig(paths[0], dpi=110)
@@ -157,6 +164,8 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
         ax.set_ylabel("true")
     if not best:
         axes[0][0].text(0.5, 0.5, "no finished rows", ha="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(paths[2], dpi=110)
     plt.close(fig)
@@ -167,14 +176,15 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
         m = np.asarray(rec["confusion"], dtype=float)
         per_class = np.diag(m) / np.maximum(m.sum(1), 1)
         x = np.arange(len(per_class)) + (k - (len(best) - 1) / 2) * width
-        family = rec.get("study", {}).get("family", "hand-crafted")
+        family = family_of(rec)
         ax.bar(x, per_class, width, label=_name(rec), color=COLORS.get(family, "gray"))
     if best:
         n = len(best[0]["confusion"])
         ax.set_xticks(range(n), classes or range(n), rotation=45, fontsize=8)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
     ax.set_ylim(0, 1)
     ax.set_ylabel("per-class test accuracy")
+    ax.set_title(title or "per-class accuracy", fontsize=10)
     fig.tight_layout()
     fig.savefig(paths[3], dpi=110)
     plt.close(fig)

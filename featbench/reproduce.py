@@ -83,6 +83,10 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
     records, planned = [], set()
     todo = rows if rows is not None else list(study.rows)
     ids = [r.id for r in study.rows]
+    same_data = ds.name == study.dataset
+    if not same_data:
+        echo(f"note: {ds.name} is not the study's dataset ({study.dataset}): "
+             f"its published references are left out")
     for i, row in enumerate(todo, 1):
         params = row.params_for(quick)
         key = row_key(row, ds, params, seed, quick)
@@ -97,10 +101,10 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
             continue
         echo(f"{tag}: running")
         order = ids.index(row.id) if row.id in ids else len(ids) + i
-        annotate = {"study": {"name": study.name, "key": key, "row": row.id, "label": row.label,
-                              "order": order,
-                              "family": row.family, "quick": quick,
-                              "reference": row.reference.to_dict() if row.reference else None}}
+        reference = row.reference.to_dict() if row.reference and same_data else None
+        annotate = {"study": {"name": study.name, "key": key, "row": row.id,
+                              "label": row.label_for(quick), "order": order,
+                              "family": row.family, "quick": quick, "reference": reference}}
         recs = run_benchmark(ds, [row.features], [row.classifier], params=params, seed=seed,
                              cache=cache, results_dir=out_dir, n_jobs=n_jobs,
                              annotate=annotate)

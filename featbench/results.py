@@ -24,6 +24,8 @@ COLUMNS = [
     "n_test", "val_acc", "test_acc", "extract_s", "fit_s", "predict_s", "hyperparams", "seed",
     "error",
 ]
+#: Parameters that say where an extractor runs, not what it computes.
+PLACEMENT = ("device", "batch_size")
 #: Columns printed in the terminal.
 SHORT_COLUMNS = ["features", "feature_params", "classifier", "feature_dim", "val_acc", "test_acc",
                  "extract_s", "fit_s", "hyperparams", "error"]
@@ -85,6 +87,8 @@ def changed_params(params: dict[str, dict[str, Any]]) -> str:
             default = defaults.get(key)
             if isinstance(default, tuple):
                 default = list(default)
+            if key in PLACEMENT:
+                continue  # where it ran, not what it computed (see the record's device)
             if key not in defaults or value != default:
                 shown = ",".join(map(str, value)) if isinstance(value, list) else value
                 out.append(f"{name}.{key}={shown}")
@@ -129,6 +133,8 @@ def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     view = df[columns or SHORT_COLUMNS].copy()
     if not view["error"].astype(bool).any():
         view = view.drop(columns="error")
+    else:  # keep the table narrow; the CLI prints the full messages below it
+        view["error"] = [e if len(e) <= 50 else e[:47] + "..." for e in view["error"]]
     return tabulate(view, headers="keys", tablefmt="simple", showindex=False,
                     floatfmt=".4f", missingval="-")
 
@@ -141,7 +147,8 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     if suffix == ".csv":
         df.to_csv(path, index=False)
     elif suffix in (".md", ".markdown"):
-        path.write_text(df.to_markdown(index=False, floatfmt=".4f") + "\n")
+        shown = df.astype(object).where(df.notna(), None)  # blank, not "nan"
+        path.write_text(shown.to_markdown(index=False, floatfmt=".4f", missingval="") + "\n")
     elif suffix == ".json":
         path.write_text(df.to_json(orient="records", indent=2) + "\n")
     else:

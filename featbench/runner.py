@@ -223,9 +223,12 @@ def validate_plan(features: list[str], classifiers: list[str],
         classifier_setup(clf, params.get(clf, {}), 0)
     stray = sorted(set(params) - names)
     if stray:
+        cnn = sorted(n for n in names if n.startswith("cnn:"))
+        hint = (f"; a CNN's parameters are named after it, e.g. -p {cnn[0]}.size=128"
+                if cnn and any(s == "cnn" or ":" not in s for s in stray) else "")
         raise ParameterError(
             f"-p names {', '.join(map(repr, stray))}, which this run does not use "
-            f"(features: {', '.join(features)}; classifiers: {', '.join(classifiers)})"
+            f"(features: {', '.join(features)}; classifiers: {', '.join(classifiers)}){hint}"
         )
 
 
@@ -345,7 +348,10 @@ def run_benchmark(
             pairs.set_postfix_str(f"fit {clf_name} on {spec}")
             rec = new_record(ds, spec, clf_name, seed)
             rec.update(annotate or {})
-            if feats is not None:
+            if feats is None:  # keep what was asked, so a failed pair can be rerun
+                rec["features"]["params"] = {n: _canonical(params.get(n, {}))
+                                             for n in split_spec(spec)}
+            else:
                 rec["features"].update(params=feats.params, parts=feats.parts,
                                        cached=feats.cached)
                 runtimes = [p["runtime"] for p in feats.parts if p.get("runtime")]

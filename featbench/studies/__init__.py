@@ -102,6 +102,13 @@ class Row:
     def id(self) -> str:
         return f"{self.label}/{self.classifier}"
 
+    def label_for(self, quick: bool) -> str:
+        """The label, marked when ``--quick`` changes the row's parameters."""
+        if not (quick and self.quick):
+            return self.label
+        changes = ", ".join(f"{k}={v}" for values in self.quick.values() for k, v in values.items())
+        return f"{self.label} [quick: {changes}]"
+
     def params_for(self, quick: bool) -> dict[str, dict[str, Any]]:
         out = {k: dict(v) for k, v in self.params.items()}
         if quick:

@@ -29,8 +29,8 @@ QUICK_FISHER = {"fisher": {"n_components": 16}}
 QUICK_KMEANS = {"kmeans-patches": {"n_centroids": 400, "n_patches": 100_000}}
 
 
-def _cnn(model: str, label: str, size: int | None = None, weights: str | None = None,
-         reference: dict[str, Reference] | None = None,
+def _cnn(model: str, label: str, native: int, size: int | None = None,
+         weights: str | None = None, reference: dict[str, Reference] | None = None,
          only_if_present: bool = False) -> list[Row]:
     name = f"cnn:{model}"
     params: dict = {name: {}}
@@ -38,7 +38,8 @@ def _cnn(model: str, label: str, size: int | None = None, weights: str | None = 
         params[name]["size"] = size
     if weights is not None:
         params[name]["weights"] = weights
-    return [Row(label, name, clf, "cnn", params, {name: {"size": 64}},
+    quick = {name: {"size": (size or native) // 2}}  # --quick: half the resolution
+    return [Row(label, name, clf, "cnn", params, quick,
                 (reference or {}).get(clf), only_if_present)
             for clf in ("linear-svm", "logreg")]
 
@@ -75,11 +76,11 @@ ROWS = (
     *_both("k-means patches (K=1600)", "kmeans-patches", quick=QUICK_KMEANS,
            clf_params=KMEANS_C, references={"linear-svm": Reference(
                (0.77, 0.78), COATES, "test", "1600 centroids, triangle code, L2-SVM")}),
-    *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (224 px)"),
-    *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (128 px)", size=128),
-    *_cnn("efficientnet-lite1", "EfficientNet-Lite1 (240 px)"),
-    *_cnn("efficientnet-lite2", "EfficientNet-Lite2 (260 px)"),
-    *_cnn("resnet50", "ResNet-50 (224 px, IMAGENET1K_V1)", weights="IMAGENET1K_V1",
+    *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (224 px)", 224),
+    *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (128 px)", 224, size=128),
+    *_cnn("efficientnet-lite1", "EfficientNet-Lite1 (240 px)", 240),
+    *_cnn("efficientnet-lite2", "EfficientNet-Lite2 (260 px)", 260),
+    *_cnn("resnet50", "ResNet-50 (224 px, IMAGENET1K_V1)", 224, weights="IMAGENET1K_V1",
           reference={"logreg": Reference(0.9147, ERICSSON, "test", "linear probe at 224 px")},
           only_if_present=True),
 )
