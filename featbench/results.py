@@ -44,6 +44,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=repr)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are shared like tables
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
