@@ -154,14 +154,16 @@ def _set_device(parsed: dict, feature_specs: list[str], device: str) -> None:
 
 @main.command("list", context_settings=CONTEXT)
 @click.argument("what", required=False,
-                type=click.Choice(["datasets", "features", "classifiers"]))
+                type=click.Choice(["datasets", "features", "classifiers", "studies"]))
 def list_(what) -> None:
-    """List datasets, features and classifiers with short descriptions."""
+    """List datasets, features, classifiers and studies with short descriptions."""
     from .classifiers import CLASSIFIERS
     from .datasets import DATASETS
     from .features import EXTRACTORS
+    from .studies import STUDIES
 
-    groups = {"datasets": DATASETS, "features": EXTRACTORS, "classifiers": CLASSIFIERS}
+    groups = {"datasets": DATASETS, "features": EXTRACTORS, "classifiers": CLASSIFIERS,
+              "studies": STUDIES}
     for name, registry in groups.items():
         if what not in (None, name):
             continue

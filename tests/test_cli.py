@@ -78,13 +78,18 @@ def test_list():
                  "logreg", "ridge", "mlp"):
         assert f"  {name} " in res.output
     assert "hog" not in invoke("list", "classifiers").output
+    assert "cnn:<model>" in res.output and "efficientnet-lite0" in res.output
+    assert "resnet50" in res.output  # torchvision's models are listed
+    studies = invoke("list", "studies").output
+    assert studies.startswith("studies:") and "  cifar10 " in studies
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["-f", "hogg"], "unknown feature 'hogg'. Did you mean hog?"),
-        (["-c", "svm"], "Valid classifiers: linear-svm, logreg, mlp, ridge."),
+        (["-c", "svm"], "Did you mean linear-svm? Valid classifiers: linear-svm, logreg, mlp, "
+                        "ridge."),
         (["-p", "hog.nope=1"], "feature 'hog' has no parameter 'nope'"),
         (["-p", "hog"], "expected NAME.PARAM=VALUE"),
         (["-p", "raw.size=8"], "which this run does not use"),
