@@ -75,12 +75,14 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
               ) -> tuple[list[dict], set[str]]:
     """Run the rows of ``study`` not finished yet in ``out_dir``.
 
-    Returns the new records and the keys of every planned row (finished earlier or
-    now), which select the records a report of this plan shows.
+    Returns the new records and the keys of every row of the study for this
+    dataset, seed and mode (also the rows ``rows`` leaves out), which select the
+    records a report of this plan shows.
     """
     out_dir = Path(out_dir)
     done = finished_keys(out_dir)
-    records, planned = [], set()
+    records = []
+    planned = {row_key(r, ds, r.params_for(quick), seed, quick) for r in study.rows}
     todo = rows if rows is not None else list(study.rows)
     ids = [r.id for r in study.rows]
     same_data = ds.name == study.dataset
@@ -90,7 +92,6 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
     for i, row in enumerate(todo, 1):
         params = row.params_for(quick)
         key = row_key(row, ds, params, seed, quick)
-        planned.add(key)
         tag = f"[{i}/{len(todo)}] {row.id}"
         if key in done:
             echo(f"{tag}: done earlier, skipped")

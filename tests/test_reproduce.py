@@ -124,6 +124,12 @@ def test_quick_reproduce_outputs_resume_and_plot(synthetic, tmp_path):
     assert again.output.count("done earlier, skipped") == 4
     assert len(list((out / "runs").glob("*.json"))) == 4
 
+    # a run of some rows reports every finished row of the plan
+    some = CliRunner().invoke(main, ["reproduce", "--quick", "-d", f"folder:{synthetic}", "-o",
+                                     str(out), "-q", "--only", "raw pixels/logreg"])
+    assert some.exit_code == 0, some.output
+    pd.testing.assert_frame_equal(pd.read_csv(out / "table.csv"), df)
+
     # another plan (seed 1, one row) in the same folder reports only its own rows, and
     # the first plan, run again, still shows its own
     other = CliRunner().invoke(main, ["reproduce", "--quick", "-d", f"folder:{synthetic}", "-o",
