@@ -250,9 +250,6 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
                 click.echo(f"{row.id:<48} {row.features}{ref}")
             return
         if device is not None:
-            from .features.cnn import check_device
-
-            check_device(device)
             rows = [_with_device(row, device) for row in rows]
         out = out or Path("results") / "studies" / (st.name + ("-quick" if quick else ""))
         sizes = dict(st.quick_sizes) if quick else {}
@@ -302,14 +299,11 @@ def _echo_study_table(csv_path: Path) -> None:
 
 
 def _with_device(row, device: str):
+    """The study row with ``--device`` set on its extractors (see :func:`_set_device`)."""
     import dataclasses
 
-    from .features import build_extractor, split_spec
-
     params = {k: dict(v) for k, v in row.params.items()}
-    for name in split_spec(row.features):
-        if "device" in build_extractor(name).get_params(deep=False):
-            params.setdefault(name, {}).setdefault("device", device)
+    _set_device(params, [row.features], device)
     return dataclasses.replace(row, params=params)
 
 
