@@ -157,7 +157,6 @@ def _seeded_init(factory: Callable[[], nn.Module], seed: int | None) -> nn.Modul
 
 def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
                       random_state: int | None) -> LoadedModel:
-    import torchvision
     from torchvision.models import get_model, get_model_weights
 
     enum = get_model_weights(name)
@@ -202,7 +201,6 @@ def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
                 f"to {target} (or set $TORCH_HOME), or pass -p cnn:{name}.weights_path=FILE"
             ) from None
         label = str(w)
-    del torchvision
     return LoadedModel(model.eval(), size, mean, std, label, interpolation)
 
 
@@ -500,7 +498,9 @@ class CNNEmbedding(ImageExtractor):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
                     else contextlib.nullcontext())
-        x_all = torch.from_numpy(np.ascontiguousarray(images))
+        # torch needs a writeable buffer; memory-mapped or frozen inputs are copied
+        copy = None if images.flags.writeable else True
+        x_all = torch.from_numpy(np.array(images, order="C", copy=copy))
 
         nhwc = self.layer is not None and self.model.startswith(CHANNELS_LAST_OUTPUTS)
 
