@@ -62,6 +62,8 @@ def test_dense_grid_and_descriptors(images):
         (VLAD(**SMALL["vlad"]), 4 * 128),
         (FisherVector(**SMALL["fisher"]), 2 * 3 * 8),
         (FisherVector(n_components=2, pca_dim=None, step=8, max_descriptors=500), 2 * 2 * 128),
+        (FisherVector(spatial=True, **SMALL["fisher"]), 2 * 3 * (8 + 2)),
+        (BagOfVisualWords(descriptor="rootsift", **SMALL["bovw"]), 16 * 5),
         (KMeansPatches(**SMALL["kmeans-patches"]), 4 * 8),
     ],
 )
@@ -144,6 +146,29 @@ def test_fisher_matches_reference():
         v /= T * np.sqrt(2 * w)[:, None]
         fv = np.concatenate([u.ravel(), v.ravel()])
         np.testing.assert_allclose(ours[i], fv / np.linalg.norm(fv), atol=1e-5)
+
+
+def test_rootsift_is_the_hellinger_map_of_sift(images):
+    sift, pos = dense_descriptors(images[:2], "sift", step=8, patch_sizes=(8, 16))
+    root, pos2 = dense_descriptors(images[:2], "rootsift", step=8, patch_sizes=(8, 16))
+    expected = np.sqrt(sift / sift.sum(-1, keepdims=True))
+    np.testing.assert_allclose(root, expected, atol=1e-6)
+    np.testing.assert_array_equal(pos, pos2)
+    np.testing.assert_allclose((root**2).sum(-1), 1, atol=1e-5)  # unit L2 norm, as per paper
+
+
+def test_spatial_fisher_models_positions(images):
+    """spatial=True: the GMM sees [PCA(descriptor), x - 0.5, y - 0.5] (Sanchez et al. 2012)."""
+    est = FisherVector(spatial=True, power_norm=False, **SMALL["fisher"]).fit(images[:16])
+    assert est.gmm_.means_.shape == (3, 8 + 2)
+    desc, pos = dense_descriptors(images[16:18], "sift", step=8, patch_sizes=(8,))
+    aug = np.concatenate([est.pca_.transform(desc.reshape(-1, 128)).reshape(2, -1, 8),
+                          np.broadcast_to(pos - 0.5, (2, *pos.shape))], axis=2)
+    np.testing.assert_allclose(est.transform(images[16:18]),
+                               fisher_encode(aug.astype(np.float32), est.gmm_, power=False),
+                               atol=1e-5)
+    # the positions are learned: the mean positions of the Gaussians differ
+    assert np.ptp(est.gmm_.means_[:, -2:], axis=0).max() > 0.01
 
 
 def test_triangle_encoding_and_quadrant_pooling_by_hand():

@@ -35,8 +35,8 @@ def squared_distances(X: np.ndarray, C: np.ndarray) -> np.ndarray:
 class CodebookExtractor(ImageExtractor):
     """Base of the encoders: dense descriptors, and a sample of them to learn from.
 
-    Subclasses learn their codebook from :meth:`_sample_descriptors` in
-    :meth:`_fit_codebook` and encode ``(n, n_patches, dim)`` descriptors in
+    Subclasses learn their codebook from :meth:`_sample_descriptors` (descriptors
+    and their positions) in :meth:`_fit_codebook` and encode ``(n, n_patches, dim)`` descriptors in
     :meth:`_encode`.
     """
 
@@ -45,23 +45,28 @@ class CodebookExtractor(ImageExtractor):
     def _descriptors(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return dense_descriptors(images, self.descriptor, self.step, as_tuple(self.patch_sizes))
 
-    def _sample_descriptors(self, X: np.ndarray) -> np.ndarray:
-        """A seeded sample of at most ``max_descriptors`` training descriptors."""
+    def _sample_descriptors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded sample of at most ``max_descriptors`` training descriptors.
+
+        Returns the descriptors ``(m, dim)`` and their relative positions ``(m, 2)``.
+        """
         rng = check_random_state(self.random_state)
-        per_image = len(self._descriptors(X[:1])[1])
-        n_images = min(len(X), max(1, -(-self.max_descriptors // per_image)))
+        first, positions = self._descriptors(X[:1])
+        n_images = min(len(X), max(1, -(-self.max_descriptors // len(positions))))
         idx = np.sort(rng.choice(len(X), n_images, replace=False))
         from ..parallel import map_chunks
 
         D = map_chunks(lambda im: self._descriptors(im)[0].reshape(len(im), -1), X[idx],
                        chunk_size=self._chunk_size, desc=f"{type(self).__name__} sample")
-        D = D.reshape(-1, self._descriptors(X[:1])[0].shape[2])
+        D = D.reshape(-1, first.shape[2])
+        P = np.tile(positions, (n_images, 1))
         if len(D) > self.max_descriptors:
-            D = D[np.sort(rng.choice(len(D), self.max_descriptors, replace=False))]
-        return D
+            keep = np.sort(rng.choice(len(D), self.max_descriptors, replace=False))
+            D, P = D[keep], P[keep]
+        return D, P
 
     def _fit(self, X, y=None) -> None:
-        self._fit_codebook(self._sample_descriptors(X))
+        self._fit_codebook(*self._sample_descriptors(X))
 
     def _kmeans_centers(self, D: np.ndarray) -> np.ndarray:
         """``n_words`` k-means centers of descriptors ``D`` (seeded MiniBatchKMeans)."""
@@ -81,8 +86,9 @@ class BagOfVisualWords(CodebookExtractor):
     ----------
     n_words : int, default=1024
         Codebook size (k-means clusters).
-    descriptor : {"sift", "patch"}, default="sift"
-        Dense SIFT (OpenCV, at grid keypoints) or normalized gray patches.
+    descriptor : {"sift", "rootsift", "patch"}, default="sift"
+        Dense SIFT (OpenCV, at grid keypoints), RootSIFT (its Hellinger map) or
+        normalized gray patches (see :func:`~featbench.features.local.dense_descriptors`).
     step : int, default=2
         Grid spacing in pixels (sampling density).
     patch_sizes : tuple of int, default=(8,)
@@ -139,7 +145,7 @@ class BagOfVisualWords(CodebookExtractor):
         self.max_descriptors = max_descriptors
         self.random_state = random_state
 
-    def _fit_codebook(self, D: np.ndarray) -> None:
+    def _fit_codebook(self, D: np.ndarray, positions: np.ndarray) -> None:
         if self.assignment not in ("hard", "soft"):
             raise ValueError(f"assignment must be 'hard' or 'soft'; got {self.assignment!r}")
         if int(self.pyramid_levels) < 1:

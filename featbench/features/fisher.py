@@ -51,6 +51,10 @@ class FisherVector(CodebookExtractor):
         As in :class:`~featbench.features.bovw.BagOfVisualWords`.
     power_norm : bool, default=True
         Signed square root before L2 normalization.
+    spatial : bool, default=False
+        Append each descriptor's position in the image, ``(x, y)`` in [-0.5, 0.5),
+        to it after PCA, so that the GMM also models where its words occur (spatial
+        Fisher vector, Sanchez et al. 2012 [2]_); ``2 * K * (pca_dim + 2)`` numbers.
 
     Attributes
     ----------
@@ -61,33 +65,40 @@ class FisherVector(CodebookExtractor):
     ----------
     .. [1] F. Perronnin, J. Sánchez and T. Mensink, "Improving the Fisher kernel for
        large-scale image classification", ECCV 2010.
+    .. [2] J. Sanchez, F. Perronnin and T. de Campos, "Modeling the spatial layout of
+       images beyond spatial pyramids", Pattern Recognition Letters 33(16), 2012.
     """
 
     def __init__(self, n_components: int = 64, pca_dim: int | None = 64,
                  descriptor: str = "sift", step: int = 2, patch_sizes: tuple[int, ...] = (8,),
-                 power_norm: bool = True, max_descriptors: int = 100_000,
-                 random_state: int | None = 0) -> None:
+                 power_norm: bool = True, spatial: bool = False,
+                 max_descriptors: int = 100_000, random_state: int | None = 0) -> None:
         self.n_components = n_components
         self.pca_dim = pca_dim
         self.descriptor = descriptor
         self.step = step
         self.patch_sizes = patch_sizes
         self.power_norm = power_norm
+        self.spatial = spatial
         self.max_descriptors = max_descriptors
         self.random_state = random_state
 
-    def _project(self, D: np.ndarray) -> np.ndarray:
-        return D if self.pca_ is None else self.pca_.transform(D).astype(np.float32)
+    def _project(self, D: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """PCA-reduced descriptors, with their centred positions appended if ``spatial``."""
+        P = D if self.pca_ is None else self.pca_.transform(D).astype(np.float32)
+        if self.spatial:
+            P = np.hstack([P, (positions - 0.5).astype(np.float32)])
+        return P
 
-    def _fit_codebook(self, D: np.ndarray) -> None:
+    def _fit_codebook(self, D: np.ndarray, positions: np.ndarray) -> None:
         self.pca_ = None
         if self.pca_dim is not None:
             self.pca_ = PCA(self.pca_dim, random_state=self.random_state).fit(D)
         self.gmm_ = GaussianMixture(self.n_components, covariance_type="diag",
                                     random_state=self.random_state, max_iter=100,
-                                    reg_covar=1e-4).fit(self._project(D))
+                                    reg_covar=1e-4).fit(self._project(D, positions))
 
     def _encode(self, desc: np.ndarray, positions: np.ndarray) -> np.ndarray:
         n, m, d = desc.shape
-        proj = self._project(desc.reshape(n * m, d)).reshape(n, m, -1)
-        return fisher_encode(proj, self.gmm_, self.power_norm)
+        proj = self._project(desc.reshape(n * m, d), np.tile(positions, (n, 1)))
+        return fisher_encode(proj.reshape(n, m, -1), self.gmm_, self.power_norm)

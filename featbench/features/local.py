@@ -1,5 +1,8 @@
 """Dense local descriptors on a regular grid: SIFT through OpenCV, or normalized patches.
 
+RootSIFT: R. Arandjelovic and A. Zisserman, "Three things everyone should know to
+improve object retrieval", CVPR 2012.
+
 Used by the bag-of-words family (:mod:`~featbench.features.bovw`,
 :mod:`~featbench.features.vlad`, :mod:`~featbench.features.fisher`).
 """
@@ -11,7 +14,7 @@ import threading
 import cv2
 import numpy as np
 
-DESCRIPTORS = ("sift", "patch")
+DESCRIPTORS = ("sift", "rootsift", "patch")
 _local = threading.local()
 
 
@@ -41,9 +44,11 @@ def dense_descriptors(
     Parameters
     ----------
     images : ndarray of shape (n, height, width, 3), uint8
-    descriptor : {"sift", "patch"}
+    descriptor : {"sift", "rootsift", "patch"}
         "sift": OpenCV's SIFT descriptor (128-D, upright) computed at grid keypoints
-        scaled so that its 4 x 4 spatial bins cover the patch. "patch": the gray
+        scaled so that its 4 x 4 spatial bins cover the patch. "rootsift": the same,
+        L1 normalized then square-rooted (Hellinger kernel; Arandjelovic & Zisserman
+        2012), so Euclidean k-means and GMMs compare histograms better. "patch": the gray
         patch itself, resampled to 8 x 8 when larger, minus its mean and divided by
         its norm (64-D).
     step : int
@@ -66,9 +71,9 @@ def dense_descriptors(
         np.zeros((0, height, width), np.uint8)
     centers = [grid_centers(height, width, step, p) for p in patch_sizes]
     positions = np.concatenate(centers) / np.array([width, height])
-    dim = 128 if descriptor == "sift" else 64
+    dim = 64 if descriptor == "patch" else 128
     out = np.empty((n, len(positions), dim), np.float32)
-    if descriptor == "sift":
+    if descriptor in ("sift", "rootsift"):
         # OpenCV's descriptor spans 4 bins x 3 x (size / 2) = 6 x size pixels, so a
         # keypoint of size p / 6 describes exactly the p x p patch; angle 0 = upright.
         keypoints = [cv2.KeyPoint(float(x), float(y), p / 6.0, 0.0)
@@ -79,6 +84,9 @@ def dense_descriptors(
             if desc is None or len(kps) != len(keypoints):
                 raise ValueError("OpenCV dropped grid keypoints; use a smaller patch_size")
             out[i] = desc
+        if descriptor == "rootsift":
+            out /= out.sum(axis=2, keepdims=True) + 1e-7
+            np.sqrt(out, out=out)
     else:
         col = 0
         for p, c in zip(patch_sizes, centers, strict=True):

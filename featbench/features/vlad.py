@@ -75,7 +75,7 @@ class VLAD(CodebookExtractor):
         self.max_descriptors = max_descriptors
         self.random_state = random_state
 
-    def _fit_codebook(self, D: np.ndarray) -> None:
+    def _fit_codebook(self, D: np.ndarray, positions: np.ndarray) -> None:
         self.codebook_ = self._kmeans_centers(D)
 
     def _encode(self, desc: np.ndarray, positions: np.ndarray) -> np.ndarray:
