@@ -50,7 +50,8 @@ def test_cifar10_study_is_valid():
     validate_study(study)  # every row: registered extractor/classifier, valid params
     ids = [r.id for r in study.rows]
     for needed in ("raw pixels/linear-svm", "HOG (Dalal-Triggs)/logreg", "HOG (CS231n)/logreg",
-                   "HOG + hue (CS231n)/mlp", "bag of words/linear-svm", "Fisher vectors/logreg",
+                   "HOG + hue (CS231n)/mlp", "bag of words (soft, 3 scales)/linear-svm",
+                   "Fisher vectors (RootSIFT + xy, 3 scales)/logreg",
                    "k-means patches (K=1600)/linear-svm",
                    "ResNet-50 (224 px, IMAGENET1K_V1)/logreg"):
         assert needed in ids
@@ -59,6 +60,10 @@ def test_cifar10_study_is_valid():
     assert refs["raw pixels/linear-svm"].metric == "val"
     assert all(ref.source for ref in refs.values())
     assert {r.family for r in study.rows} == {"hand-crafted", "cnn"}
+    pairs = {(r.features, r.classifier) for r in study.rows}
+    for features in ("raw", "color-hist", "hog", "hog+color-hist", "bovw", "fisher",
+                     "kmeans-patches", "cnn:efficientnet-lite0", "cnn:resnet50"):
+        assert {(features, "linear-svm"), (features, "logreg")} <= pairs
 
 
 def test_invalid_studies_are_rejected():
