@@ -108,14 +108,16 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
     y = np.arange(len(df))[::-1]
     labels = [f"{r.row} + {r.classifier}" for r in df.itertuples()]
     ax.barh(y, df["test_acc"], color=[COLORS.get(f, "gray") for f in df["family"]])
+    text_x = dict(zip(y, df["test_acc"], strict=False))
     for yi, rec in zip(y, recs, strict=False):
         ref = Reference.from_dict(rec.get("study", {}).get("reference"))
         if ref is None:
             continue
         style = dict(color="black", marker="|" if ref.metric == "test" else "x", ms=12, lw=2)
         ax.plot([ref.low, ref.high], [yi, yi], **style)
+        text_x[yi] = max(text_x[yi], ref.high + 0.01)  # the value beside, not on, the marker
     for yi, acc in zip(y, df["test_acc"], strict=False):
-        ax.text(acc + 0.005, yi, f"{acc:.3f}", va="center", fontsize=7)
+        ax.text(text_x[yi] + 0.005, yi, f"{acc:.3f}", va="center", fontsize=7)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(0, 1.06)
     ax.set_xlabel("test accuracy (black: published reference; x = validation accuracy)")
