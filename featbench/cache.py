@@ -40,9 +40,26 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _key_default(value: Any) -> Any:
+    """JSON stand-in for values of a key: arrays by their full content, never ``repr``.
+
+    ``repr`` abbreviates arrays beyond 1,000 elements, so two different arrays could
+    share a key; their content hash cannot.
+    """
+    if isinstance(value, np.ndarray):
+        return {"ndarray": fingerprint(value)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(repr, value))
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
 def make_key(**parts: Any) -> str:
-    """A stable hash of JSON-serializable parts (order of keywords does not matter)."""
-    text = json.dumps(parts, sort_keys=True, default=repr)
+    """A stable hash of parts (order of keywords does not matter; arrays by content)."""
+    text = json.dumps(parts, sort_keys=True, default=_key_default)
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 

@@ -36,97 +36,155 @@ def _split_multi(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
+def dataset_options(fn):
+    """The dataset, subset, parameter and device options ``run`` and ``extract`` share."""
+    options = [
+        click.option("-d", "--dataset", default="digits", show_default=True,
+                     help="digits, cifar10, folder:PATH or list:FILE (see `featbench list "
+                          "datasets`)."),
+        click.option("-f", "--features", multiple=True, default=("hog",), show_default=True,
+                     help="Feature spec; repeat or comma-separate for several; join with + "
+                          "to concatenate (hog+color-hist)."),
+        click.option("-p", "--param", "params", multiple=True, metavar="NAME.PARAM=VALUE",
+                     help="Set a parameter of a feature or classifier, e.g. -p "
+                          "hog.block_norm=none -p linear-svm.C=0.01 (a comma list becomes "
+                          "the tuning grid)."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Data root for cifar10 [default: $FEATBENCH_DATA or the cache "
+                          "folder]."),
+        click.option("--download", is_flag=True, help="Download CIFAR-10 when it is not found."),
+        click.option("--image-size", type=click.IntRange(min=8),
+                     help="Side the hand-crafted extractors see (whole image resized) "
+                          "[default: the images' own size when they share one up to 128 px, "
+                          "else 128]. CNNs always see their own resolution."),
+        click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True,
+                                                              max_open=True),
+                     default=0.25, show_default=True,
+                     help="Test share for datasets without a test split (digits, flat "
+                          "folders, list files)."),
+        click.option("--train-size", type=click.IntRange(min=1),
+                     help="Seeded, stratified subset of the training images."),
+        click.option("--test-size", type=click.IntRange(min=1),
+                     help="Seeded, stratified subset of the test images."),
+        click.option("--seed", default=0, show_default=True,
+                     help="Seed of every random choice."),
+        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Feature store folder [default: $FEATBENCH_CACHE/store or "
+                          "~/.cache/featbench/store]."),
+        click.option("--shard-size", type=click.IntRange(min=1), default=1024,
+                     show_default=True,
+                     help="Images per stored feature shard (the unit of resuming)."),
+        click.option("--feature-dtype", type=click.Choice(["float32", "float16"]),
+                     default="float32", show_default=True, help="Stored feature precision."),
+        click.option("--skip-bad-images", is_flag=True,
+                     help="Leave out images that cannot be decoded (listed in the record) "
+                          "instead of stopping at the first one."),
+        click.option("--device", default=None, metavar="auto|cpu|cuda[:N]|mps",
+                     help="Torch device of the extractors that use one (cnn:*, "
+                          "kmeans-patches) [default: auto = CUDA, then MPS, then CPU]."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1),
+                     help="Worker threads (decoding, extraction, fits) [default: all cores]."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[str]):
+    """Check the whole plan, then list the dataset; echo its first line."""
+    from .datasets import load_dataset
+    from .runner import validate_plan
+
+    if opts["device"] is not None:
+        _set_device(parsed, feature_specs, opts["device"])
+    validate_plan(feature_specs, classifiers, parsed)
+    ds = load_dataset(opts["dataset"], data_dir=opts["data_dir"], download=opts["download"],
+                      image_size=opts["image_size"], test_fraction=opts["test_fraction"],
+                      train_size=opts["train_size"], test_size=opts["test_size"],
+                      seed=opts["seed"])
+    click.echo(_first_line(ds, feature_specs, parsed), err=True)
+    return ds
+
+
+def _first_line(ds, feature_specs: list[str], parsed: dict) -> str:
+    """Layout, images per split and the resolution each extractor sees."""
+    from .extraction import view_for
+    from .features import build_extractor, set_params_checked, split_spec
+
+    views = {}
+    for spec in feature_specs:
+        for name in split_spec(spec):
+            est = set_params_checked(build_extractor(name), parsed.get(name, {}), name)
+            text = view_for(est, ds).text(ds.image_scan()["shared_size"])
+            views.setdefault(text, []).append(name)
+    seen = "; ".join(f"{', '.join(names)}: {text}" for text, names in views.items())
+    return f"{ds.describe()}; {seen}"
+
+
+def _store(cache_dir: Path | None):
+    from .store import FeatureStore
+
+    return FeatureStore(None if cache_dir is None else Path(cache_dir) / "store")
+
+
 @main.command(context_settings=CONTEXT)
-@click.option("-d", "--dataset", default="digits", show_default=True,
-              help="digits, cifar10 or folder:PATH (see `featbench list datasets`).")
-@click.option("-f", "--features", multiple=True, default=("hog",), show_default=True,
-              help="Feature spec; repeat or comma-separate for several; join with + to "
-                   "concatenate (hog+color-hist).")
+@dataset_options
 @click.option("-c", "--clf", multiple=True, default=("linear-svm",), show_default=True,
               help="Classifier; repeat or comma-separate for several.")
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME.PARAM=VALUE",
-              help="Set a parameter of a feature or classifier, e.g. -p hog.block_norm=none "
-                   "-p linear-svm.C=0.01 (a comma list becomes the tuning grid).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Data root for cifar10 [default: $FEATBENCH_DATA or the cache folder].")
-@click.option("--download", is_flag=True, help="Download CIFAR-10 when it is not found.")
-@click.option("--image-size", type=click.IntRange(min=8),
-              help="Resize folder images to this side [default: 32].")
-@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.25, show_default=True,
-              help="Test share for datasets without a test split (digits, flat folders).")
-@click.option("--train-size", type=click.IntRange(min=1),
-              help="Seeded, stratified subset of the training images.")
-@click.option("--test-size", type=click.IntRange(min=1),
-              help="Seeded, stratified subset of the test images.")
 @click.option("--val-size", type=float,
-              help="Validation images held out of train (count, or fraction < 1) "
-                   "[default: min(1000, 10% of train)].")
-@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+              help="Validation images held out of train when the dataset has no val/ split "
+                   "(count, or fraction < 1) [default: min(1000, 10% of train)].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the table here (.csv, .md or .json).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results"), show_default=True,
               help="Run records go to RESULTS_DIR/runs/.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Feature cache [default: $FEATBENCH_CACHE or ~/.cache/featbench].")
-@click.option("--no-cache", is_flag=True, help="Recompute features; do not use the cache.")
-@click.option("--device", default=None, metavar="auto|cpu|cuda[:N]|mps",
-              help="Torch device of the extractors that use one (cnn:*, kmeans-patches) "
-                   "[default: auto = CUDA, then MPS, then CPU].")
-@click.option("-j", "--jobs", type=click.IntRange(min=1),
-              help="Worker threads/processes [default: all cores].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def run(dataset, features, clf, params, data_dir, download, image_size, test_fraction,
-        train_size, test_size, val_size, seed, output, results_dir, cache_dir, no_cache,
-        device, jobs, quiet) -> None:
+@click.option("--no-cache", is_flag=True,
+              help="Recompute features in a temporary store; reuse and keep nothing.")
+def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
     """Run every feature x classifier pair on a dataset and print the table.
 
     Each pair is written as one JSON record under RESULTS_DIR/runs/ as soon as it
-    finishes; features are cached so a second identical run does not recompute them.
+    finishes; features go to the feature store, so a second identical run (or one
+    after `featbench extract`) does not recompute them.
     """
-    from .cache import ArrayCache
-    from .datasets import load_dataset
     from .parallel import set_options
     from .params import parse_params
     from .results import format_table, make_table, write_table
-    from .runner import run_benchmark, validate_plan
+    from .runner import run_benchmark
 
-    set_options(n_jobs=jobs, progress=False if quiet else None)
-    feature_specs, classifiers = _split_multi(features), _split_multi(clf)
+    set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
+    feature_specs, classifiers = _split_multi(opts["features"]), _split_multi(clf)
     if val_size is not None and val_size >= 1:
         if val_size != int(val_size):
             raise click.BadParameter("a count (integer >= 1) or a fraction < 1",
                                      param_hint="--val-size")
         val_size = int(val_size)
+    if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
+        raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
     done: list[dict] = []
     try:
-        parsed = parse_params(params)
-        if device is not None:
-            _set_device(parsed, feature_specs, device)
-        validate_plan(feature_specs, classifiers, parsed)
-        if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
-            raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
-        cache = ArrayCache(cache_dir, enabled=not no_cache)
-        ds = load_dataset(dataset, data_dir=data_dir, download=download, image_size=image_size,
-                          test_fraction=test_fraction, train_size=train_size,
-                          test_size=test_size, seed=seed, cache=cache)
-        click.echo(
-            f"{ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
-            f"{len(ds.classes)} classes, {ds.X_train.shape[1]}x{ds.X_train.shape[2]} px",
-            err=True,
-        )
-        run_benchmark(ds, feature_specs, classifiers, params=parsed, seed=seed,
-                      val_size=val_size, cache=cache, results_dir=results_dir,
-                      n_jobs=jobs, on_record=done.append)
+        parsed = parse_params(opts["params"])
+        ds = _load(opts, parsed, feature_specs, classifiers)
+        run_benchmark(ds, feature_specs, classifiers, params=parsed, seed=opts["seed"],
+                      val_size=val_size, store=None if no_cache else _store(opts["cache_dir"]),
+                      results_dir=results_dir, n_jobs=opts["jobs"], on_record=done.append,
+                      shard_size=opts["shard_size"], skip_bad=opts["skip_bad_images"],
+                      dtype=opts["feature_dtype"])
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: {len(done)} finished pair(s) kept in {results_dir}/runs",
-                   err=True)
+        click.echo(f"\ninterrupted: {len(done)} finished pair(s) kept in {results_dir}/runs; "
+                   f"finished feature shards are kept in the store", err=True)
         sys.exit(130)
     except (FeatbenchError, ValueError, TypeError, OSError) as exc:
         raise _fail(exc) from None
     table = make_table(done)
     click.echo(format_table(table))
+    bad = sorted({f for rec in done for f in rec.get("bad_images", [])})
+    if bad:
+        click.echo(f"skipped {len(bad)} image(s) that could not be decoded:", err=True)
+        for line in bad:
+            click.echo(f"  {line}", err=True)
     for rec in done:
         if rec.get("error"):
             click.echo(f"error in {rec['features']['spec']} + {rec['classifier']['name']}: "
@@ -140,10 +198,62 @@ def run(dataset, features, clf, params, data_dir, download, image_size, test_fra
             f"{len(failed)} of {len(done)} pair(s) failed (see the error column)")
 
 
+@main.command(context_settings=CONTEXT)
+@dataset_options
+def extract(**opts) -> None:
+    """Compute and store the features of a dataset, without fitting any classifier.
+
+    What to run once on a large dataset before sweeping classifiers: `run` and
+    `reproduce` with the same dataset and parameters reuse what it stored. Shards
+    already in the store are skipped, so an interrupted extract resumes.
+    """
+    import time
+
+    from .extraction import extract_features
+    from .parallel import set_options
+    from .params import parse_params
+
+    set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
+    feature_specs = _split_multi(opts["features"])
+    store = _store(opts["cache_dir"])
+    try:
+        parsed = parse_params(opts["params"])
+        ds = _load(opts, parsed, feature_specs, [])
+        for spec in feature_specs:
+            t0 = time.perf_counter()
+            res = extract_features(spec, ds, parsed, store, seed=opts["seed"],
+                                   shard_size=opts["shard_size"],
+                                   skip_bad=opts["skip_bad_images"],
+                                   dtype=opts["feature_dtype"], n_workers=opts["jobs"],
+                                   load=False)
+            wall = time.perf_counter() - t0
+            for part in res.parts:
+                sh = part["shards"]
+                computed = sum(v["computed"] for v in sh.values())
+                total = sum(v["n"] for v in sh.values())
+                n_img = sum(len(src) for src in ds.splits().values())
+                click.echo(f"{part['name']}: {computed} of {total} shard(s) computed, "
+                           f"{total - computed} already stored; {n_img} images",
+                           err=True)
+            click.echo(f"{spec}: {wall:.1f} s wall", err=True)
+            if res.bad_files:
+                click.echo(f"skipped {len(res.bad_files)} image(s) that could not be decoded:",
+                           err=True)
+                for line in res.bad_files:
+                    click.echo(f"  {line}", err=True)
+        click.echo(f"features stored in {store.root}", err=True)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished shards are kept; run the same command to resume",
+                   err=True)
+        sys.exit(130)
+    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
+        raise _fail(exc) from None
+
+
 def _set_device(parsed: dict, feature_specs: list[str], device: str) -> None:
     """``--device`` for every extractor with a ``device`` parameter not set with -p."""
     from .features import build_extractor, split_spec
-    from .features.cnn import check_device
+    from .runtime import check_device
 
     check_device(device)  # a device this machine does not have is an error up front
     for spec in feature_specs:
@@ -231,7 +341,6 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
     resumes; features come from the cache. Writes table.csv/.md/.json, four PNG plots
     and report.html into the study folder (see `featbench plot` to redraw them).
     """
-    from .cache import ArrayCache
     from .datasets import load_dataset
     from .parallel import set_options
     from .report import render
@@ -257,9 +366,8 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
             sizes["train_size"] = train_size
         if test_size:
             sizes["test_size"] = test_size
-        cache = ArrayCache(cache_dir)
         ds = load_dataset(dataset or st.dataset, data_dir=data_dir, download=download,
-                          seed=seed, cache=cache)
+                          seed=seed)
         if quick:  # the quick subset is at most the study's sizes
             sizes["train_size"] = min(sizes["train_size"], len(ds.y_train))
             sizes["test_size"] = min(sizes["test_size"], len(ds.y_test))
@@ -267,7 +375,8 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
             ds = ds.subset(sizes.get("train_size"), sizes.get("test_size"), seed=seed)
         click.echo(f"study {st.name}{' (QUICK)' if quick else ''}: {ds.name}, "
                    f"{len(ds.y_train)} train / {len(ds.y_test)} test images -> {out}", err=True)
-        _, planned = run_study(st, ds, out, quick=quick, rows=rows, seed=seed, cache=cache,
+        _, planned = run_study(st, ds, out, quick=quick, rows=rows, seed=seed,
+                               store=_store(cache_dir),
                                n_jobs=jobs, echo=lambda m: click.echo(m, err=True))
         if not finished_keys(out) & planned:
             click.echo("no finished rows to report (every selected row was skipped)", err=True)

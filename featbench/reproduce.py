@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .cache import ArrayCache
 from .datasets import Dataset
 from .results import load_records
 from .runner import run_benchmark
+from .store import FeatureStore
 from .studies import Row, Study
 
 #: parameters that say where a row runs, not what it computes: not part of its key
@@ -70,7 +70,7 @@ def unavailable(row: Row) -> str | None:
 
 
 def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = False,
-              rows: list[Row] | None = None, seed: int = 0, cache: ArrayCache | None = None,
+              rows: list[Row] | None = None, seed: int = 0, store: FeatureStore | None = None,
               n_jobs: int | None = None, echo: Callable[[str], None] = print
               ) -> tuple[list[dict], set[str]]:
     """Run the rows of ``study`` not finished yet in ``out_dir``.
@@ -107,7 +107,7 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
                               "label": row.label_for(quick), "order": order,
                               "family": row.family, "quick": quick, "reference": reference}}
         recs = run_benchmark(ds, [row.features], [row.classifier], params=params, seed=seed,
-                             cache=cache, results_dir=out_dir, n_jobs=n_jobs,
+                             store=store or FeatureStore(), results_dir=out_dir, n_jobs=n_jobs,
                              annotate=annotate)
         for rec in recs:
             acc = rec.get("test_acc")

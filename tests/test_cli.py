@@ -115,7 +115,8 @@ def test_bad_image_folders(tmp_path):
     root = _write_folder(tmp_path / "empty")
     (root / "train" / "c").mkdir()
     res = invoke("run", "-q", "-d", f"folder:{root}", "--results-dir", tmp_path)
-    assert res.exit_code == 1 and f"class folder {root / 'train' / 'c'} is empty" in res.output
+    assert res.exit_code == 1
+    assert f"class folder {root / 'train' / 'c'} has no image files" in res.output
 
     root = _write_folder(tmp_path / "missing", classes=("a", "b"))
     extra = root / "test" / "z"

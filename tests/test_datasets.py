@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from featbench import load_dataset
-from featbench.cache import ArrayCache
 from featbench.datasets import cifar10
 from featbench.datasets.imageio import read_image
 from featbench.errors import DataError
@@ -125,7 +124,7 @@ def test_image_modes_convert_to_rgb8(tmp_path):
         read_image(tmp_path / "bad.png")
 
 
-def test_flat_folder_split_and_cache(tmp_path):
+def test_flat_folder_split_and_working_size(tmp_path):
     rng = np.random.default_rng(0)
     for c in ("cat", "dog", "emu"):
         (tmp_path / c).mkdir()
@@ -134,14 +133,15 @@ def test_flat_folder_split_and_cache(tmp_path):
             Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
                 tmp_path / c / f"{i}.jpg")
     (tmp_path / "cat" / "notes.txt").write_text("not an image")  # ignored
-    cache = ArrayCache(tmp_path / ".cache")
-    ds = load_dataset(f"folder:{tmp_path}", test_fraction=0.25, seed=0, cache=cache)
+    ds = load_dataset(f"folder:{tmp_path}", test_fraction=0.25, seed=0)
     assert ds.classes == ["cat", "dog", "emu"]
-    assert ds.X_train.shape == (18, 32, 32, 3) and np.bincount(ds.y_test).tolist() == [2, 2, 2]
-    hit = load_dataset(f"folder:{tmp_path}", test_fraction=0.25, seed=0, cache=cache)
-    assert hit.fingerprint == ds.fingerprint
-    assert len(list((tmp_path / ".cache" / "datasets").iterdir())) == 1
-    small = load_dataset(f"folder:{tmp_path}", image_size=16, cache=cache)
+    assert ds.layout == "class folders (split by seed)"
+    # images do not share one size: the hand-crafted working size is 128
+    assert ds.X_train.shape == (18, 128, 128, 3) and np.bincount(ds.y_test).tolist() == [2, 2, 2]
+    again = load_dataset(f"folder:{tmp_path}", test_fraction=0.25, seed=0)
+    assert again.fingerprint == ds.fingerprint
+    assert load_dataset(f"folder:{tmp_path}", seed=1).fingerprint != ds.fingerprint
+    small = load_dataset(f"folder:{tmp_path}", image_size=16)
     assert small.X_train.shape[1:] == (16, 16, 3)
 
 

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cache import ArrayCache
 from ..errors import DataError
 from ..registry import Registry
 from .base import Dataset, data_root
 from .cifar10 import load_cifar10
 from .digits import load_digits
-from .folder import DEFAULT_IMAGE_SIZE, load_image_folder
+from .folder import load_image_folder, load_list_file
+from .source import ArraySource, FileSource, ImageSource, View
 
 DATASETS = Registry("dataset")
 DATASETS.register("digits", "scikit-learn's 8x8 digits as 32x32 RGB; no download (default).")(
     load_digits)
 DATASETS.register("cifar10", "CIFAR-10: official python batches or train/test image folders.")(
     load_cifar10)
-DATASETS.register("folder", "folder:PATH, PATH/train|test/<class>/* or PATH/<class>/*.")(
+DATASETS.register(
+    "folder", "folder:PATH, PATH/train/ + test/ or val/ (+ both), or PATH/<class>/*.")(
     load_image_folder)
+DATASETS.register("list", "list:FILE, a CSV/TSV of path,label[,split] rows (paths relative "
+                          "to FILE).")(load_list_file)
 
 
 def load_dataset(
@@ -35,28 +38,30 @@ def load_dataset(
     train_size: int | None = None,
     test_size: int | None = None,
     seed: int = 0,
-    cache: ArrayCache | None = None,
+    cache=None,
 ) -> Dataset:
     """Load a dataset by name.
 
     Parameters
     ----------
     name : str
-        ``"digits"``, ``"cifar10"`` or ``"folder:PATH"``.
+        ``"digits"``, ``"cifar10"``, ``"folder:PATH"`` or ``"list:FILE"``.
     data_dir : path, optional
         Data root for ``cifar10`` (default ``$FEATBENCH_DATA`` or the cache folder).
     download : bool
         Download CIFAR-10 when it is not found.
     image_size : int, optional
-        Side images of a folder dataset are resized to (default 32).
+        Side the hand-crafted extractors see, every image resized as a whole
+        (default: the images' own size when they share one up to 128 px, else 128).
+        CNNs always see their own resolution, from the original file.
     test_fraction : float
         Test share when a dataset has no predefined split (digits, flat folders).
     train_size, test_size : int, optional
         Seeded, stratified subsets of each split.
     seed : int
         Seed of every split and subset.
-    cache : ArrayCache, optional
-        Cache for decoded images.
+    cache : ignored
+        Kept for callers of earlier versions (nothing is decoded when loading).
 
     Examples
     --------
@@ -67,20 +72,23 @@ def load_dataset(
     """
     kind, _, arg = name.partition(":")
     DATASETS.get(kind)
-    if kind == "folder":
+    if kind in ("folder", "list"):
         if not arg:
-            raise DataError("folder dataset needs a path: --dataset folder:PATH")
-        ds = load_image_folder(arg, image_size=image_size or DEFAULT_IMAGE_SIZE,
-                               test_fraction=test_fraction, seed=seed, cache=cache)
+            what = "PATH" if kind == "folder" else "FILE"
+            raise DataError(f"{kind} dataset needs a path: --dataset {kind}:{what}")
+        loader = load_image_folder if kind == "folder" else load_list_file
+        ds = loader(arg, image_size=image_size, test_fraction=test_fraction, seed=seed)
     elif arg:
         raise DataError(f"dataset {kind!r} takes no ':' argument; got {name!r}")
     elif kind == "digits":
         ds = load_digits(test_fraction=test_fraction, seed=seed)
     else:
-        ds = load_cifar10(data_root(data_dir), download=download, cache=cache)
+        ds = load_cifar10(data_root(data_dir), download=download)
+    ds.image_size = image_size
     if train_size is not None or test_size is not None:
         ds = ds.subset(train_size, test_size, seed=seed)
     return ds
 
 
-__all__ = ["DATASETS", "Dataset", "data_root", "load_dataset"]
+__all__ = ["DATASETS", "ArraySource", "Dataset", "FileSource", "ImageSource", "View",
+           "data_root", "load_dataset"]

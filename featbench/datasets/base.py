@@ -5,12 +5,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..cache import cache_dir, fingerprint
 from ..errors import DataError
+from .source import ArraySource, ImageSource, View
+
+#: Datasets whose images are all at most this many pixels on a side are "small":
+#: CNN inputs are the whole image resized (CIFAR-10, digits), not a center crop.
+SMALL_MAX_SIDE = 64
+#: Hand-crafted working size when the images do not share one size up to 128 px.
+DEFAULT_WORKING_SIZE = 128
+SPLITS = ("train", "val", "test")
 
 
 def data_root(data_dir: str | Path | None = None) -> Path:
@@ -24,107 +33,220 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 
 @dataclass
 class Dataset:
-    """An image classification dataset with a train and a test split.
+    """An image classification dataset: lazy train and test splits, optionally val.
 
     Attributes
     ----------
     name : str
         How it was asked for (``"cifar10"``, ``"folder:/path"``, ...).
-    X_train, X_test : ndarray of shape (n, height, width, 3), uint8
-    y_train, y_test : ndarray of shape (n,), int64
-        Class indices into ``classes``.
+    train, test : ImageSource
+        The training split and the evaluation split.
     classes : list of str
+    val : ImageSource, optional
+        A validation split of the dataset's own (``train/ + val/ + test/``): used for
+        tuning instead of a split carved out of ``train``.
     source : str
         Where the images came from (a path, or "sklearn").
+    layout : str
+        The layout found, e.g. ``"train/ + val/ (val is the evaluation split)"``.
+    image_size : int, optional
+        ``--image-size``: side the hand-crafted extractors see (None: see
+        :attr:`working_view`).
+    notes : dict
+        Extra provenance (split seed, subset sizes, ...) stored in run records.
     """
 
     name: str
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
+    train: ImageSource
+    test: ImageSource
     classes: list[str]
+    val: ImageSource | None = None
     source: str = ""
+    layout: str = ""
+    image_size: int | None = None
     notes: dict = field(default_factory=dict)
-    # memoized hashes; not an init field, so ``replace`` (subsets) never copies them
+    #: max side and shared size of the whole dataset's images (before any subset)
+    scan: dict | None = None
     _memo: dict = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
-            X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
-            if X.dtype != np.uint8 or X.ndim != 4 or X.shape[-1] != 3:
-                raise DataError(f"{self.name}: {split} images must be uint8 (n, h, w, 3)")
-            if len(X) != len(y):
-                raise DataError(f"{self.name}: {len(X)} {split} images but {len(y)} labels")
-            if len(y) == 0:
+        for split in SPLITS:
+            src = self.split(split)
+            if src is None:
+                continue
+            if len(src) == 0:
                 raise DataError(f"{self.name}: the {split} split is empty")
-        missing = sorted(set(np.unique(self.y_test)) - set(np.unique(self.y_train)))
-        if missing:
-            names = ", ".join(self.classes[i] for i in missing)
-            raise DataError(f"{self.name}: test classes missing from train: {names}")
+        seen = set(np.unique(self.train.labels).tolist())
+        for split in ("val", "test"):
+            src = self.split(split)
+            if src is None:
+                continue
+            missing = sorted(set(np.unique(src.labels).tolist()) - seen)
+            if missing:
+                names = ", ".join(self.classes[i] for i in missing)
+                raise DataError(f"{self.name}: {split} classes missing from train: {names}")
+
+    @classmethod
+    def from_arrays(cls, name: str, X_train, y_train, X_test, y_test, classes, **kwargs
+                    ) -> Dataset:
+        """A dataset of in-memory uint8 ``(n, h, w, 3)`` arrays."""
+        return cls(name, ArraySource(X_train, y_train, f"{name}:train"),
+                   ArraySource(X_test, y_test, f"{name}:test"), list(classes), **kwargs)
+
+    # -- splits ---------------------------------------------------------------------
+    def split(self, split: str) -> ImageSource | None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+        return getattr(self, split)
+
+    def splits(self) -> dict[str, ImageSource]:
+        """The splits present, in order train, val, test."""
+        return {s: self.split(s) for s in SPLITS if self.split(s) is not None}
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.train.labels
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.test.labels
+
+    @property
+    def y_val(self) -> np.ndarray | None:
+        return None if self.val is None else self.val.labels
+
+    @property
+    def X_train(self) -> np.ndarray:
+        """Training images decoded at the working size (small datasets and tests only)."""
+        return self._materialized("train")
+
+    @property
+    def X_test(self) -> np.ndarray:
+        """Test images decoded at the working size (small datasets and tests only)."""
+        return self._materialized("test")
+
+    def _materialized(self, split: str) -> np.ndarray:
+        if split not in self._memo.get("X", {}):
+            self._memo.setdefault("X", {})[split] = self.split(split).load(self.working_view())
+        return self._memo["X"][split]
+
+    # -- resolution -----------------------------------------------------------------
+    def image_scan(self) -> dict[str, Any]:
+        """Largest side and the shared size (if any) of every image, from file headers."""
+        if self.scan is None:
+            sizes = np.concatenate([s.image_sizes() for s in self.splits().values()])
+            ok = sizes[(sizes > 0).all(axis=1)]
+            shared = np.unique(ok, axis=0)
+            self.scan = {
+                "max_side": int(ok.max()) if len(ok) else 0,
+                "shared_size": [int(v) for v in shared[0]] if len(shared) == 1 else None,
+            }
+        return self.scan
+
+    @property
+    def small(self) -> bool:
+        """Every image at most 64 px on a side (CIFAR-10, digits): CNNs see whole images."""
+        return self.image_scan()["max_side"] <= SMALL_MAX_SIDE
+
+    def working_view(self) -> View:
+        """What the hand-crafted extractors see.
+
+        ``--image-size S``: every image resized as a whole to S x S. Otherwise the
+        images' own size when they all share one up to 128 px, else 128 x 128.
+        """
+        if self.image_size is not None:
+            return View("resize", int(self.image_size))
+        shared = self.image_scan()["shared_size"]
+        if shared is not None and max(shared) <= DEFAULT_WORKING_SIZE:
+            if shared[0] == shared[1]:
+                return View("resize", int(shared[0]))  # = native: no image is resized
+            return View("native")
+        return View("resize", DEFAULT_WORKING_SIZE)
+
+    # -- identity -------------------------------------------------------------------
+    def split_fingerprint(self, split: str) -> str:
+        """Fingerprint of one split: image content (arrays) or file listing (folders)."""
+        return self.split(split).fingerprint
 
     @property
     def fingerprint(self) -> str:
-        """Content hash of both splits and the class names."""
+        """Hash of every split's fingerprint, the labels and the class names."""
         if "all" not in self._memo:
-            names = np.frombuffer("\n".join(self.classes).encode(), dtype=np.uint8)
-            self._memo["all"] = fingerprint(
-                self.X_train, self.y_train, self.X_test, self.y_test, names
-            )
+            parts = [f"{s}:{src.fingerprint}" for s, src in self.splits().items()]
+            names = "\n".join([*parts, *self.classes]).encode()
+            labels = [src.labels for src in self.splits().values()]
+            self._memo["all"] = fingerprint(np.frombuffer(names, np.uint8), *labels)
         return self._memo["all"]
-
-    def split_fingerprint(self, split: str) -> str:
-        """Content hash of the images of one split (``"train"`` or ``"test"``)."""
-        if split not in self._memo:
-            self._memo[split] = fingerprint(getattr(self, f"X_{split}"))
-        return self._memo[split]
 
     def subset(self, train_size: int | None = None, test_size: int | None = None,
                seed: int = 0) -> Dataset:
-        """A seeded, stratified subset of each split (None keeps the whole split)."""
-        X_train, y_train = _stratified(self.X_train, self.y_train, train_size, seed, "train")
-        X_test, y_test = _stratified(self.X_test, self.y_test, test_size, seed, "test")
+        """A seeded, stratified subset of train and test (None keeps the whole split)."""
+        self.image_scan()  # the resolution rule is the whole dataset's
+        train = _stratified(self.train, train_size, seed, "train")
+        test = _stratified(self.test, test_size, seed, "test")
         notes = {**self.notes, "subset": {"train_size": train_size, "test_size": test_size,
                                           "seed": seed}}
-        return replace(self, X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-                       notes=notes)
+        return replace(self, train=train, test=test, notes=notes)
+
+    def describe(self) -> str:
+        """One line: name, layout, images per split, classes."""
+        counts = " / ".join(f"{len(src)} {'val (tuning)' if s == 'val' else s}"
+                            for s, src in self.splits().items())
+        layout = f" [{self.layout}]" if self.layout else ""
+        return f"{self.name}{layout}: {counts} images, {len(self.classes)} classes"
 
     def summary(self) -> dict:
-        """Sizes, shape and fingerprint, for run records."""
-        return {
+        """Sizes, layout, resolution rule and fingerprint, for run records."""
+        out = {
             "name": self.name,
             "source": self.source,
+            "layout": self.layout,
             "fingerprint": self.fingerprint,
-            "n_train": int(len(self.y_train)),
-            "n_test": int(len(self.y_test)),
+            "n_train": int(len(self.train)),
+            "n_test": int(len(self.test)),
             "n_classes": len(self.classes),
             "classes": list(self.classes),
-            "image_shape": list(self.X_train.shape[1:]),
+            "image_scan": self.image_scan(),
+            "working_view": self.working_view().describe(),
         }
+        if self.val is not None:
+            out["n_val_split"] = int(len(self.val))
+        shared = self.image_scan()["shared_size"]
+        if shared is not None:
+            out["image_shape"] = [*shared, 3]
+        if self.notes:
+            out["notes"] = self.notes
+        return out
 
 
-def _stratified(X, y, size, seed, split):
+def _stratified(src: ImageSource, size: int | None, seed: int, split: str) -> ImageSource:
+    y = src.labels
     if size is None or size >= len(y):
         if size is not None and size > len(y):
             raise DataError(f"asked for {size} {split} images but the split has {len(y)}")
-        return X, y
+        return src
     if size < 1:
         raise DataError(f"--{split}-size must be positive; got {size}")
     counts = np.bincount(y)
     stratify = y if size >= len(np.unique(y)) and counts[counts > 0].min() >= 2 else None
     idx, _ = train_test_split(np.arange(len(y)), train_size=size, random_state=seed,
                               stratify=stratify)
-    idx = np.sort(idx)
-    return X[idx], y[idx]
+    return src.take(np.sort(idx))
 
 
-def stratified_split(X, y, test_fraction: float, seed: int):
-    """Seeded, stratified train/test split of one labelled pool of images."""
+def stratified_indices(y: np.ndarray, test_fraction: float, seed: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified train/test indices of one labelled pool of images."""
     if not 0 < test_fraction < 1:
         raise DataError(f"--test-fraction must be in (0, 1); got {test_fraction}")
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
     idx_tr, idx_te = train_test_split(np.arange(len(y)), test_size=test_fraction,
                                       random_state=seed, stratify=stratify)
-    idx_tr, idx_te = np.sort(idx_tr), np.sort(idx_te)
+    return np.sort(idx_tr), np.sort(idx_te)
+
+
+def stratified_split(X, y, test_fraction: float, seed: int):
+    """Seeded, stratified train/test split of one labelled pool of in-memory images."""
+    idx_tr, idx_te = stratified_indices(y, test_fraction, seed)
     return X[idx_tr], y[idx_tr], X[idx_te], y[idx_te]

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import ArrayCache
 from ..errors import DataError
 from .base import Dataset
 from .folder import load_image_folder
@@ -126,16 +125,15 @@ def load_cifar10_batches(folder: Path) -> Dataset:
         with open(meta, "rb") as f:
             names = _str_keys(pickle.load(f, encoding="latin1"))["label_names"]
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    return Dataset(
+    return Dataset.from_arrays(
         "cifar10",
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
-        X_test, y_test, classes, source=str(folder), notes={"layout": "python batches"},
+        X_test, y_test, classes, source=str(folder), layout="python batches",
     )
 
 
-def load_cifar10(root: Path, *, download: bool = False, cache: ArrayCache | None = None
-                 ) -> Dataset:
+def load_cifar10(root: Path, *, download: bool = False, cache=None) -> Dataset:
     """CIFAR-10 from under ``root`` (see the module docstring for the search order)."""
     found = find_cifar10(root)
     if found is None and download:
@@ -151,6 +149,6 @@ def load_cifar10(root: Path, *, download: bool = False, cache: ArrayCache | None
     kind, folder = found
     if kind == "pickle":
         return load_cifar10_batches(folder)
-    ds = load_image_folder(folder, name="cifar10", classes=CLASSES, image_size=32, cache=cache)
-    ds.notes["layout"] = "image folder"
+    ds = load_image_folder(folder, name="cifar10", classes=CLASSES)
+    ds.layout = f"image folder copy, {ds.layout}"
     return ds

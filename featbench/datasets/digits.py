@@ -28,6 +28,8 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     X = np.repeat(big[..., None], 3, axis=-1)
     y = bunch.target.astype(np.int64)
     X_train, y_train, X_test, y_test = stratified_split(X, y, test_fraction, seed)
-    return Dataset("digits", X_train, y_train, X_test, y_test,
-                   [str(c) for c in bunch.target_names], source="sklearn.datasets.load_digits",
-                   notes={"test_fraction": test_fraction, "split_seed": seed})
+    return Dataset.from_arrays("digits", X_train, y_train, X_test, y_test,
+                               [str(c) for c in bunch.target_names],
+                               source="sklearn.datasets.load_digits",
+                               layout="arrays (split by seed)",
+                               notes={"test_fraction": test_fraction, "split_seed": seed})

@@ -1,27 +1,56 @@
-"""Image-folder datasets: ``train/<class>/*`` + ``test/<class>/*``, or ``<class>/*``.
+"""Image-folder and list-file datasets, listed lazily (no image is decoded here).
 
-Decoded arrays are cached (keyed by every file's path, size and modification
-time, and the image size), so a second run does not decode the JPEGs again.
+Layouts of ``folder:PATH``, looked for in this order:
+
+- ``train/`` + ``val/`` + ``test/``: val is the validation split used for tuning
+  (not carved out of train), test the evaluation split;
+- ``train/`` + ``test/``;
+- ``train/`` + ``val/`` (also ``valid/``, ``validation/``): the held-out split is
+  the evaluation split (the ImageNet / PyTorch-tutorial layout);
+- ``<class>/`` folders: one pool, split by seed (stratified, ``test_fraction``).
+
+Inside a split, every sub-folder is a class and every image below it, at any
+depth, belongs to that class (as torchvision's ``ImageFolder``; links followed,
+hidden files skipped, extensions matched case-insensitively).
+
+``list:FILE`` reads a CSV or TSV with a path column and a label column (paths
+relative to the file's folder), and an optional ``split`` column
+(train/val/test); without it the pool is split by seed.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import ArrayCache, make_key
 from ..errors import DataError
-from .base import Dataset, stratified_split
-from .imageio import IMAGE_EXTENSIONS, read_images
+from .base import Dataset, stratified_indices
+from .imageio import IMAGE_EXTENSIONS
+from .source import FileSource
 
-#: Size images are resized to when no --image-size is given (that of CIFAR-10).
-DEFAULT_IMAGE_SIZE = 32
-_LOADER_VERSION = 1
+VAL_NAMES = ("val", "valid", "validation")
+PATH_COLUMNS = ("path", "file", "filename", "filepath", "image", "img")
+LABEL_COLUMNS = ("label", "class", "target", "category", "y")
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Every image file below ``folder`` (recursive, links followed, sorted, hidden skipped)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [Path(dirpath) / f for f in sorted(filenames) if _is_image(f)]
+    return sorted(out)
 
 
 def list_class_folder(root: Path, classes: list[str] | None = None) -> dict[str, list[Path]]:
-    """Image files per class sub-folder of ``root`` (sorted; hidden files skipped)."""
+    """Image files per class sub-folder of ``root`` (recursive within each class)."""
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
     found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -29,12 +58,11 @@ def list_class_folder(root: Path, classes: list[str] | None = None) -> dict[str,
         raise DataError(f"{root} has no class sub-folders (expected {root}/<class>/<image>)")
     out = {}
     for folder in found:
-        files = sorted(
-            p for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        files = find_images(folder)
         if not files:
-            raise DataError(f"class folder {folder} is empty (no image files)")
+            raise DataError(
+                f"class folder {folder} has no image files (extensions: "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
         out[folder.name] = files
     if classes is not None:
         unknown = sorted(set(out) - set(classes))
@@ -44,17 +72,27 @@ def list_class_folder(root: Path, classes: list[str] | None = None) -> dict[str,
     return out
 
 
-def _flatten(per_class: dict[str, list[Path]], classes: list[str]):
+def _source(root: Path, per_class: dict[str, list[Path]], classes: list[str]) -> FileSource:
     paths, labels = [], []
     for name, files in per_class.items():
-        paths += files
+        paths += [f.relative_to(root).as_posix() for f in files]
         labels += [classes.index(name)] * len(files)
-    return paths, np.asarray(labels, dtype=np.int64)
+    return FileSource(root, paths, labels)
 
 
-def _listing_key(paths: list[Path], image_size: int | None) -> str:
-    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    return make_key(listing=stats, image_size=image_size, version=_LOADER_VERSION)
+def detect_layout(root: Path) -> tuple[str, dict[str, Path]]:
+    """The layout of ``root`` and its split folders (see the module docstring)."""
+    sub = {p.name.lower(): p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
+    val = next((sub[n] for n in VAL_NAMES if n in sub), None)
+    if "train" in sub and "test" in sub and val is not None:
+        return (f"train/ + {val.name}/ + test/ ({val.name} is the tuning split)",
+                {"train": sub["train"], "val": val, "test": sub["test"]})
+    if "train" in sub and "test" in sub:
+        return "train/ + test/", {"train": sub["train"], "test": sub["test"]}
+    if "train" in sub and val is not None:
+        return (f"train/ + {val.name}/ ({val.name} is the evaluation split)",
+                {"train": sub["train"], "test": val})
+    return "class folders (split by seed)", {}
 
 
 def load_image_folder(
@@ -62,66 +100,134 @@ def load_image_folder(
     *,
     name: str | None = None,
     classes: list[str] | None = None,
-    image_size: int | None = DEFAULT_IMAGE_SIZE,
+    image_size: int | None = None,
     test_fraction: float = 0.25,
     seed: int = 0,
-    cache: ArrayCache | None = None,
+    cache=None,
 ) -> Dataset:
-    """Load an image folder as a :class:`Dataset`.
+    """List an image folder as a lazy :class:`Dataset` (see the module docstring).
 
     Parameters
     ----------
     root : path
-        Either ``root/train/<class>/*`` and ``root/test/<class>/*``, or
-        ``root/<class>/*`` (then split by ``seed``, stratified, ``test_fraction``).
+        The dataset folder.
     name : str, optional
         Dataset name in records (default ``folder:<root>``).
     classes : list of str, optional
         Class order (default: sorted folder names).
-    image_size : int or None
-        Images are resized to ``image_size`` x ``image_size`` when they differ;
-        None requires all images to share one size.
-    cache : ArrayCache, optional
-        Where decoded arrays are kept between runs.
+    image_size : int, optional
+        Side the hand-crafted extractors see (``--image-size``); None: the
+        images' own size when they share one up to 128 px, else 128.
+    test_fraction : float
+        Test share of a flat ``<class>/`` pool.
+    seed : int
+        Seed of the split of a flat pool.
+    cache : ignored
+        Kept for callers of earlier versions: nothing is decoded here any more.
     """
     root = Path(root).expanduser()
     name = name or f"folder:{root}"
     if not root.is_dir():
         raise DataError(
             f"data folder {root} does not exist; expected {root}/train/<class>/*, "
-            f"{root}/test/<class>/* or {root}/<class>/*"
+            f"{root}/test/<class>/* (or val/), or {root}/<class>/*"
         )
-    split_layout = (root / "train").is_dir() and (root / "test").is_dir()
-    if split_layout:
-        train = list_class_folder(root / "train", classes)
-        test = list_class_folder(root / "test", classes)
-        missing = sorted(set(test) - set(train))
-        if missing:
-            raise DataError(f"{root}: test classes missing from train: {', '.join(missing)}")
-        names = classes or sorted(set(train) | set(test))
-        names = [c for c in names if c in train]
-        p_train, y_train = _flatten(train, names)
-        p_test, y_test = _flatten(test, names)
-        all_paths = p_train + p_test
-    else:
-        pool = list_class_folder(root, classes)
-        names = list(pool) if classes is None else [c for c in classes if c in pool]
-        all_paths, y_all = _flatten(pool, names)
+    layout, folders = detect_layout(root)
+    if folders:
+        listed = {s: list_class_folder(f, classes) for s, f in folders.items()}
+        for split in ("val", "test"):
+            if split in listed:
+                missing = sorted(set(listed[split]) - set(listed["train"]))
+                if missing:
+                    raise DataError(f"{root}: {folders[split].name} classes missing from "
+                                    f"{folders['train'].name}: {', '.join(missing)}")
+        names = classes or sorted(listed["train"])
+        names = [c for c in names if c in listed["train"]]
+        sources = {s: _source(root, per_class, names) for s, per_class in listed.items()}
+        return Dataset(name, sources["train"], sources["test"], list(names),
+                       val=sources.get("val"), source=str(root), layout=layout,
+                       image_size=image_size)
+    pool = list_class_folder(root, classes)
+    names = list(pool) if classes is None else [c for c in classes if c in pool]
+    src = _source(root, pool, names)
+    idx_tr, idx_te = stratified_indices(src.labels, test_fraction, seed)
+    return Dataset(name, src.take(idx_tr), src.take(idx_te), list(names), source=str(root),
+                   layout=layout, image_size=image_size,
+                   notes={"test_fraction": test_fraction, "split_seed": seed})
 
-    cache = cache or ArrayCache(enabled=False)
-    key = _listing_key(all_paths, image_size)
-    hit = cache.load("datasets", key)
-    if hit is not None:
-        X_all = hit["X"]
-    else:
-        X_all = read_images(all_paths, image_size, desc=f"decode {root.name}")
-        cache.save("datasets", key, {"X": X_all}, {"root": str(root)})
 
-    if split_layout:
-        n = len(p_train)
-        X_train, X_test = X_all[:n], X_all[n:]
+def load_list_file(
+    path: str | Path,
+    *,
+    image_size: int | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> Dataset:
+    """A dataset from a CSV/TSV list of ``path,label`` rows (see the module docstring)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"list file {path} does not exist (expected a CSV or TSV with a "
+                        f"path column and a label column)")
+    text = path.read_text(encoding="utf-8-sig")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in text.split("\n", 1)[0] else ","
+    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip()
+                                                                                 for c in r)]
+    if not rows:
+        raise DataError(f"list file {path} is empty")
+    header = [c.strip().lower() for c in rows[0]]
+    p_col = next((header.index(c) for c in PATH_COLUMNS if c in header), None)
+    l_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), None)
+    s_col = header.index("split") if "split" in header else None
+    first_line = 1
+    if p_col is not None and l_col is not None:
+        rows, first_line = rows[1:], 2
+    elif p_col is None and l_col is None:
+        p_col, l_col, s_col = 0, 1, None  # no header: path, label
     else:
-        X_train, y_train, X_test, y_test = stratified_split(X_all, y_all, test_fraction, seed)
-    return Dataset(name, X_train, y_train, X_test, y_test, list(names), source=str(root),
-                   notes={"layout": "train/test" if split_layout else "class folders",
-                          "image_size": image_size})
+        raise DataError(f"list file {path}: header {rows[0]} needs both a path column "
+                        f"({'/'.join(PATH_COLUMNS)}) and a label column "
+                        f"({'/'.join(LABEL_COLUMNS)})")
+    root = path.parent
+    entries = []
+    for line, row in enumerate(rows, first_line):
+        if len(row) <= max(p_col, l_col, s_col or 0):
+            raise DataError(f"list file {path}, line {line}: expected a path and a label; "
+                            f"got {row}")
+        file = Path(row[p_col].strip())
+        rel = file if not file.is_absolute() else Path(os.path.relpath(file, root))
+        split = row[s_col].strip().lower() if s_col is not None else ""
+        if split in VAL_NAMES:
+            split = "val"
+        if split not in ("", "train", "val", "test"):
+            raise DataError(f"list file {path}, line {line}: split must be train, val or "
+                            f"test; got {row[s_col]!r}")
+        entries.append((rel.as_posix(), row[l_col].strip(), split))
+    for rel, _, _ in entries:
+        if not (root / rel).is_file():
+            raise DataError(f"list file {path}: image {root / rel} does not exist")
+    names = {e[1] for e in entries}
+    numeric = all(n.lstrip("-").isdigit() for n in names)
+    classes = sorted(names, key=int) if numeric else sorted(names)
+    labels = np.asarray([classes.index(e[1]) for e in entries], dtype=np.int64)
+    src = FileSource(root, [e[0] for e in entries], labels)
+    splits = np.asarray([e[2] for e in entries])
+    name = f"list:{path}"
+    if (splits == "").all():
+        idx_tr, idx_te = stratified_indices(labels, test_fraction, seed)
+        return Dataset(name, src.take(idx_tr), src.take(idx_te), classes, source=str(path),
+                       layout="list file (split by seed)", image_size=image_size,
+                       notes={"test_fraction": test_fraction, "split_seed": seed})
+    if (splits == "").any():
+        raise DataError(f"list file {path}: the split column is empty on some rows")
+    parts = {s: src.take(np.flatnonzero(splits == s)) for s in ("train", "val", "test")
+             if (splits == s).any()}
+    if "train" not in parts or len(parts) < 2:
+        raise DataError(f"list file {path}: the split column needs train rows and test "
+                        f"(or val) rows")
+    if "test" not in parts:
+        parts["test"] = parts.pop("val")
+        layout = "list file (train, val as the evaluation split)"
+    else:
+        layout = "list file (train, val, test)" if "val" in parts else "list file (train, test)"
+    return Dataset(name, parts["train"], parts["test"], classes, val=parts.get("val"),
+                   source=str(path), layout=layout, image_size=image_size)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import DataError
 from ..parallel import get_n_jobs, progress
@@ -46,20 +46,17 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
 
 
 def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
-    """Read ``path`` as uint8 RGB, resized to ``size`` x ``size`` when it differs.
+    """Read ``path`` as uint8 RGB (EXIF orientation applied), resized to ``size`` x ``size``
+    (Pillow bilinear) when it differs.
 
     Raises
     ------
     DataError
         Naming the file, when it cannot be decoded.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = to_rgb8(image)
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError,
-            Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+    from .source import read_file
+
+    rgb = read_file(Path(path))
     if size is not None and rgb.shape[:2] != (size, size):
         resized = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
         rgb = np.asarray(resized, dtype=np.uint8)

@@ -66,6 +66,9 @@ class ImageExtractor(TransformerMixin, BaseEstimator):
     _chunk_size = 1024
     #: worker threads for :meth:`_extract` (None: all cores)
     _n_jobs: int | None = None
+    #: whether ``fit`` learns from the images (a codebook): the extraction layer then
+    #: fits on a sample of the training split and stores the fitted state
+    learns_from_images: bool = False
 
     def fit(self, X, y=None):
         """Validate the images and learn what the extractor needs (nothing by default)."""

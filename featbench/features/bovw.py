@@ -41,6 +41,7 @@ class CodebookExtractor(ImageExtractor):
     """
 
     _chunk_size = 256
+    learns_from_images = True
 
     def _descriptors(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return dense_descriptors(images, self.descriptor, self.step, as_tuple(self.patch_sizes))

@@ -32,9 +32,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..datasets.source import View
 from ..errors import DataError, ParameterError, UnknownNameError
+from ..runtime import (  # noqa: F401 - re-exported for existing callers
+    PRECISIONS,
+    OutOfMemoryError,
+    check_device,
+    cpu_has_bf16,
+    is_oom,
+    resolve_precision,
+    run_batches,
+)
+from ..runtime import autocast as _autocast
 from .base import ImageExtractor
-from .kmeans_patches import resolve_device
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,9 +60,6 @@ LITE_MODELS = {
 #: torchvision families whose stage outputs are (n, h, w, c) rather than (n, c, h, w)
 CHANNELS_LAST_OUTPUTS = ("swin_",)
 _hub_lock = threading.Lock()
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-OutOfMemoryError: type[BaseException] = getattr(torch, "OutOfMemoryError",
-                                                torch.cuda.OutOfMemoryError)
 
 
 @functools.lru_cache(maxsize=1)
@@ -155,23 +162,29 @@ def _seeded_init(factory: Callable[[], nn.Module], seed: int | None) -> nn.Modul
         return factory()
 
 
+def _torchvision_weights(name: str, weights: str | None):
+    """torchvision's weights enum member for ``weights`` (None for random init)."""
+    from torchvision.models import get_model_weights
+
+    if weights is None:
+        return None
+    enum = get_model_weights(name)
+    key = str(weights)
+    if key.upper() == "DEFAULT":
+        return enum.DEFAULT
+    key = key.rpartition(".")[2]
+    if key not in enum.__members__:
+        raise ParameterError(
+            f"cnn:{name} has no weights {weights!r}; available: DEFAULT, "
+            f"{', '.join(enum.__members__)} (or weights=none for random init)")
+    return enum[key]
+
+
 def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
                       random_state: int | None) -> LoadedModel:
-    from torchvision.models import get_model, get_model_weights
+    from torchvision.models import get_model
 
-    enum = get_model_weights(name)
-    w = None
-    if weights is not None:
-        key = str(weights)
-        if key.upper() == "DEFAULT":
-            w = enum.DEFAULT
-        else:
-            key = key.rpartition(".")[2]
-            if key not in enum.__members__:
-                raise ParameterError(
-                    f"cnn:{name} has no weights {weights!r}; available: DEFAULT, "
-                    f"{', '.join(enum.__members__)} (or weights=none for random init)")
-            w = enum[key]
+    w = _torchvision_weights(name, weights)
     size, mean, std, interpolation = 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear"
     if w is not None:
         t = w.transforms()
@@ -261,27 +274,6 @@ def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | N
     return _load_torchvision(name, weights, weights_path, random_state)
 
 
-def check_device(spec: str) -> torch.device:
-    """The torch device for ``spec``, or a ParameterError saying why it cannot be used."""
-    try:
-        device = resolve_device(str(spec))
-    except RuntimeError as exc:
-        raise ParameterError(f"invalid device {spec!r}: {str(exc).splitlines()[0]} "
-                             f"(expected auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ParameterError(f"device {spec!r}: CUDA is not available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ParameterError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA "
-                                 f"device(s) here")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                     and torch.backends.mps.is_available()):
-        raise ParameterError(f"device {spec!r}: MPS is not available here")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ParameterError(f"device {spec!r}: expected auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
 def _last_linear(model: nn.Module) -> nn.Linear | None:
     last = None
     for module in model.modules():
@@ -298,56 +290,6 @@ def global_pool(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     if x.ndim == 3:
         return x.mean(dim=1)
     return x.flatten(1)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA that supports it (else fp16), bf16 on CPUs with AVX-512 BF16
-    or AMX (measured faster there), fp32 elsewhere."""
-    if precision not in PRECISIONS:
-        raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_bf16():
-        return "bf16"
-    return "fp32"
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def run_batches(fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int,
-                on_oom: Callable[[int], None] | None = None) -> tuple[list[torch.Tensor], int]:
-    """Call ``fn(start, stop)`` over ``range(n)`` in batches; halve the batch on OOM.
-
-    When a batch runs out of device memory the CUDA cache is emptied, the batch size
-    halved and the same batch retried; a batch of one that does not fit re-raises.
-    Returns the outputs and the batch size that worked.
-    """
-    out, start = [], 0
-    while start < n:
-        stop = min(n, start + batch_size)
-        try:
-            out.append(fn(start, stop))
-        except OutOfMemoryError:
-            if batch_size == 1:
-                raise
-            batch_size = max(1, batch_size // 2)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if on_oom is not None:
-                on_oom(batch_size)
-            continue
-        start = stop
-    return out, batch_size
 
 
 class CNNEmbedding(ImageExtractor):
@@ -425,15 +367,54 @@ class CNNEmbedding(ImageExtractor):
     def _fit(self, X, y=None) -> None:
         self._network()  # load now: a missing file is reported before any work
 
-    def cache_token(self) -> dict[str, Any] | None:
-        """Identity of a ``weights_path`` file (size, mtime) for the feature cache key."""
-        if not self.weights_path:
-            return None
-        try:
-            st = Path(self.weights_path).expanduser().stat()
-        except OSError:
-            return None
-        return {"weights_file": [st.st_size, st.st_mtime_ns]}
+    def cache_token(self) -> dict[str, Any]:
+        """What the store key needs beyond the parameters: the precision as resolved on
+        this machine (``auto`` is bf16 on some CPUs, fp32 on others) and the identity of
+        a ``weights_path`` file (size, mtime)."""
+        token: dict[str, Any] = {
+            "precision": resolve_precision(self.precision, check_device(self.device))}
+        if self.weights_path:
+            try:
+                st = Path(self.weights_path).expanduser().stat()
+                token["weights_file"] = [st.st_size, st.st_mtime_ns]
+            except OSError:
+                pass
+        return token
+
+    def eval_transform(self) -> tuple[int, int, str]:
+        """``(size, resize, interpolation)`` of the weights' evaluation transform.
+
+        torchvision weights: ``weights.transforms()`` (e.g. resize 256 / crop 224, or
+        232 / 224), scaled to ``size``: resize = round(size / crop_pct). EfficientNet-Lite
+        and random weights have none: crop_pct 0.875, bilinear.
+        """
+        size, crop_pct, interpolation = 224, 0.875, "bilinear"
+        if self.model in LITE_MODELS:
+            size = LITE_MODELS[self.model][2]
+        elif self.weights is not None:
+            w = _torchvision_weights(self.model, self.weights)
+            if w is not None:
+                t = w.transforms()
+                size = int(t.crop_size[0])
+                crop_pct = size / float(t.resize_size[0])
+                mode = getattr(getattr(t, "interpolation", None), "value", "bilinear")
+                interpolation = "bicubic" if mode == "bicubic" else "bilinear"
+        size = int(self.size or size)
+        return size, int(round(size / crop_pct)), interpolation
+
+    def input_view(self, ds) -> View:
+        """The images this extractor sees, from the original files (per dataset).
+
+        Datasets of images all at most 64 px (CIFAR-10, digits): the whole image,
+        resized to ``size`` inside :meth:`transform` as before. Every other dataset:
+        the weights' evaluation transform (short side resized, center crop).
+        """
+        size, resize, interpolation = self.eval_transform()
+        if ds.small:
+            if ds.image_scan()["shared_size"] is not None:
+                return View("native")
+            return View("resize", size, interpolation=interpolation)
+        return View("resize-crop", size, resize, interpolation)
 
     def _network(self) -> tuple[LoadedModel, nn.Module, torch.device]:
         """The loaded model and the module that returns features, built once."""
@@ -495,9 +476,7 @@ class CNNEmbedding(ImageExtractor):
         loaded = dataclasses.replace(loaded, mean=norms[self.normalization][0],
                                      std=norms[self.normalization][1])
         precision = resolve_precision(self.precision, device)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
-                    else contextlib.nullcontext())
+        autocast = _autocast(device, precision)
         # torch needs a writeable buffer; memory-mapped or frozen inputs are copied
         copy = None if images.flags.writeable else True
         x_all = torch.from_numpy(np.array(images, order="C", copy=copy))
@@ -505,14 +484,14 @@ class CNNEmbedding(ImageExtractor):
         nhwc = self.layer is not None and self.model.startswith(CHANNELS_LAST_OUTPUTS)
 
         def forward(start: int, stop: int) -> torch.Tensor:
-            x = x_all[start:stop].to(device)
+            x = x_all[start:stop].to(device, non_blocking=True)
             with torch.inference_mode(), autocast:
                 try:
                     feats = net(loaded.preprocess(x, size))
                 except OutOfMemoryError:
                     raise
                 except (RuntimeError, AssertionError, ValueError) as exc:
-                    if "out of memory" in str(exc):  # MPS and older CUDA builds
+                    if is_oom(exc):  # MPS and older CUDA builds
                         raise OutOfMemoryError(str(exc)) from exc
                     raise ParameterError(
                         f"cnn:{self.model} failed on {size}x{size} inputs: "

@@ -15,18 +15,8 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 
+from ..runtime import check_device, resolve_device, run_batches  # noqa: F401
 from .base import ImageExtractor
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA if available, else MPS, else CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 def normalize_patches(P: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
@@ -101,6 +91,7 @@ class KMeansPatches(ImageExtractor):
     """
 
     _chunk_size = 512
+    learns_from_images = True
     _n_jobs = 1  # torch parallelizes inside each batch
     #: parameters that do not change the features: left out of the cache key
     _cache_exclude = ("device", "batch_size")
@@ -147,22 +138,25 @@ class KMeansPatches(ImageExtractor):
         self.centroids_ = km.fit(white).cluster_centers_.astype(np.float32)
 
     def _extract(self, images: np.ndarray) -> np.ndarray:
-        device = resolve_device(self.device)
+        device = check_device(self.device)
         mean = torch.from_numpy(self.mean_).to(device)
         whiten = torch.from_numpy(self.whiten_).to(device)
         centroids = torch.from_numpy(self.centroids_).to(device)
         p, s = self.patch_size, self.stride
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                x = torch.tensor(images[start:start + self.batch_size], device=device)
+
+        def encode(start: int, stop: int) -> torch.Tensor:
+            with torch.inference_mode():
+                x = torch.tensor(images[start:stop], device=device)
                 x = x.permute(0, 3, 1, 2).float()
                 b, _, h, w = x.shape
                 rows, cols = (h - p) // s + 1, (w - p) // s + 1
                 patches = F.unfold(x, p, stride=s).transpose(1, 2)  # (b, L, 3 p p)
                 Z = (normalize_patches(patches, self.norm_eps) - mean) @ whiten
                 A = triangle_encode(Z, centroids).reshape(b, rows, cols, -1)
-                out.append(quadrant_sum(A).cpu())
+                return quadrant_sum(A).cpu()
+
+        # the shared runtime halves the batch when the device runs out of memory
+        out, _ = run_batches(encode, len(images), self.batch_size)
         if not out:
             return np.zeros((0, 4 * self.n_centroids), np.float32)
         return torch.cat(out).numpy().astype(np.float32)

@@ -1,0 +1,503 @@
+"""Stream a dataset's images through extractors into the sharded feature store.
+
+source -> batches (decoded by a worker pool, under each extractor's own
+:class:`~featbench.datasets.source.View`) -> extractor -> store. No step holds a
+split's images or its whole feature matrix: the working memory is one shard of
+decoded images (plus the next one being decoded) and its features.
+
+Each extractor of a feature spec (``hog+color-hist`` has two) gets one store
+entry per split, keyed by everything that determines its numbers: the
+extractor's class, parameters (device and batch size excluded), resolved
+precision, source code, library versions, the view it saw, the split's
+fingerprint and, for learned extractors, the codebook's key (the training
+images it was fitted on). Learned extractors (bovw, vlad, fisher,
+kmeans-patches) fit once on a seeded, bounded sample of training images read
+through the same source, and store the codebook beside the features.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import importlib.metadata
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from . import __version__
+from .cache import make_key
+from .datasets import Dataset
+from .datasets.source import ImageSource, View
+from .errors import DataError
+from .features import build_extractor, set_params_checked, split_spec
+from .parallel import get_n_jobs, progress
+from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
+
+#: Decoded working-size images a learned extractor may fit on (bounds memory: all of
+#: CIFAR-10's 50,000 training images, ~21,000 photos at 128 px).
+FIT_SAMPLE_BYTES = 1 << 30
+STORE_DTYPES = ("float32", "float16")
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    """Versions of featbench, Python and the libraries that compute results."""
+    out = {"featbench": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "scikit-learn", "scikit-image", "opencv-python-headless", "pillow",
+                 "torch", "torchvision"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@functools.cache
+def extractor_code_hash(cls: type) -> str:
+    """Hash of the source of ``cls``'s module and every featbench module it uses.
+
+    Editing an extractor (or a helper it imports) invalidates its stored features,
+    and only its own: adding an extractor leaves the others' entries valid.
+    """
+    import hashlib
+    import inspect
+    import sys
+
+    seen: set[str] = set()
+    stack = [cls.__module__]
+    while stack:
+        name = stack.pop()
+        module = sys.modules.get(name)
+        if name in seen or module is None or not name.startswith("featbench."):
+            continue
+        seen.add(name)
+        for value in vars(module).values():
+            dep = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(dep, str) and dep.startswith("featbench.") and dep not in seen:
+                stack.append(dep)
+    h = hashlib.sha256()
+    for name in sorted(seen):
+        file = getattr(sys.modules[name], "__file__", None)
+        if file:
+            h.update(name.encode() + Path(file).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def canonical(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters sorted, tuples as lists (JSON-stable)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(params.items())}
+
+
+def view_for(est: BaseEstimator, ds: Dataset) -> View:
+    """The view ``est`` takes of ``ds``'s images: its own (``input_view``) or the working one."""
+    hook = getattr(est, "input_view", None)
+    view = hook(ds) if hook is not None else None
+    return view if view is not None else ds.working_view()
+
+
+def is_learned(est: BaseEstimator) -> bool:
+    """Whether ``est`` learns a codebook from training images (bovw, kmeans-patches, ...)."""
+    return bool(getattr(est, "learns_from_images", False))
+
+
+@dataclass
+class Plan:
+    """One extractor, ready to run on a dataset: parameters, view and store keys."""
+
+    name: str
+    estimator: BaseEstimator
+    params: dict[str, Any]
+    view: View
+    base: dict[str, Any]
+    fit_key: str | None
+    fit_indices: np.ndarray | None
+
+    def entry_key(self, ds: Dataset, split: str) -> str:
+        return make_key(**self.base, fit=self.fit_key, data=ds.split_fingerprint(split))
+
+    def describe(self) -> dict[str, Any]:
+        """What a record says about this extractor's input."""
+        out = {"name": self.name, "view": self.view.describe()}
+        if self.fit_indices is not None:
+            out["fit_images"] = int(len(self.fit_indices))
+        return out
+
+
+def plan(name: str, ds: Dataset, params: dict[str, Any], seed: int = 0) -> Plan:
+    """Build extractor ``name`` with ``params`` and work out its view and keys."""
+    est = set_params_checked(build_extractor(name), params, f"feature {name!r}")
+    est_params = canonical(est.get_params(deep=False))
+    exclude = getattr(est, "_cache_exclude", ())
+    token = est.cache_token() if hasattr(est, "cache_token") else None
+    view = view_for(est, ds)
+    base = {"cls": f"{type(est).__module__}.{type(est).__qualname__}",
+            "params": {k: v for k, v in est_params.items() if k not in exclude},
+            **({"token": token} if token else {}), "version": __version__,
+            "code": extractor_code_hash(type(est)), "libs": package_versions(),
+            "view": view.describe(), "view_code": extractor_code_hash(View)}
+    fit_key, fit_indices = None, None
+    if is_learned(est):
+        fit_indices = fit_sample(len(ds.train), view, ds, seed)
+        fit_key = make_key(**base, fit=ds.split_fingerprint("train"), sample=fit_indices)
+    return Plan(name, est, est_params, view, base, fit_key, fit_indices)
+
+
+def fit_sample(n: int, view: View, ds: Dataset, seed: int) -> np.ndarray:
+    """Training images a learned extractor fits on: all, or a seeded sample within
+    :data:`FIT_SAMPLE_BYTES` of decoded images (sorted indices)."""
+    if view.size:
+        h = w = view.size
+    else:
+        h, w = ds.image_scan()["shared_size"] or (256, 256)
+    per_image = max(1, h * w * 3)
+    m = min(n, max(1, FIT_SAMPLE_BYTES // per_image))
+    if m == n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, m, replace=False))
+
+
+# -- decoding -----------------------------------------------------------------------
+def _decode(source: ImageSource, view: View, i: int) -> np.ndarray:
+    return view.apply(source.read(i))
+
+
+class Decoder:
+    """Decode images of a source in a thread pool, a batch ahead of the extractor.
+
+    Pillow and NumPy release the GIL while decoding and resizing, so threads use
+    every core without copying images between processes.
+    """
+
+    def __init__(self, source: ImageSource, view: View, n_workers: int,
+                 skip_bad: bool = False) -> None:
+        self.source, self.view, self.skip_bad = source, view, skip_bad
+        self.pool = cf.ThreadPoolExecutor(max(1, n_workers), thread_name_prefix="decode")
+
+    def submit(self, start: int, stop: int) -> list[cf.Future]:
+        return [self.pool.submit(_decode, self.source, self.view, i) for i in range(start, stop)]
+
+    def collect(self, futures: list[cf.Future], start: int
+                ) -> tuple[np.ndarray | None, list[int], list[str]]:
+        """Stack a batch; the first unreadable file stops at once unless ``skip_bad``."""
+        if not self.skip_bad:
+            done, _ = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
+            for fut in done:
+                if fut.exception() is not None:
+                    self.close()
+                    raise fut.exception()
+        images, bad, messages = [], [], []
+        for k, fut in enumerate(futures):
+            try:
+                images.append(fut.result())
+            except DataError as exc:
+                bad.append(k)
+                messages.append(str(exc))
+        return (np.stack(images) if images else None), bad, messages
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _torch_batches(source: ImageSource, view: View, entry: StoreEntry, shards: list[int],
+                   n_workers: int, skip_bad: bool, pin: bool):
+    """Decoded shards from torch ``DataLoader`` worker processes (pinned memory on CUDA)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    class Shards(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(shards)
+
+        def __getitem__(self, k: int):
+            start, stop = entry.bounds(shards[k])
+            images, bad, messages = [], [], []
+            for i in range(start, stop):
+                try:
+                    images.append(_decode(source, view, i))
+                except DataError as exc:
+                    if not skip_bad:  # returned, not raised: the message stays one line
+                        return None, [i - start], [str(exc)]
+                    bad.append(i - start)
+                    messages.append(str(exc))
+            x = torch.from_numpy(np.stack(images)) if images else None
+            return x, bad, messages
+
+    loader = DataLoader(Shards(), batch_size=None, num_workers=n_workers, pin_memory=pin,
+                        prefetch_factor=2 if n_workers else None,
+                        persistent_workers=False)
+    for j, (x, bad, messages) in zip(shards, loader, strict=True):
+        if messages and not skip_bad:
+            raise DataError(messages[0])
+        yield j, (None if x is None else x.numpy()), bad, messages
+
+
+def _device_of(est: BaseEstimator) -> str:
+    device = getattr(est, "device", None)
+    if device is None:
+        return "cpu"
+    from .runtime import check_device
+
+    return check_device(str(device)).type
+
+
+# -- extraction ---------------------------------------------------------------------
+@dataclass
+class SplitResult:
+    """What :func:`extract_split` did on one split."""
+
+    entry: StoreEntry
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    bad: list[str] = field(default_factory=list)
+    runtime: dict[str, Any] | None = None
+
+
+def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None = None,
+            skip_bad: bool = False, echo: Callable[[str], None] | None = None) -> float:
+    """Fit (or load the stored codebook of) ``p``'s extractor; returns the fit seconds."""
+    est = p.estimator
+    if p.fit_key is None:
+        # pretrained or stateless: one image sets the input shape (and loads a model)
+        probe = _first_good(ds.train, p.view)
+        est.fit(probe[None])
+        return 0.0
+    state = store.load_codebook(p.fit_key)
+    if state is not None:
+        for k, v in state.items():
+            setattr(est, k, v)
+        return 0.0
+    t0 = time.perf_counter()
+    images = _decode_all(ds.train, p.view, p.fit_indices, n_workers or get_n_jobs(), skip_bad,
+                         desc=f"{p.name}: decode fit sample")
+    est.fit(images)
+    del images
+    state = {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
+    state = store.save_codebook(p.fit_key, state)  # another process's codebook wins
+    for k, v in state.items():
+        setattr(est, k, v)
+    return time.perf_counter() - t0
+
+
+def _first_good(source: ImageSource, view: View) -> np.ndarray:
+    for i in range(min(len(source), 64)):
+        try:
+            return _decode(source, view, i)
+        except DataError:
+            continue
+    return _decode(source, view, 0)  # raises the error naming the file
+
+
+def _decode_all(source, view, indices, n_workers, skip_bad, desc) -> np.ndarray:
+    """A bounded sample of images, decoded into one array (learned extractors' fit)."""
+    dec = Decoder(source, view, n_workers, skip_bad)
+    try:
+        futures = [dec.pool.submit(_decode, source, view, int(i)) for i in indices]
+        out, bar = [], progress(total=len(futures), desc=desc, unit="img")
+        for fut in futures:
+            try:
+                out.append(fut.result())
+            except DataError:
+                if not skip_bad:
+                    dec.close()
+                    raise
+            bar.update(1)
+        bar.close()
+        return np.stack(out)
+    finally:
+        dec.close()
+
+
+def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
+                  shard_size: int = DEFAULT_SHARD_SIZE, shards: list[int] | None = None,
+                  n_workers: int | None = None, skip_bad: bool = False,
+                  dtype: str = "float32", ready: Callable[[], Any] | None = None
+                  ) -> SplitResult:
+    """Compute the missing shards of ``p`` on one split of ``ds`` into ``store``.
+
+    ``ready`` is called once before the first shard is computed (it fits the
+    extractor, see :func:`prepare`); nothing is fitted or loaded when every shard
+    is already stored. ``shards`` restricts the work to some shard indices
+    (``None``: all).
+    """
+    if dtype not in STORE_DTYPES:
+        raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
+    source = ds.split(split)
+    manifest = {"feature": p.name, "params": p.params, "view": p.view.describe(),
+                "split": split, "dataset": ds.name, "fingerprint": ds.split_fingerprint(split),
+                "fit_key": p.fit_key, "dtype": dtype, "featbench": __version__}
+    entry = store.entry(p.entry_key(ds, split), len(source), shard_size, manifest)
+    entry.create()
+    wanted = set(range(entry.n_shards) if shards is None else shards)
+    todo = [j for j in entry.missing() if j in wanted]
+    result = SplitResult(entry, reused=len(wanted) - len(todo))
+    if not todo:
+        return result
+    if ready is not None:
+        ready()
+    est = p.estimator
+    n_workers = n_workers or get_n_jobs()
+    _split_chunks(est, shard_size, n_workers)
+    device = _device_of(est)
+    n_images = sum(entry.bounds(j)[1] - entry.bounds(j)[0] for j in todo)
+    bar = progress(total=n_images, desc=f"{p.name} {split}", unit="img")
+    try:
+        for j, images, bad, messages in _batches(source, p.view, entry, todo, n_workers,
+                                                 skip_bad, device):
+            if (j in entry.finished()):  # another process finished it meanwhile
+                result.reused += 1
+                bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
+                continue
+            t0 = time.perf_counter()
+            F = _transform(est, images, entry.bounds(j), bad)
+            dt = time.perf_counter() - t0
+            runtime = getattr(est, "runtime_", None)
+            start = entry.bounds(j)[0]
+            won = entry.write(j, F, bad=bad, dtype=dtype,
+                              meta={"seconds": dt, "runtime": runtime,
+                                    "bad_files": messages})
+            result.computed += int(won)
+            result.reused += int(not won)
+            result.seconds += dt
+            result.runtime = runtime or result.runtime
+            result.bad += messages
+            bar.update(len(F))
+            bar.set_postfix_str(f"shard {j + 1}/{entry.n_shards}"
+                                + (f", {len(result.bad)} bad" if result.bad else ""))
+            del F, images, start
+    finally:
+        bar.close()
+    return result
+
+
+def _split_chunks(est: BaseEstimator, shard_size: int, n_workers: int) -> None:
+    """Let a multi-threaded extractor split one shard over every core (values unchanged:
+    each image's features depend on that image alone)."""
+    if getattr(est, "_n_jobs", None) == 1 or not hasattr(est, "_chunk_size"):
+        return
+    per_worker = -(-shard_size // max(1, n_workers))
+    est._chunk_size = max(1, min(type(est)._chunk_size, per_worker))
+
+
+def _batches(source, view, entry, todo, n_workers, skip_bad, device
+             ) -> Iterator[tuple[int, np.ndarray | None, list[int], list[str]]]:
+    if device == "cuda":
+        yield from _torch_batches(source, view, entry, todo, n_workers, skip_bad, pin=True)
+        return
+    dec = Decoder(source, view, n_workers, skip_bad)
+    try:
+        pending = dec.submit(*entry.bounds(todo[0]))
+        for k, j in enumerate(todo):
+            images, bad, messages = dec.collect(pending, entry.bounds(j)[0])
+            if k + 1 < len(todo):  # decode the next shard while this one is extracted
+                pending = dec.submit(*entry.bounds(todo[k + 1]))
+            yield j, images, bad, messages
+    finally:
+        dec.close()
+
+
+def _transform(est, images, bounds, bad) -> np.ndarray:
+    n = bounds[1] - bounds[0]
+    if not bad:
+        return np.asarray(est.transform(images), dtype=np.float32)
+    good = np.setdiff1d(np.arange(n), bad)
+    if images is None:
+        dim = int(est.n_features_out_)
+        return np.zeros((n, dim), np.float32)
+    F_good = np.asarray(est.transform(images), dtype=np.float32)
+    F = np.zeros((n, F_good.shape[1]), np.float32)
+    F[good] = F_good
+    return F
+
+
+@dataclass
+class FeatureResult:
+    """Features of every split for one feature spec, and how they were obtained.
+
+    ``splits[s]`` is the concatenation of the spec's extractors on split ``s``,
+    with the rows of undecodable images (``bad[s]``, indices) left in as zeros.
+    """
+
+    splits: dict[str, np.ndarray]
+    params: dict[str, dict[str, Any]]
+    extract_s: float
+    cached: bool
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    bad: dict[str, list[int]] = field(default_factory=dict)
+    bad_files: list[str] = field(default_factory=list)
+
+    @property
+    def train(self) -> np.ndarray:
+        return self.splits["train"]
+
+    @property
+    def test(self) -> np.ndarray:
+        return self.splits["test"]
+
+
+def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
+                     store: FeatureStore, *, seed: int = 0,
+                     shard_size: int = DEFAULT_SHARD_SIZE, skip_bad: bool = False,
+                     dtype: str = "float32", n_workers: int | None = None,
+                     load: bool = True, echo: Callable[[str], None] | None = None
+                     ) -> FeatureResult:
+    """Extract ``spec``'s features on every split of ``ds`` through ``store``.
+
+    With ``load=False`` the features are computed and stored but not read back
+    (``featbench extract``); ``splits`` is then empty.
+    """
+    parts, all_params, total_s, all_cached = [], {}, 0.0, True
+    columns: dict[str, list[np.ndarray]] = {s: [] for s in ds.splits()}
+    bad: dict[str, set[int]] = {s: set() for s in ds.splits()}
+    bad_files: list[str] = []
+    for name in split_spec(spec):
+        p = plan(name, ds, params.get(name, {}), seed)
+        all_params[name] = p.params
+        part = {"name": name, **p.describe(), "cached": True, "extract_s": 0.0,
+                "shards": {}}
+
+        def ready(p=p, part=part) -> None:
+            if not part.get("prepared"):
+                part["extract_s"] += prepare(p, ds, store, n_workers=n_workers,
+                                             skip_bad=skip_bad, echo=echo)
+                part["prepared"] = True
+
+        runtime = None
+        for split in ds.splits():
+            res = extract_split(p, ds, split, store, shard_size=shard_size, skip_bad=skip_bad,
+                                dtype=dtype, n_workers=n_workers, ready=ready)
+            metas = res.entry.shard_meta()
+            seconds = sum(float(m.get("seconds", 0.0)) for m in metas)
+            part["extract_s"] += seconds
+            part["cached"] &= res.computed == 0
+            part["shards"][split] = {"n": res.entry.n_shards, "computed": res.computed,
+                                     "reused": res.reused, "store": str(res.entry.path)}
+            runtime = runtime or res.runtime or next(
+                (m["runtime"] for m in metas if m.get("runtime")), None)
+            for m in metas:
+                bad_files += [f for f in m.get("bad_files", []) if f not in bad_files]
+            if load:
+                F, bad_rows = res.entry.read()
+                columns[split].append(F)
+                bad[split] |= set(bad_rows)
+                part["dim"] = int(F.shape[1])
+        if runtime:
+            part["runtime"] = runtime
+        part.pop("prepared", None)
+        all_cached &= part["cached"]
+        total_s += part["extract_s"]
+        parts.append(part)
+    splits = {s: (cols[0] if len(cols) == 1 else np.hstack(cols)) for s, cols in columns.items()
+              if cols}
+    if bad_files and not skip_bad:
+        raise DataError(f"{bad_files[0]} (stored by an earlier --skip-bad-images run; "
+                        f"pass --skip-bad-images to leave such images out)")
+    return FeatureResult(splits, all_params, total_s, all_cached, parts,
+                         {s: sorted(b) for s, b in bad.items()}, bad_files)

@@ -1,0 +1,116 @@
+"""The torch runtime every torch user shares: device, precision, out-of-memory back-off.
+
+``cnn:*`` embeddings and ``kmeans-patches`` encoding (and, later, the torch
+classifiers) resolve their device and precision here, run their batches through
+:func:`run_batches`, and record what they used with :func:`describe`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .errors import ParameterError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OutOfMemoryError: type[BaseException] = getattr(torch, "OutOfMemoryError",
+                                                torch.cuda.OutOfMemoryError)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA if available, else MPS, else CPU; anything else as torch parses it."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def check_device(spec: str) -> torch.device:
+    """The torch device for ``spec``, or a ParameterError saying why it cannot be used."""
+    try:
+        device = resolve_device(str(spec))
+    except RuntimeError as exc:
+        raise ParameterError(f"invalid device {spec!r}: {str(exc).splitlines()[0]} "
+                             f"(expected auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"device {spec!r}: CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ParameterError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA "
+                                 f"device(s) here")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise ParameterError(f"device {spec!r}: MPS is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ParameterError(f"device {spec!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA that supports it (else fp16), bf16 on CPUs with AVX-512 BF16
+    or AMX (measured faster there), fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """``torch.autocast`` for a resolved precision (a no-op context for fp32)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def run_batches(fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int,
+                on_oom: Callable[[int], None] | None = None) -> tuple[list[torch.Tensor], int]:
+    """Call ``fn(start, stop)`` over ``range(n)`` in batches; halve the batch on OOM.
+
+    When a batch runs out of device memory the CUDA cache is emptied, the batch size
+    halved and the same batch retried; a batch of one that does not fit re-raises.
+    Returns the outputs and the batch size that worked.
+    """
+    out, start = [], 0
+    while start < n:
+        stop = min(n, start + batch_size)
+        try:
+            out.append(fn(start, stop))
+        except OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if on_oom is not None:
+                on_oom(batch_size)
+            continue
+        start = stop
+    return out, batch_size
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is a device out-of-memory error (CUDA, MPS, older CUDA builds)."""
+    return isinstance(exc, OutOfMemoryError) or "out of memory" in str(exc)

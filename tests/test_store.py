@@ -1,0 +1,349 @@
+"""The sharded feature store and the extraction layer: reuse, keys, corruption,
+many writers, resuming after SIGKILL, bad files, and features equal to the
+in-memory path they replace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from featbench import load_dataset
+from featbench import store as store_mod
+from featbench.cache import make_key
+from featbench.cli import main
+from featbench.errors import DataError
+from featbench.extraction import extract_features, plan
+from featbench.features import get_extractor
+from featbench.features.hog import HOG
+from featbench.store import FeatureStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ds():
+    return load_dataset("digits").subset(200, 100, seed=0)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    calls = []
+    original = HOG._extract
+
+    def spy(self, images):
+        calls.append(len(images))
+        return original(self, images)
+
+    monkeypatch.setattr(HOG, "_extract", spy)
+    return calls
+
+
+def _photos(root, n=24, classes=("a", "b"), size=(40, 48), splits=("train", "test")):
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for k, c in enumerate(classes):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 90, (*size, 3)).astype(np.uint8)
+                a[..., k] += 150
+                Image.fromarray(a).save(d / f"{i:03d}.png")
+    return root
+
+
+def test_second_run_reuses_every_shard(tmp_path, ds, counted):
+    st = FeatureStore(tmp_path)
+    first = extract_features("hog", ds, {}, st, shard_size=64)
+    assert not first.cached and sum(counted) >= 300
+    assert first.parts[0]["shards"]["train"] == {**first.parts[0]["shards"]["train"],
+                                                 "n": 4, "computed": 4, "reused": 0}
+    counted.clear()
+    second = extract_features("hog", ds, {}, st, shard_size=64)
+    assert second.cached and counted == []
+    np.testing.assert_array_equal(first.train, second.train)
+    assert second.extract_s == pytest.approx(first.extract_s)  # the computing time is kept
+    union = extract_features("hog+color-hist", ds, {}, st, shard_size=64)
+    assert counted == [] and union.parts[0]["cached"] and not union.parts[1]["cached"]
+    # read back memory-mapped, never loaded into one array first
+    entry = plan("hog", ds, {}).entry_key(ds, "test")
+    shards = sorted((tmp_path / "features").glob(f"{entry}-s64/shard-*.npy"))
+    assert len(shards) == 2
+    assert isinstance(np.load(shards[0], mmap_mode="r"), np.memmap)
+
+
+def test_features_equal_the_in_memory_extractor(tmp_path, ds):
+    st = FeatureStore(tmp_path)
+    for name in ("hog", "color-hist", "raw"):
+        got = extract_features(name, ds, {}, st, shard_size=37)  # uneven shards
+        ref = get_extractor(name).fit(ds.X_train)
+        np.testing.assert_allclose(got.train, ref.transform(ds.X_train), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(got.test, ref.transform(ds.X_test), atol=1e-6, rtol=0)
+
+
+def test_cifar_subset_features_unchanged(tmp_path, shared_data):
+    """hog, color-hist and raw through the store = the old path (decode with
+    read_images at 32 px into one array, then transform)."""
+    from featbench.datasets.imageio import read_images
+
+    ds = load_dataset("cifar10", data_dir=shared_data, train_size=300, test_size=100)
+    X_old = read_images([ds.train.path(i) for i in range(len(ds.train))], 32)
+    st = FeatureStore(tmp_path)
+    for name in ("hog", "color-hist", "raw"):
+        got = extract_features(name, ds, {}, st, shard_size=128)
+        ref = get_extractor(name).fit(X_old).transform(X_old)
+        np.testing.assert_allclose(got.train, ref, atol=1e-6, rtol=0)
+
+
+def test_key_covers_parameters_data_and_resolved_precision(tmp_path, ds, counted, monkeypatch):
+    st = FeatureStore(tmp_path)
+    extract_features("hog", ds, {}, st)
+    counted.clear()
+    extract_features("hog", ds, {"hog": {"block_norm": None}}, st)
+    assert sum(counted) >= 300
+    counted.clear()
+    extract_features("hog", ds.subset(150, 100, seed=0), {}, st)
+    assert sum(counted) >= 150  # other training images: other entries
+    # arrays are keyed by their whole content (repr abbreviates past 1,000 elements)
+    a = np.zeros(5000)
+    b = a.copy()
+    b[2500] = 1
+    assert repr(a) == repr(b) and make_key(x=a) != make_key(x=b)
+    # precision="auto" is keyed as this machine resolves it
+    from featbench import runtime
+
+    keys = []
+    for bf16 in (True, False):
+        monkeypatch.setattr(runtime, "cpu_has_bf16", lambda bf16=bf16: bf16)
+        p = plan("cnn:resnet18", ds, {"weights": None, "device": "cpu"})
+        keys.append(p.entry_key(ds, "train"))
+        assert p.base["token"]["precision"] == ("bf16" if bf16 else "fp32")
+    assert keys[0] != keys[1]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_shard_is_recomputed_alone(tmp_path, ds, counted, damage):
+    st = FeatureStore(tmp_path)
+    good = extract_features("hog", ds, {}, st, shard_size=64)
+    key = plan("hog", ds, {}).entry_key(ds, "train")
+    npy = sorted((tmp_path / "features" / f"{key}-s64").glob("shard-000001-*.npy"))[0]
+    raw = bytearray(npy.read_bytes())
+    if damage == "truncate":
+        del raw[-100:]
+    else:
+        raw[-5] ^= 0xFF
+    npy.chmod(0o644)
+    npy.write_bytes(bytes(raw))
+    counted.clear()
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = extract_features("hog", ds, {}, st, shard_size=64)
+    assert sum(counted) == 1 + 64  # only that shard (and one image probing the shape in fit)
+    np.testing.assert_array_equal(again.train, good.train)
+
+
+def test_float16_store(tmp_path, ds):
+    got = extract_features("hog", ds, {}, FeatureStore(tmp_path), dtype="float16")
+    assert got.train.dtype == np.float16
+    ref = get_extractor("hog").fit(ds.X_train).transform(ds.X_train)
+    np.testing.assert_allclose(got.train.astype(np.float32), ref, atol=2e-3)
+
+
+def test_codebook_fitted_once_and_shared(tmp_path, ds, monkeypatch):
+    from featbench.features.bovw import BagOfVisualWords
+
+    fits = []
+    original = BagOfVisualWords._fit
+
+    def spy(self, X, y=None):
+        fits.append(len(X))
+        return original(self, X, y)
+
+    monkeypatch.setattr(BagOfVisualWords, "_fit", spy)
+    params = {"bovw": {"n_words": 8, "step": 8, "max_descriptors": 500}}
+    st = FeatureStore(tmp_path)
+    first = extract_features("bovw", ds, params, st, shard_size=64)
+    assert fits == [200]
+    assert len(list((tmp_path / "codebooks").glob("*.pkl"))) == 1
+    # the test split's entry is gone: recomputed with the stored codebook, no refit
+    key = plan("bovw", ds, params["bovw"]).entry_key(ds, "test")
+    for f in (tmp_path / "features" / f"{key}-s64").glob("shard-*"):
+        f.unlink()
+    again = extract_features("bovw", ds, params, st, shard_size=64)
+    assert fits == [200]
+    np.testing.assert_array_equal(first.test, again.test)
+
+
+def test_many_writers_first_rename_wins(tmp_path, ds, monkeypatch):
+    """Two writers compute the same shards at once (a barrier lines up their
+    publishes): each shard exists once, nothing valid is deleted, both get the
+    same features."""
+    barrier = threading.Barrier(2, timeout=30)
+    published = []
+    original = store_mod._publish
+
+    def racing(tmp, final):
+        if final.suffix == ".npy":
+            barrier.wait()  # both writers reach the rename of the same shard together
+        won = original(tmp, final)
+        published.append((final.name, won))
+        return won
+
+    monkeypatch.setattr(store_mod, "_publish", racing)
+    st = FeatureStore(tmp_path)
+    out, errors = {}, []
+
+    def writer(k):
+        try:
+            out[k] = extract_features("hog", ds, {}, st, shard_size=64, n_workers=1)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    npys = [(n, w) for n, w in published if n.endswith(".npy")]
+    assert len(npys) == 2 * (4 + 2)  # 6 shards, each published by both writers
+    by_name: dict[str, list[bool]] = {}
+    for n, w in npys:
+        by_name.setdefault(n, []).append(w)
+    assert all(sorted(w) == [False, True] for w in by_name.values())  # one winner each
+    np.testing.assert_array_equal(out[0].train, out[1].train)
+    files = list((tmp_path / "features").rglob("shard-*.npy"))
+    assert len(files) == 6 and not list((tmp_path / "features").rglob(".tmp-*"))
+
+
+def test_shard_appearing_meanwhile_counts_as_done(tmp_path, ds, counted):
+    st = FeatureStore(tmp_path)
+    ref = extract_features("hog", ds, {}, FeatureStore(tmp_path / "other"), shard_size=64)
+    key = plan("hog", ds, {}).entry_key(ds, "train")
+    src = tmp_path / "other" / "features" / f"{key}-s64"
+    dst = tmp_path / "features" / f"{key}-s64"
+    dst.mkdir(parents=True)
+    # another process publishes shards 0 and 2 before this one starts
+    for f in src.glob("shard-00000[02]-*"):
+        (dst / f.name).write_bytes(f.read_bytes())
+    counted.clear()
+    got = extract_features("hog", ds, {}, st, shard_size=64)
+    assert got.parts[0]["shards"]["train"]["computed"] == 2
+    assert got.parts[0]["shards"]["train"]["reused"] == 2
+    np.testing.assert_array_equal(got.train, ref.train)
+
+
+SLOW = textwrap.dedent("""
+    import sys, time
+    from featbench import load_dataset
+    from featbench.extraction import extract_features
+    from featbench.features.hog import HOG
+    from featbench.store import FeatureStore
+
+    original = HOG._extract
+    def slow(self, images):
+        time.sleep(0.4)
+        return original(self, images)
+    HOG._extract = slow
+    HOG._n_jobs = 1
+    ds = load_dataset(f"folder:{sys.argv[1]}")
+    extract_features("hog", ds, {}, FeatureStore(sys.argv[2]), shard_size=8)
+    print("finished")
+""")
+
+
+def test_sigkill_resumes_from_the_last_finished_shard(tmp_path, counted):
+    root = _photos(tmp_path / "data", n=24)  # 48 train images = 6 shards, 48 test = 6
+    store_dir = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW, str(root), str(store_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if len(list(store_dir.rglob("shard-*.npy"))) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(store_dir.rglob("shard-*.npy")))
+    assert 3 <= done_before < 12, "the extraction was not killed part-way"
+    ds = load_dataset(f"folder:{root}")
+    counted.clear()
+    resumed = extract_features("hog", ds, {}, FeatureStore(store_dir), shard_size=8)
+    computed = sum(v["computed"] for v in resumed.parts[0]["shards"].values())
+    assert computed == 12 - done_before
+    assert sum(counted) == 1 + 8 * computed  # the unfinished shards (+ the shape probe)
+    clean = extract_features("hog", ds, {}, FeatureStore(tmp_path / "clean"), shard_size=8)
+    np.testing.assert_array_equal(resumed.train, clean.train)
+    np.testing.assert_array_equal(resumed.test, clean.test)
+
+
+def test_bad_file_stops_at_once_or_is_skipped(tmp_path, monkeypatch):
+    root = _photos(tmp_path / "data", n=60)
+    bad = root / "train" / "a" / "000.png"
+    bad.write_bytes(b"not a png")
+    from featbench.datasets import source
+
+    calls = []
+    original = source.read_file
+
+    def slow_read(path):
+        calls.append(path)
+        if path != bad:
+            time.sleep(0.005)
+        return original(path)
+
+    monkeypatch.setattr(source, "read_file", slow_read)
+    ds = load_dataset(f"folder:{root}")
+    with pytest.raises(DataError, match=r"cannot read image .*000\.png"):
+        extract_features("color-hist", ds, {}, FeatureStore(tmp_path / "s"), shard_size=1024)
+    assert len(calls) < 60  # stopped without decoding the whole queued shard
+    monkeypatch.setattr(source, "read_file", original)
+
+    res = CliRunner().invoke(main, ["run", "-q", "-d", f"folder:{root}", "-f", "color-hist",
+                                    "-c", "ridge", "--results-dir", str(tmp_path / "r"),
+                                    "--skip-bad-images"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "skipped 1 image(s)" in res.output and "000.png" in res.output
+    rec = json.loads(next((tmp_path / "r" / "runs").glob("*.json")).read_text())
+    assert len(rec["bad_images"]) == 1 and str(bad) in rec["bad_images"][0]
+    assert rec["dataset"]["n_train_fit"] + rec["dataset"]["n_val"] == 119
+
+    res = CliRunner().invoke(main, ["run", "-q", "-d", f"folder:{root}", "-f", "color-hist",
+                                    "-c", "ridge", "--results-dir", str(tmp_path / "r2")],
+                             catch_exceptions=False)
+    assert res.exit_code == 1 and res.output.count("\n") == 2  # first line + one error line
+    assert f"Error: cannot read image {bad}" in res.output
+
+
+def test_extract_command_then_run_reuses(tmp_path):
+    root = _photos(tmp_path / "data", n=10)
+    cache = tmp_path / "cache"
+    res = CliRunner().invoke(main, ["extract", "-q", "-d", f"folder:{root}", "-f", "hog",
+                                    "--cache-dir", str(cache), "--shard-size", "8"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "hog: 6 of 6 shard(s) computed, 0 already stored; 40 images" in res.output
+    assert "48x40 px" in res.output  # the images' own size, said in the first line
+    res = CliRunner().invoke(main, ["extract", "-q", "-d", f"folder:{root}", "-f", "hog",
+                                    "--cache-dir", str(cache), "--shard-size", "8"],
+                             catch_exceptions=False)
+    assert "hog: 0 of 6 shard(s) computed, 6 already stored" in res.output
+    res = CliRunner().invoke(main, ["run", "-q", "-d", f"folder:{root}", "-f", "hog", "-c",
+                                    "ridge", "--cache-dir", str(cache), "--shard-size", "8",
+                                    "--results-dir", str(tmp_path / "r")],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((tmp_path / "r" / "runs").glob("*.json")).read_text())
+    assert rec["features"]["cached"] is True
+    assert rec["features"]["parts"][0]["view"] == {"transform": "native"}
