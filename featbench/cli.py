@@ -69,8 +69,8 @@ def dataset_options(fn):
         click.option("--seed", default=0, show_default=True,
                      help="Seed of every random choice."),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Feature store folder [default: $FEATBENCH_CACHE/store or "
-                          "~/.cache/featbench/store]."),
+                     help="Cache folder; features are stored in CACHE_DIR/store "
+                          "[default: $FEATBENCH_CACHE or ~/.cache/featbench]."),
         click.option("--shard-size", type=click.IntRange(min=1), default=1024,
                      show_default=True,
                      help="Images per stored feature shard (the unit of resuming)."),
@@ -94,7 +94,7 @@ def dataset_options(fn):
 def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[str]):
     """Check the whole plan, then list the dataset; echo its first line."""
     from .datasets import load_dataset
-    from .runner import validate_plan
+    from .plan import validate_plan
 
     if opts["device"] is not None:
         _set_device(parsed, feature_specs, opts["device"])
@@ -218,6 +218,10 @@ def extract(**opts) -> None:
     store = _store(opts["cache_dir"])
     try:
         parsed = parse_params(opts["params"])
+        from .classifiers import CLASSIFIERS
+
+        # a run's command line works here too: its classifier parameters are not used
+        parsed = {k: v for k, v in parsed.items() if k not in CLASSIFIERS}
         ds = _load(opts, parsed, feature_specs, [])
         for spec in feature_specs:
             t0 = time.perf_counter()

@@ -117,9 +117,16 @@ class Plan:
     base: dict[str, Any]
     fit_key: str | None
     fit_indices: np.ndarray | None
+    #: checksum of the stored codebook this extractor uses (learned extractors)
+    codebook: str | None = None
 
-    def entry_key(self, ds: Dataset, split: str) -> str:
-        return make_key(**self.base, fit=self.fit_key, data=ds.split_fingerprint(split))
+    def entry_key(self, ds: Dataset, split: str, dtype: str = "float32") -> str:
+        """Store key of this extractor on one split: everything that determines the
+        numbers (for a learned extractor, the very codebook it encodes with)."""
+        if self.fit_key is not None and self.codebook is None:
+            raise RuntimeError(f"{self.name}: the codebook must be fitted or loaded first")
+        return make_key(**self.base, fit=self.fit_key, codebook=self.codebook,
+                        data=ds.split_fingerprint(split), dtype=dtype)
 
     def describe(self) -> dict[str, Any]:
         """What a record says about this extractor's input."""
@@ -183,7 +190,7 @@ class Decoder:
     def submit(self, start: int, stop: int) -> list[cf.Future]:
         return [self.pool.submit(_decode, self.source, self.view, i) for i in range(start, stop)]
 
-    def collect(self, futures: list[cf.Future], start: int
+    def collect(self, futures: list[cf.Future]
                 ) -> tuple[np.ndarray | None, list[int], list[str]]:
         """Stack a batch; the first unreadable file stops at once unless ``skip_bad``."""
         if not self.skip_bad:
@@ -205,37 +212,94 @@ class Decoder:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+#: images per DataLoader item: a shard is decoded as several items, in parallel
+LOADER_CHUNK = 64
+#: DataLoader worker processes at most (each holds two items in flight)
+LOADER_MAX_WORKERS = 8
+
+
+class _ChunkImages:
+    """A map-style torch dataset: item ``k`` is the decoded images ``[start, stop)`` of
+    ``chunks[k]`` (module level, so DataLoader workers can be spawned as well as forked)."""
+
+    def __init__(self, source: ImageSource, view: View, chunks: list[tuple[int, int]],
+                 skip_bad: bool) -> None:
+        self.source, self.view, self.chunks, self.skip_bad = source, view, chunks, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, k: int):
+        import torch
+
+        start, stop = self.chunks[k]
+        images, bad, messages = [], [], []
+        for i in range(start, stop):
+            try:
+                images.append(_decode(self.source, self.view, i))
+            except DataError as exc:
+                if not self.skip_bad:  # returned, not raised: the message stays one line
+                    return None, [i], [str(exc)]
+                bad.append(i)
+                messages.append(str(exc))
+        x = torch.from_numpy(np.stack(images)) if images else None
+        return x, bad, messages
+
+
 def _torch_batches(source: ImageSource, view: View, entry: StoreEntry, shards: list[int],
                    n_workers: int, skip_bad: bool, pin: bool):
-    """Decoded shards from torch ``DataLoader`` worker processes (pinned memory on CUDA)."""
+    """Decoded shards from torch ``DataLoader`` worker processes.
+
+    Each shard is decoded as chunks of :data:`LOADER_CHUNK` images by up to
+    :data:`LOADER_MAX_WORKERS` workers and gathered into one reusable buffer, in
+    page-locked (pinned) memory on CUDA, from which the extractor's
+    ``non_blocking`` copies to the device run asynchronously. The buffer is reused
+    for the next shard only after the extractor returned (its results are on the
+    host by then, so every copy from the buffer has finished).
+    """
     import torch
     from torch.utils.data import DataLoader
 
-    class Shards(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return len(shards)
+    chunks, owner = [], []
+    for j in shards:
+        start, stop = entry.bounds(j)
+        for s in range(start, stop, LOADER_CHUNK):
+            chunks.append((s, min(stop, s + LOADER_CHUNK)))
+            owner.append(j)
+    workers = min(n_workers, LOADER_MAX_WORKERS)
+    loader = DataLoader(_ChunkImages(source, view, chunks, skip_bad), batch_size=None,
+                        num_workers=workers, prefetch_factor=2 if workers else None)
+    buffer: torch.Tensor | None = None
+    current, filled, bad, messages = None, [], [], []
 
-        def __getitem__(self, k: int):
-            start, stop = entry.bounds(shards[k])
-            images, bad, messages = [], [], []
-            for i in range(start, stop):
-                try:
-                    images.append(_decode(source, view, i))
-                except DataError as exc:
-                    if not skip_bad:  # returned, not raised: the message stays one line
-                        return None, [i - start], [str(exc)]
-                    bad.append(i - start)
-                    messages.append(str(exc))
-            x = torch.from_numpy(np.stack(images)) if images else None
-            return x, bad, messages
+    def flush():
+        start, stop = entry.bounds(current)
+        good = [x for x in filled if x is not None]
+        if not good:
+            return current, None, [i - start for i in bad], list(messages)
+        n = sum(len(x) for x in good)
+        shape = (n, *good[0].shape[1:])
+        nonlocal buffer
+        if buffer is None or buffer.numel() < int(np.prod(shape)):
+            buffer = torch.empty(int(np.prod(shape)), dtype=torch.uint8)
+            if pin:
+                buffer = buffer.pin_memory()
+        out = buffer[: int(np.prod(shape))].view(shape)
+        torch.cat(good, out=out) if len(good) > 1 else out.copy_(good[0])
+        return current, out.numpy(), [i - start for i in bad], list(messages)
 
-    loader = DataLoader(Shards(), batch_size=None, num_workers=n_workers, pin_memory=pin,
-                        prefetch_factor=2 if n_workers else None,
-                        persistent_workers=False)
-    for j, (x, bad, messages) in zip(shards, loader, strict=True):
-        if messages and not skip_bad:
-            raise DataError(messages[0])
-        yield j, (None if x is None else x.numpy()), bad, messages
+    for j, (x, chunk_bad, chunk_messages) in zip(owner, loader, strict=True):
+        if chunk_messages and not skip_bad:
+            raise DataError(chunk_messages[0])
+        if current is not None and j != current:
+            yield flush()
+            filled, bad, messages = [], [], []
+        current = j
+        filled.append(x)
+        bad += chunk_bad
+        messages += chunk_messages
+    if current is not None:
+        yield flush()
 
 
 def _device_of(est: BaseEstimator) -> str:
@@ -269,18 +333,17 @@ def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None 
         probe = _first_good(ds.train, p.view)
         est.fit(probe[None])
         return 0.0
-    state = store.load_codebook(p.fit_key)
-    if state is not None:
-        for k, v in state.items():
-            setattr(est, k, v)
-        return 0.0
+    stored = store.load_codebook(p.fit_key)
     t0 = time.perf_counter()
-    images = _decode_all(ds.train, p.view, p.fit_indices, n_workers or get_n_jobs(), skip_bad,
-                         desc=f"{p.name}: decode fit sample")
-    est.fit(images)
-    del images
-    state = {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
-    state = store.save_codebook(p.fit_key, state)  # another process's codebook wins
+    if stored is None:
+        images = _decode_all(ds.train, p.view, p.fit_indices, n_workers or get_n_jobs(),
+                             skip_bad, desc=f"{p.name}: decode fit sample")
+        est.fit(images)
+        del images
+        state = {k: v for k, v in vars(est).items()
+                 if k.endswith("_") and not k.startswith("_")}
+        stored = store.save_codebook(p.fit_key, state)  # another process's codebook wins
+    state, p.codebook = stored
     for k, v in state.items():
         setattr(est, k, v)
     return time.perf_counter() - t0
@@ -315,6 +378,17 @@ def _decode_all(source, view, indices, n_workers, skip_bad, desc) -> np.ndarray:
         dec.close()
 
 
+def entry_for(p: Plan, ds: Dataset, split: str, store: FeatureStore,
+              shard_size: int = DEFAULT_SHARD_SIZE, dtype: str = "float32") -> StoreEntry:
+    """The store entry of ``p`` on one split (not created on disk)."""
+    manifest = {"feature": p.name, "params": p.params, "view": p.view.describe(),
+                "split": split, "dataset": ds.name, "fingerprint": ds.split_fingerprint(split),
+                "fit_key": p.fit_key, "codebook": p.codebook, "dtype": dtype,
+                "featbench": __version__}
+    return store.entry(p.entry_key(ds, split, dtype), len(ds.split(split)), shard_size,
+                       manifest)
+
+
 def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
                   shard_size: int = DEFAULT_SHARD_SIZE, shards: list[int] | None = None,
                   n_workers: int | None = None, skip_bad: bool = False,
@@ -330,10 +404,7 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     if dtype not in STORE_DTYPES:
         raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
     source = ds.split(split)
-    manifest = {"feature": p.name, "params": p.params, "view": p.view.describe(),
-                "split": split, "dataset": ds.name, "fingerprint": ds.split_fingerprint(split),
-                "fit_key": p.fit_key, "dtype": dtype, "featbench": __version__}
-    entry = store.entry(p.entry_key(ds, split), len(source), shard_size, manifest)
+    entry = entry_for(p, ds, split, store, shard_size, dtype)
     entry.create()
     wanted = set(range(entry.n_shards) if shards is None else shards)
     todo = [j for j in entry.missing() if j in wanted]
@@ -351,7 +422,7 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     try:
         for j, images, bad, messages in _batches(source, p.view, entry, todo, n_workers,
                                                  skip_bad, device):
-            if (j in entry.finished()):  # another process finished it meanwhile
+            if entry.exists(j):  # another process finished it meanwhile
                 result.reused += 1
                 bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
                 continue
@@ -359,8 +430,7 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
             F = _transform(est, images, entry.bounds(j), bad)
             dt = time.perf_counter() - t0
             runtime = getattr(est, "runtime_", None)
-            start = entry.bounds(j)[0]
-            won = entry.write(j, F, bad=bad, dtype=dtype,
+            won = entry.write(j, F, bad=bad,
                               meta={"seconds": dt, "runtime": runtime,
                                     "bad_files": messages})
             result.computed += int(won)
@@ -371,7 +441,7 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
             bar.update(len(F))
             bar.set_postfix_str(f"shard {j + 1}/{entry.n_shards}"
                                 + (f", {len(result.bad)} bad" if result.bad else ""))
-            del F, images, start
+            del F, images
     finally:
         bar.close()
     return result
@@ -395,7 +465,7 @@ def _batches(source, view, entry, todo, n_workers, skip_bad, device
     try:
         pending = dec.submit(*entry.bounds(todo[0]))
         for k, j in enumerate(todo):
-            images, bad, messages = dec.collect(pending, entry.bounds(j)[0])
+            images, bad, messages = dec.collect(pending)
             if k + 1 < len(todo):  # decode the next shard while this one is extracted
                 pending = dec.submit(*entry.bounds(todo[k + 1]))
             yield j, images, bad, messages
@@ -454,14 +524,19 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
     (``featbench extract``); ``splits`` is then empty.
     """
     parts, all_params, total_s, all_cached = [], {}, 0.0, True
-    columns: dict[str, list[np.ndarray]] = {s: [] for s in ds.splits()}
-    bad: dict[str, set[int]] = {s: set() for s in ds.splits()}
+    entries: dict[str, list[StoreEntry]] = {s: [] for s in ds.splits()}
     bad_files: list[str] = []
     for name in split_spec(spec):
         p = plan(name, ds, params.get(name, {}), seed)
         all_params[name] = p.params
         part = {"name": name, **p.describe(), "cached": True, "extract_s": 0.0,
                 "shards": {}}
+        if p.fit_key is not None:
+            # a learned extractor's entries are keyed by its codebook: load or fit it first
+            part["extract_s"] += prepare(p, ds, store, n_workers=n_workers, skip_bad=skip_bad,
+                                         echo=echo)
+            part["prepared"] = True
+            part["codebook"] = p.codebook
 
         def ready(p=p, part=part) -> None:
             if not part.get("prepared"):
@@ -474,30 +549,33 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
             res = extract_split(p, ds, split, store, shard_size=shard_size, skip_bad=skip_bad,
                                 dtype=dtype, n_workers=n_workers, ready=ready)
             metas = res.entry.shard_meta()
-            seconds = sum(float(m.get("seconds", 0.0)) for m in metas)
-            part["extract_s"] += seconds
+            stored_bad = [f for m in metas for f in m.get("bad_files", [])]
+            if stored_bad and not skip_bad:
+                raise DataError(f"{stored_bad[0]} (stored by an earlier --skip-bad-images "
+                                f"run; pass --skip-bad-images to leave such images out)")
+            bad_files += [f for f in stored_bad if f not in bad_files]
+            part["extract_s"] += sum(float(m.get("seconds", 0.0)) for m in metas)
             part["cached"] &= res.computed == 0
             part["shards"][split] = {"n": res.entry.n_shards, "computed": res.computed,
                                      "reused": res.reused, "store": str(res.entry.path)}
             runtime = runtime or res.runtime or next(
                 (m["runtime"] for m in metas if m.get("runtime")), None)
-            for m in metas:
-                bad_files += [f for f in m.get("bad_files", []) if f not in bad_files]
-            if load:
-                F, bad_rows = res.entry.read()
-                columns[split].append(F)
-                bad[split] |= set(bad_rows)
-                part["dim"] = int(F.shape[1])
+            entries[split].append(res.entry)
+            part["dim"] = res.entry.dim
         if runtime:
             part["runtime"] = runtime
         part.pop("prepared", None)
         all_cached &= part["cached"]
         total_s += part["extract_s"]
         parts.append(part)
-    splits = {s: (cols[0] if len(cols) == 1 else np.hstack(cols)) for s, cols in columns.items()
-              if cols}
-    if bad_files and not skip_bad:
-        raise DataError(f"{bad_files[0]} (stored by an earlier --skip-bad-images run; "
-                        f"pass --skip-bad-images to leave such images out)")
-    return FeatureResult(splits, all_params, total_s, all_cached, parts,
-                         {s: sorted(b) for s, b in bad.items()}, bad_files)
+    splits, bad = {}, {}
+    for split, ents in entries.items():
+        bad[split] = sorted(set().union(*(e.bad() for e in ents)))
+        if load:
+            # one array per split, filled shard by shard from the memory-mapped files
+            out = np.empty((len(ds.split(split)), sum(e.dim for e in ents)), dtype=dtype)
+            column = 0
+            for e in ents:
+                column += e.read_into(out, column)
+            splits[split] = out
+    return FeatureResult(splits, all_params, total_s, all_cached, parts, bad, bad_files)

@@ -1,4 +1,5 @@
-"""Run records (one JSON file per feature x classifier pair) and tables built from them.
+"""Run records (one JSON file per feature x classifier pair), their common fields, and
+tables built from them.
 
 A record is the source of truth; CSV, Markdown and JSON tables are views of a set
 of records with one fixed column order (:data:`COLUMNS`).
@@ -6,14 +7,18 @@ of records with one fixed column order (:data:`COLUMNS`).
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
+import platform
 import re
 import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import DataError
@@ -155,3 +160,36 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     else:
         raise DataError(f"cannot write a table to {path}: use a .csv, .md or .json file name")
     return path
+
+
+def device_info() -> dict[str, Any]:
+    """Where the run happened (CPU only for the hand-crafted extractors)."""
+    return {"device": "cpu", "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count()}
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> list[list[int]]:
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m.tolist()
+
+
+def new_record(ds, spec: str, clf_name: str, seed: int) -> dict:
+    """The fields every record has, before results are in."""
+    from .extraction import package_versions
+
+    now = _dt.datetime.now(_dt.timezone.utc)
+    run_id = (f"{now:%Y%m%dT%H%M%S}-{slug(ds.name)}-{slug(spec)}-{slug(clf_name)}-"
+              f"{uuid.uuid4().hex[:6]}")
+    return {
+        "schema": 1,
+        "run_id": run_id,
+        "created": now.isoformat(),
+        "dataset": ds.summary(),
+        "features": {"spec": spec},
+        "classifier": {"name": clf_name},
+        "seed": seed,
+        "versions": dict(package_versions()),
+        "device": device_info(),
+        "error": None,
+    }

@@ -10,13 +10,9 @@ interrupted run loses at most the pair in progress.
 
 from __future__ import annotations
 
-import datetime as _dt
-import os
-import platform
 import tempfile
 import time
 import traceback
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,10 +22,8 @@ from scipy.linalg import LinAlgWarning
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-from .classifiers import default_grid, get_classifier
 from .classifiers.tuning import split_validation, tune_and_fit, validation_size
 from .datasets import Dataset
-from .errors import ParameterError
 from .extraction import (  # noqa: F401 - package_versions re-exported for records
     FeatureResult,
     canonical,
@@ -37,60 +31,11 @@ from .extraction import (  # noqa: F401 - package_versions re-exported for recor
     extractor_code_hash,
     package_versions,
 )
-from .features import build_extractor, get_extractor, set_params_checked, split_spec
+from .features import split_spec
 from .parallel import get_n_jobs, progress
-from .results import slug, write_json_atomic
+from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
+from .results import confusion_matrix, new_record, write_json_atomic
 from .store import DEFAULT_SHARD_SIZE, FeatureStore
-
-
-def device_info() -> dict[str, Any]:
-    """Where the run happened (CPU only for the hand-crafted extractors)."""
-    return {"device": "cpu", "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count()}
-
-
-def classifier_setup(name: str, params: dict[str, Any], seed: int):
-    """The pipeline and grid for ``name``: a set grid parameter replaces its grid.
-
-    A grid parameter given as a tuple (``-p linear-svm.C=0.01,0.1``) becomes the grid;
-    other tuple values (``-p mlp.hidden_layer_sizes=500,500``) are plain values.
-    """
-    grid = default_grid(name)
-    fixed = {}
-    for key, value in params.items():
-        if key in grid:
-            grid[key] = list(value) if isinstance(value, tuple) else [value]
-        else:
-            fixed[key] = value
-    seed = fixed.pop("random_state", seed)
-    pipe = get_classifier(name, random_state=seed, **fixed)
-    set_params_checked(pipe.named_steps["clf"], {k: v[0] for k, v in grid.items()},
-                       f"classifier {name!r}")
-    return pipe, grid
-
-
-def validate_plan(features: list[str], classifiers: list[str],
-                  params: dict[str, dict[str, Any]]) -> None:
-    """Fail before any work when a name or a parameter is wrong."""
-    names = set()
-    for spec in features:
-        get_extractor(spec)  # unknown names raise with the valid list
-        for name in split_spec(spec):
-            names.add(name)
-            set_params_checked(build_extractor(name), params.get(name, {}),
-                               f"feature {name!r}")
-    for clf in classifiers:
-        names.add(clf)
-        classifier_setup(clf, params.get(clf, {}), 0)
-    stray = sorted(set(params) - names)
-    if stray:
-        cnn = sorted(n for n in names if n.startswith("cnn:"))
-        hint = (f"; a CNN's parameters are named after it, e.g. -p {cnn[0]}.size=128"
-                if cnn and any(s == "cnn" or ":" not in s for s in stray) else "")
-        raise ParameterError(
-            f"-p names {', '.join(map(repr, stray))}, which this run does not use "
-            f"(features: {', '.join(features)}; classifiers: {', '.join(classifiers)}){hint}"
-        )
 
 
 def fit_data(ds: Dataset, feats: FeatureResult, seed: int, val_size
@@ -149,33 +94,8 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
         "timings": {"extract_s": feats.extract_s,
                     "extract_ms_per_image": 1000 * feats.extract_s / max(1, n_images),
                     "fit_s": tuned.fit_s, "predict_s": predict_s},
-        "confusion": _confusion(y_test, pred, len(ds.classes)),
+        "confusion": confusion_matrix(y_test, pred, len(ds.classes)),
         "warnings": sorted({str(w.message).splitlines()[0] for w in caught}),
-    }
-
-
-def _confusion(y_true, y_pred, n_classes: int) -> list[list[int]]:
-    m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (y_true, y_pred), 1)
-    return m.tolist()
-
-
-def new_record(ds: Dataset, spec: str, clf_name: str, seed: int) -> dict:
-    """The fields every record has, before results are in."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    run_id = (f"{now:%Y%m%dT%H%M%S}-{slug(ds.name)}-{slug(spec)}-{slug(clf_name)}-"
-              f"{uuid.uuid4().hex[:6]}")
-    return {
-        "schema": 1,
-        "run_id": run_id,
-        "created": now.isoformat(),
-        "dataset": ds.summary(),
-        "features": {"spec": spec},
-        "classifier": {"name": clf_name},
-        "seed": seed,
-        "versions": dict(package_versions()),
-        "device": device_info(),
-        "error": None,
     }
 
 

@@ -2,26 +2,29 @@
 
 An *entry* holds the features of one extractor (with its parameters, code
 version and, for learned extractors, its codebook) on one split of one dataset:
-``<root>/features/<key>/`` with
+``<root>/features/<key>-s<shard size>/`` with
 
 - ``manifest.json``: what the entry is (extractor, parameters, view, split
   fingerprint, number of images, shard size, dtype), written once;
-- ``shard-<j>-<checksum>.npy``: features of images ``j * shard_size`` ...
-  ``(j + 1) * shard_size - 1``, float32 (or float16), the BLAKE2 checksum of the
-  array in the name;
-- ``shard-<j>-<checksum>.json``: that shard's images that could not be decoded
-  (``--skip-bad-images``), its compute time and runtime (device, precision).
+- ``shard-<j>.npy``: features of images ``j * shard_size`` ...
+  ``(j + 1) * shard_size - 1``, float32 or float16 (part of the key);
+- ``shard-<j>.<checksum>.json``: the BLAKE2 checksum of that array (in the name),
+  its images that could not be decoded (``--skip-bad-images``), its compute time
+  and runtime (device, precision).
 
-Codebooks of learned extractors are ``<root>/codebooks/<key>-<checksum>.pkl``.
+Codebooks of learned extractors are ``<root>/codebooks/<key>.pkl`` with their
+checksum in ``<key>.<checksum>.sum``.
 
-Every file is written under a temporary name and published with ``os.link``,
-which fails when the name exists: the first writer wins, a shard or codebook
-that appears while another process computes it counts as done, and no valid
-file is ever replaced or deleted. The ``.json`` of a shard is published before
-its ``.npy``, so a shard exists exactly when its ``.npy`` does. A shard is
-recomputed only when its checksum fails (the bad file is then removed).
-Interrupted runs (Ctrl-C, SIGKILL, a crash, a full disk) leave at most
-temporary files, which are ignored and swept when older than a day.
+Every file is written under a temporary name and published with ``os.link`` to
+a name that does not depend on its content, which fails when the name exists:
+the first writer wins (also when two writers' numbers differ in the last bit), a
+shard or codebook that appears while another process computes it counts as
+done, and no valid file is ever replaced. The checksum sidecar is published
+before the array, so a shard exists exactly when its ``.npy`` does, and it is
+valid when a sidecar named by the array's checksum exists. A failed checksum is
+the only reason a shard is removed and recomputed. Interrupted runs (Ctrl-C,
+SIGKILL, a crash, a full disk) leave at most temporary files, which are ignored
+and swept when older than a day.
 """
 
 from __future__ import annotations
@@ -42,24 +45,22 @@ import numpy as np
 from .cache import cache_dir, fingerprint
 
 DEFAULT_SHARD_SIZE = 1024
-_SHARD = re.compile(r"^shard-(\d{6})-([0-9a-f]{32})\.npy$")
+_SHARD = re.compile(r"^shard-(\d{6,})\.npy$")
 _TMP_MAX_AGE_S = 86400
 
 
 def _publish(tmp: Path, final: Path) -> bool:
     """Move ``tmp`` to ``final`` unless ``final`` exists; True when this call published it."""
     try:
-        os.link(tmp, final)
+        os.link(tmp, final)  # atomic, and fails if the name exists: the first writer wins
         return True
     except FileExistsError:
         return False
     except OSError:
-        # file systems without hard links: an exclusive-create marker decides the winner
-        try:
-            fd = os.open(str(final) + ".lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+        # a file system without hard links: rename when the name is free (a short race
+        # remains there: two writers may both rename, the later one replacing the first)
+        if final.exists():
             return False
-        os.close(fd)
         os.replace(tmp, final)
         return True
     finally:
@@ -141,47 +142,63 @@ class StoreEntry:
             except OSError:
                 pass
 
-    def _candidates(self) -> dict[int, list[tuple[Path, str]]]:
-        out: dict[int, list[tuple[Path, str]]] = {}
+    def _candidates(self) -> dict[int, Path]:
+        out: dict[int, Path] = {}
         if not self.path.is_dir():
             return out
-        for p in sorted(self.path.iterdir()):
+        for p in self.path.iterdir():
             m = _SHARD.match(p.name)
             if m:
-                out.setdefault(int(m.group(1)), []).append((p, m.group(2)))
+                out[int(m.group(1))] = p
         return out
 
     def finished(self) -> dict[int, Shard]:
         """Shards present on disk whose checksum holds (each file checked once)."""
         out = {}
-        for j, files in self._candidates().items():
+        for j, path in self._candidates().items():
             if j >= self.n_shards:
                 continue
             if j in self._verified and self._verified[j].path.exists():
                 out[j] = self._verified[j]
                 continue
-            for path, checksum in files:
-                shard = self._check(j, path, checksum)
-                if shard is not None:
-                    self._verified[j] = out[j] = shard
-                    break
+            shard = self._check(j, path)
+            if shard is not None:
+                self._verified[j] = out[j] = shard
         return out
 
-    def _check(self, j: int, path: Path, checksum: str) -> Shard | None:
+    def _check(self, j: int, path: Path) -> Shard | None:
+        """The shard at ``path`` if its shape, dtype and checksum hold; a file that fails
+        them is removed (the only file ever removed). I/O errors propagate."""
         start, stop = self.bounds(j)
+        dtype = self.manifest.get("dtype", "float32")
         try:
             a = np.load(path, mmap_mode="r", allow_pickle=False)
-            if a.ndim != 2 or len(a) != stop - start:
-                raise ValueError(f"shape {a.shape} for {stop - start} images")
-            if fingerprint(a) != checksum:
-                raise ValueError("checksum mismatch")
-            meta = json.loads(path.with_suffix(".json").read_text())
-        except (OSError, ValueError, json.JSONDecodeError) as exc:
-            warnings.warn(f"featbench store: shard {path} is corrupt ({exc}); recomputing it",
-                          stacklevel=3)
-            path.unlink(missing_ok=True)  # invalid: the only file ever removed
-            return None
+        except FileNotFoundError:
+            return None  # removed by another process meanwhile
+        except ValueError as exc:  # truncated or not an array file
+            return self._corrupt(path, str(exc))
+        if a.ndim != 2 or len(a) != stop - start or a.dtype != np.dtype(dtype):
+            return self._corrupt(path, f"{a.dtype} {a.shape}, expected {stop - start} rows "
+                                       f"of {dtype}")
+        checksum = fingerprint(a)
+        side = path.with_name(f"{path.stem}.{checksum}.json")
+        if not side.exists():
+            return self._corrupt(path, "checksum mismatch")
+        try:
+            meta = json.loads(side.read_text())
+        except json.JSONDecodeError:
+            meta = {}
         return Shard(j, path, checksum, [int(i) for i in meta.get("bad", [])], meta)
+
+    def _corrupt(self, path: Path, why: str) -> None:
+        warnings.warn(f"featbench store: shard {path} is corrupt ({why}); recomputing it",
+                      stacklevel=4)
+        path.unlink(missing_ok=True)
+        return None
+
+    def exists(self, j: int) -> bool:
+        """Whether shard ``j`` has been published (by anyone; checked when read)."""
+        return (self.path / f"shard-{j:06d}.npy").exists()
 
     def missing(self) -> list[int]:
         """Shards still to compute."""
@@ -189,18 +206,18 @@ class StoreEntry:
         return [j for j in range(self.n_shards) if j not in done]
 
     def write(self, j: int, features: np.ndarray, *, bad: list[int] | None = None,
-              meta: dict[str, Any] | None = None, dtype: str = "float32") -> bool:
+              meta: dict[str, Any] | None = None) -> bool:
         """Publish shard ``j``; False when another writer published it first."""
         start, stop = self.bounds(j)
-        F = np.ascontiguousarray(features, dtype=dtype)
+        F = np.ascontiguousarray(features, dtype=self.manifest.get("dtype", "float32"))
         if F.ndim != 2 or len(F) != stop - start:
             raise ValueError(f"shard {j} needs {stop - start} rows; got {F.shape}")
         checksum = fingerprint(F)
-        name = f"shard-{j:06d}-{checksum}"
         side = _tmp_file(self.path, ".json")
-        side.write_text(json.dumps({"bad": sorted(int(i) for i in (bad or [])),
+        side.write_text(json.dumps({"checksum": checksum,
+                                    "bad": sorted(int(i) for i in (bad or [])),
                                     **(meta or {})}, default=repr))
-        _publish(side, self.path / f"{name}.json")
+        _publish(side, self.path / f"shard-{j:06d}.{checksum}.json")
         tmp = _tmp_file(self.path, ".npy")
         try:
             with open(tmp, "wb") as f:
@@ -210,22 +227,48 @@ class StoreEntry:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        won = _publish(tmp, self.path / f"{name}.npy")
+        final = self.path / f"shard-{j:06d}.npy"
+        won = _publish(tmp, final)
+        if won:  # verified as written; no need to read it back
+            self._verified[j] = Shard(j, final, checksum, sorted(int(i) for i in (bad or [])),
+                                      {"checksum": checksum, **(meta or {})})
         return won
 
-    def read(self, mmap: bool = True) -> tuple[np.ndarray, list[int]]:
-        """All shards concatenated (memory-mapped pieces) and the bad image indices."""
+    @property
+    def dim(self) -> int:
+        """Feature width (from the first finished shard)."""
+        done = self.finished()
+        if not done:
+            return int(self.manifest.get("dim") or 0)
+        return int(np.load(done[min(done)].path, mmap_mode="r").shape[1])
+
+    def shards(self) -> list[np.ndarray]:
+        """Every shard, memory-mapped, in order (all must be finished)."""
         done = self.finished()
         if len(done) != self.n_shards:
             raise RuntimeError(f"{self.path}: {self.n_shards - len(done)} shard(s) missing")
-        parts = [np.load(done[j].path, mmap_mode="r" if mmap else None, allow_pickle=False)
-                 for j in range(self.n_shards)]
-        bad = [self.bounds(j)[0] + i for j in range(self.n_shards) for i in done[j].bad]
-        if not parts:
-            dim = int(self.manifest.get("dim") or 0)
-            return np.zeros((0, dim), np.float32), []
-        F = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return F, bad
+        return [np.load(done[j].path, mmap_mode="r", allow_pickle=False)
+                for j in range(self.n_shards)]
+
+    def bad(self) -> list[int]:
+        """Indices of the split's images that could not be decoded."""
+        done = self.finished()
+        return [self.bounds(j)[0] + i for j in sorted(done) for i in done[j].bad]
+
+    def read_into(self, out: np.ndarray, column: int = 0) -> int:
+        """Copy the features into ``out[:, column:column + dim]`` shard by shard (no
+        whole-split temporary); returns the width."""
+        for j, a in enumerate(self.shards()):
+            start, stop = self.bounds(j)
+            out[start:stop, column:column + a.shape[1]] = a
+        return self.dim
+
+    def read(self) -> tuple[np.ndarray, list[int]]:
+        """All shards as one array, and the bad image indices."""
+        dtype = self.manifest.get("dtype", "float32")
+        out = np.empty((self.n_images, self.dim), dtype=dtype)
+        self.read_into(out)
+        return out, self.bad()
 
     def shard_meta(self) -> list[dict[str, Any]]:
         return [s.meta for _, s in sorted(self.finished().items())]
@@ -251,38 +294,31 @@ class FeatureStore:
                            "shard_size": int(shard_size)})
 
     # -- codebooks ------------------------------------------------------------------
-    def _codebook_files(self, key: str) -> list[Path]:
-        folder = self.root / "codebooks"
-        return sorted(folder.glob(f"{key}-*.pkl"), key=lambda p: (p.stat().st_mtime_ns, p.name)) \
-            if folder.is_dir() else []
-
-    def load_codebook(self, key: str) -> dict[str, Any] | None:
-        """The fitted state stored under ``key`` (the first published), or None."""
-        for path in self._codebook_files(key):
-            checksum = path.stem.rsplit("-", 1)[1]
+    def load_codebook(self, key: str) -> tuple[dict[str, Any], str] | None:
+        """The fitted state stored under ``key`` and its checksum, or None."""
+        path = self.root / "codebooks" / f"{key}.pkl"
+        try:
             data = path.read_bytes()
-            if fingerprint(np.frombuffer(data, np.uint8)) != checksum:
-                warnings.warn(f"featbench store: codebook {path} is corrupt; refitting",
-                              stacklevel=2)
-                path.unlink(missing_ok=True)
-                continue
-            return pickle.loads(data)  # noqa: S301 - our own file, checksum verified
-        return None
+        except FileNotFoundError:
+            return None
+        checksum = fingerprint(np.frombuffer(data, np.uint8))
+        if not path.with_name(f"{key}.{checksum}.sum").exists():
+            warnings.warn(f"featbench store: codebook {path} is corrupt; refitting it",
+                          stacklevel=2)
+            path.unlink(missing_ok=True)
+            return None
+        return pickle.loads(data), checksum  # noqa: S301 - our own file, checksum verified
 
-    def save_codebook(self, key: str, state: dict[str, Any]) -> dict[str, Any]:
-        """Publish ``state`` under ``key``; returns the state every writer must use.
-
-        When another process published a codebook for the same key first, that one
-        is returned, so all shards of a store share one codebook.
-        """
+    def save_codebook(self, key: str, state: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Publish ``state`` under ``key``; returns the state (and checksum) every writer
+        must use: another process's codebook when it was published first."""
         folder = self.root / "codebooks"
         folder.mkdir(parents=True, exist_ok=True)
-        existing = self.load_codebook(key)
-        if existing is not None:
-            return existing
         data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         checksum = fingerprint(np.frombuffer(data, np.uint8))
+        side = _tmp_file(folder, ".sum")
+        _publish(side, folder / f"{key}.{checksum}.sum")
         tmp = _tmp_file(folder, ".pkl")
         tmp.write_bytes(data)
-        _publish(tmp, folder / f"{key}-{checksum}.pkl")
-        return self.load_codebook(key) or state
+        _publish(tmp, folder / f"{key}.pkl")
+        return self.load_codebook(key) or (state, checksum)

@@ -137,7 +137,7 @@ def test_corrupt_shard_is_recomputed_alone(tmp_path, ds, counted, damage):
     st = FeatureStore(tmp_path)
     good = extract_features("hog", ds, {}, st, shard_size=64)
     key = plan("hog", ds, {}).entry_key(ds, "train")
-    npy = sorted((tmp_path / "features" / f"{key}-s64").glob("shard-000001-*.npy"))[0]
+    npy = sorted((tmp_path / "features" / f"{key}-s64").glob("shard-000001.npy"))[0]
     raw = bytearray(npy.read_bytes())
     if damage == "truncate":
         del raw[-100:]
@@ -152,11 +152,43 @@ def test_corrupt_shard_is_recomputed_alone(tmp_path, ds, counted, damage):
     np.testing.assert_array_equal(again.train, good.train)
 
 
-def test_float16_store(tmp_path, ds):
-    got = extract_features("hog", ds, {}, FeatureStore(tmp_path), dtype="float16")
+def test_float16_store_is_its_own_entry(tmp_path, ds, counted):
+    st = FeatureStore(tmp_path)
+    got = extract_features("hog", ds, {}, st, dtype="float16")
     assert got.train.dtype == np.float16
     ref = get_extractor("hog").fit(ds.X_train).transform(ds.X_train)
     np.testing.assert_allclose(got.train.astype(np.float32), ref, atol=2e-3)
+    counted.clear()
+    full = extract_features("hog", ds, {}, st, dtype="float32")
+    assert full.train.dtype == np.float32 and sum(counted) >= 300  # not the float16 shards
+    np.testing.assert_allclose(full.train, ref, atol=1e-7)
+
+
+def test_first_writer_wins_even_when_numbers_differ(tmp_path):
+    """Two writers whose shard differs (e.g. GPU and CPU rounding): the first
+    published one is kept and read by everyone; the later write loses."""
+    entry = FeatureStore(tmp_path).entry("k", 6, shard_size=4, manifest={"dtype": "float32"})
+    entry.create()
+    first = np.arange(8, dtype=np.float32).reshape(4, 2)
+    assert entry.write(0, first) is True
+    assert entry.write(0, first + 1e-3) is False
+    assert entry.write(1, np.ones((2, 2), np.float32)) is True
+    again = FeatureStore(tmp_path).entry("k", 6, shard_size=4, manifest={"dtype": "float32"})
+    F, bad = again.read()
+    np.testing.assert_array_equal(F[:4], first)
+    assert bad == [] and len(list(again.path.glob("shard-*.npy"))) == 2
+    # codebooks likewise: one name per key, the first state published is everyone's
+    st = FeatureStore(tmp_path)
+    a, sum_a = st.save_codebook("cb", {"centers_": np.zeros(3)})
+    b, sum_b = st.save_codebook("cb", {"centers_": np.ones(3)})
+    assert sum_a == sum_b
+    np.testing.assert_array_equal(b["centers_"], np.zeros(3))
+
+
+def test_train_only_folder_is_refused(tmp_path):
+    _photos(tmp_path / "d", n=3, splits=("train",))
+    with pytest.raises(DataError, match="no held-out split"):
+        load_dataset(f"folder:{tmp_path / 'd'}")
 
 
 def test_codebook_fitted_once_and_shared(tmp_path, ds, monkeypatch):
@@ -175,9 +207,8 @@ def test_codebook_fitted_once_and_shared(tmp_path, ds, monkeypatch):
     first = extract_features("bovw", ds, params, st, shard_size=64)
     assert fits == [200]
     assert len(list((tmp_path / "codebooks").glob("*.pkl"))) == 1
-    # the test split's entry is gone: recomputed with the stored codebook, no refit
-    key = plan("bovw", ds, params["bovw"]).entry_key(ds, "test")
-    for f in (tmp_path / "features" / f"{key}-s64").glob("shard-*"):
+    # the test split's shards are gone: recomputed with the stored codebook, no refit
+    for f in Path(first.parts[0]["shards"]["test"]["store"]).glob("shard-*"):
         f.unlink()
     again = extract_features("bovw", ds, params, st, shard_size=64)
     assert fits == [200]
@@ -196,7 +227,7 @@ def test_many_writers_first_rename_wins(tmp_path, ds, monkeypatch):
         if final.suffix == ".npy":
             barrier.wait()  # both writers reach the rename of the same shard together
         won = original(tmp, final)
-        published.append((final.name, won))
+        published.append((str(final), won))
         return won
 
     monkeypatch.setattr(store_mod, "_publish", racing)
@@ -234,7 +265,7 @@ def test_shard_appearing_meanwhile_counts_as_done(tmp_path, ds, counted):
     dst = tmp_path / "features" / f"{key}-s64"
     dst.mkdir(parents=True)
     # another process publishes shards 0 and 2 before this one starts
-    for f in src.glob("shard-00000[02]-*"):
+    for f in src.glob("shard-00000[02].*"):
         (dst / f.name).write_bytes(f.read_bytes())
     counted.clear()
     got = extract_features("hog", ds, {}, st, shard_size=64)
@@ -339,6 +370,11 @@ def test_extract_command_then_run_reuses(tmp_path):
                                     "--cache-dir", str(cache), "--shard-size", "8"],
                              catch_exceptions=False)
     assert "hog: 0 of 6 shard(s) computed, 6 already stored" in res.output
+    # a run's command line (with classifier parameters) works for extract too
+    res = CliRunner().invoke(main, ["extract", "-q", "-d", f"folder:{root}", "-f", "hog",
+                                    "-p", "ridge.alpha=1", "--cache-dir", str(cache),
+                                    "--shard-size", "8"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
     res = CliRunner().invoke(main, ["run", "-q", "-d", f"folder:{root}", "-f", "hog", "-c",
                                     "ridge", "--cache-dir", str(cache), "--shard-size", "8",
                                     "--results-dir", str(tmp_path / "r")],
@@ -347,3 +383,34 @@ def test_extract_command_then_run_reuses(tmp_path):
     rec = json.loads(next((tmp_path / "r" / "runs").glob("*.json")).read_text())
     assert rec["features"]["cached"] is True
     assert rec["features"]["parts"][0]["view"] == {"transform": "native"}
+
+
+def test_dataloader_workers_give_the_same_images(tmp_path, monkeypatch):
+    """The CUDA decoding path (torch DataLoader worker processes, each shard gathered
+    from chunks into one reused buffer) yields the same shards as the thread pool;
+    run here on the CPU without pinning."""
+    from featbench import extraction
+    from featbench.extraction import Decoder, _torch_batches
+
+    monkeypatch.setattr(extraction, "LOADER_CHUNK", 2)  # several chunks per shard
+    root = _photos(tmp_path / "data", n=7)
+    ds = load_dataset(f"folder:{root}")
+    entry = FeatureStore(tmp_path / "s").entry("k", len(ds.train), shard_size=5)
+    view = ds.working_view()
+    # each shard is consumed before the next one reuses the buffer: copy to keep it
+    got = {j: x.copy() for j, x, bad, _ in _torch_batches(ds.train, view, entry, [0, 2], 2,
+                                                          False, pin=False)}
+    dec = Decoder(ds.train, view, 2)
+    for j in (0, 2):
+        ref, bad, _ = dec.collect(dec.submit(*entry.bounds(j)))
+        np.testing.assert_array_equal(got[j], ref)
+    dec.close()
+    assert got[2].shape == (4, 40, 48, 3)  # the last shard is short
+    # an unreadable file: left out with its index, or the first one raises at once
+    bad_file = root / "train" / "a" / "003.png"
+    bad_file.write_bytes(b"broken")
+    out = [(j, x.shape[0], bad) for j, x, bad, _ in _torch_batches(ds.train, view, entry, [0],
+                                                                   2, True, pin=False)]
+    assert out == [(0, 4, [3])]
+    with pytest.raises(DataError, match="003.png"):
+        list(_torch_batches(ds.train, view, entry, [0], 2, False, pin=False))

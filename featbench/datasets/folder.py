@@ -21,6 +21,7 @@ relative to the file's folder), and an optional ``split`` column
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -92,6 +93,11 @@ def detect_layout(root: Path) -> tuple[str, dict[str, Path]]:
     if "train" in sub and val is not None:
         return (f"train/ + {val.name}/ ({val.name} is the evaluation split)",
                 {"train": sub["train"], "test": val})
+    if "train" in sub or "test" in sub:
+        found = ", ".join(sorted(f"{p.name}/" for p in sub.values()))
+        raise DataError(
+            f"{root} has {found} but no held-out split: expected train/ + test/, train/ + "
+            f"val/ (or valid/, validation/), train/ + val/ + test/, or only <class>/ folders")
     return "class folders (split by seed)", {}
 
 
@@ -170,17 +176,18 @@ def load_list_file(
                         f"path column and a label column)")
     text = path.read_text(encoding="utf-8-sig")
     delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in text.split("\n", 1)[0] else ","
-    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip()
-                                                                                 for c in r)]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    numbered = [(reader.line_num, r) for r in reader]
+    rows = [r for _, r in numbered if any(c.strip() for c in r)]
+    line_of = [n for n, r in numbered if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"list file {path} is empty")
     header = [c.strip().lower() for c in rows[0]]
     p_col = next((header.index(c) for c in PATH_COLUMNS if c in header), None)
     l_col = next((header.index(c) for c in LABEL_COLUMNS if c in header), None)
     s_col = header.index("split") if "split" in header else None
-    first_line = 1
     if p_col is not None and l_col is not None:
-        rows, first_line = rows[1:], 2
+        rows, line_of = rows[1:], line_of[1:]
     elif p_col is None and l_col is None:
         p_col, l_col, s_col = 0, 1, None  # no header: path, label
     else:
@@ -189,7 +196,7 @@ def load_list_file(
                         f"({'/'.join(LABEL_COLUMNS)})")
     root = path.parent
     entries = []
-    for line, row in enumerate(rows, first_line):
+    for line, row in zip(line_of, rows, strict=True):
         if len(row) <= max(p_col, l_col, s_col or 0):
             raise DataError(f"list file {path}, line {line}: expected a path and a label; "
                             f"got {row}")

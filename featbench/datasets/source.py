@@ -40,7 +40,8 @@ class View:
     ----------
     kind : {"native", "resize", "resize-crop"}
     size : int, optional
-        Output side in pixels (``resize`` and ``resize-crop``).
+        Output side in pixels (``resize`` and ``resize-crop``). With ``native``: the
+        side the extractor itself resizes the whole decoded image to (recorded only).
     resize : int, optional
         Short side before the center crop (``resize-crop``), ``round(size / crop_pct)``.
     interpolation : {"bilinear", "bicubic", "nearest"}
@@ -54,6 +55,11 @@ class View:
     def describe(self) -> dict[str, Any]:
         """The view as a JSON-ready dict (records and cache keys)."""
         out: dict[str, Any] = {"transform": self.kind}
+        if self.kind == "native" and self.size:
+            # decoded as it is; the extractor resizes the whole image itself (CNNs on
+            # CIFAR-sized datasets)
+            out.update(then="whole image resized by the extractor", size=self.size,
+                       interpolation=self.interpolation)
         if self.kind != "native":
             out["size"] = self.size
             out["interpolation"] = self.interpolation
@@ -66,6 +72,9 @@ class View:
         the (height, width) every image of the dataset has, if any."""
         own = shared is not None and (self.kind == "native" or (
             self.kind == "resize" and tuple(shared) == (self.size, self.size)))
+        if self.kind == "native" and self.size:
+            return (f"whole image resized to {self.size}x{self.size} px "
+                    f"({self.interpolation})")
         if own:
             return f"{shared[1]}x{shared[0]} px (the images' own size)"
         if self.kind == "resize":

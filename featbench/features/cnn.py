@@ -402,6 +402,12 @@ class CNNEmbedding(ImageExtractor):
         size = int(self.size or size)
         return size, int(round(size / crop_pct)), interpolation
 
+    def _interpolation(self) -> str:
+        """The interpolation preprocess() uses on the device (the weights' own)."""
+        if self.model in LITE_MODELS or self.weights is None:
+            return "bilinear"
+        return self.eval_transform()[2]
+
     def input_view(self, ds) -> View:
         """The images this extractor sees, from the original files (per dataset).
 
@@ -412,7 +418,8 @@ class CNNEmbedding(ImageExtractor):
         size, resize, interpolation = self.eval_transform()
         if ds.small:
             if ds.image_scan()["shared_size"] is not None:
-                return View("native")
+                # decoded as it is; preprocess() resizes the whole batch to ``size``
+                return View("native", size, interpolation=self._interpolation())
             return View("resize", size, interpolation=interpolation)
         return View("resize-crop", size, resize, interpolation)
 

@@ -143,7 +143,7 @@ class Study:
 def validate_study(study: Study) -> None:
     """Every row names registered extractors and a classifier, with valid parameters,
     and every reference has a source."""
-    from ..runner import validate_plan
+    from ..plan import validate_plan
 
     ids = [r.id for r in study.rows]
     if len(set(ids)) != len(ids):

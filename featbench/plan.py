@@ -1,0 +1,57 @@
+"""Checks of a whole plan (features x classifiers x parameters) before any work.
+
+Every name and parameter of a run is checked here, up front, so that a typo in a
+``-p`` option fails in a second instead of minutes into an extraction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .classifiers import default_grid, get_classifier
+from .errors import ParameterError
+from .features import build_extractor, get_extractor, set_params_checked, split_spec
+
+
+def classifier_setup(name: str, params: dict[str, Any], seed: int):
+    """The pipeline and grid for ``name``: a set grid parameter replaces its grid.
+
+    A grid parameter given as a tuple (``-p linear-svm.C=0.01,0.1``) becomes the grid;
+    other tuple values (``-p mlp.hidden_layer_sizes=500,500``) are plain values.
+    """
+    grid = default_grid(name)
+    fixed = {}
+    for key, value in params.items():
+        if key in grid:
+            grid[key] = list(value) if isinstance(value, tuple) else [value]
+        else:
+            fixed[key] = value
+    seed = fixed.pop("random_state", seed)
+    pipe = get_classifier(name, random_state=seed, **fixed)
+    set_params_checked(pipe.named_steps["clf"], {k: v[0] for k, v in grid.items()},
+                       f"classifier {name!r}")
+    return pipe, grid
+
+
+def validate_plan(features: list[str], classifiers: list[str],
+                  params: dict[str, dict[str, Any]]) -> None:
+    """Fail before any work when a name or a parameter is wrong."""
+    names = set()
+    for spec in features:
+        get_extractor(spec)  # unknown names raise with the valid list
+        for name in split_spec(spec):
+            names.add(name)
+            set_params_checked(build_extractor(name), params.get(name, {}),
+                               f"feature {name!r}")
+    for clf in classifiers:
+        names.add(clf)
+        classifier_setup(clf, params.get(clf, {}), 0)
+    stray = sorted(set(params) - names)
+    if stray:
+        cnn = sorted(n for n in names if n.startswith("cnn:"))
+        hint = (f"; a CNN's parameters are named after it, e.g. -p {cnn[0]}.size=128"
+                if cnn and any(s == "cnn" or ":" not in s for s in stray) else "")
+        raise ParameterError(
+            f"-p names {', '.join(map(repr, stray))}, which this run does not use "
+            f"(features: {', '.join(features)}; classifiers: {', '.join(classifiers)}){hint}"
+        )
