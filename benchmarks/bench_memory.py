@@ -11,7 +11,8 @@ then, each in a fresh process so that peak RSS is its own:
 
 Prints peak RSS (MB), images/s and the 4N / N RSS ratio (goal: at most 1.2).
 
-    python benchmarks/bench_memory.py --n 300
+    python benchmarks/bench_memory.py --n 1024          # default shard size
+    python benchmarks/bench_memory.py --n 300 --shard-size 128
 """
 
 from __future__ import annotations
@@ -85,9 +86,8 @@ try:
         sys.argv = ["-c", *sys.argv[2:]]
         exec(compile(src, "<peer>", "exec"), {"__name__": "__main__"})
     else:
-        sys.argv = ["featbench", *sys.argv[1:]]
         from featbench.cli import main
-        main(standalone_mode=False)
+        main(args=sys.argv, prog_name="featbench", standalone_mode=False)
 except SystemExit as exc:
     code = exc.code or 0
 print(f"PEAK_RSS_KB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
@@ -99,6 +99,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300, help="N (the big folder has 4N images)")
     ap.add_argument("--features", default="hog,cnn:efficientnet-lite0")
+    ap.add_argument("--shard-size", type=int, default=1024,
+                    help="featbench's --shard-size (memory is bounded by about two shards "
+                         "of decoded images, so N should be at least this)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
     args = ap.parse_args()
 
@@ -106,13 +109,15 @@ def main() -> None:
     folders = {n: make_folder(work / f"data{n}", n) for n in (args.n, 4 * args.n)}
     env = {**os.environ, "FEATBENCH_CACHE": str(work / "cache")}
     rows = []
-    print(f"synthetic 256x256 JPEG folders of N = {args.n} and 4N = {4 * args.n} images; "
-          f"{os.cpu_count()} CPU cores; each run in a fresh process", flush=True)
+    print(f"synthetic 256x256 JPEG folders of N = {args.n} and 4N = {4 * args.n} images "
+          f"(75 % train); --shard-size {args.shard_size}; {os.cpu_count()} CPU cores; each "
+          f"run in a fresh process", flush=True)
     for spec in args.features.split(","):
         size = 224 if spec.startswith("cnn:") else 128
         for n, folder in folders.items():
             cmd = [sys.executable, "-c", WRAP, "extract", "-q", "-d", f"folder:{folder}",
-                   "-f", spec, "--cache-dir", str(work / f"cache-{n}-{spec.replace(':', '_')}")]
+                   "-f", spec, "--shard-size", str(args.shard_size),
+                   "--cache-dir", str(work / f"cache-{n}-{spec.replace(':', '_')}")]
             wall, mb, _ = measure(cmd, env)
             rows.append((spec, "featbench extract", n, mb, n / wall))
             print(f"{spec:<24} featbench extract  N={n:<6} peak RSS {mb:8.0f} MB  "

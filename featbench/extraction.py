@@ -192,21 +192,30 @@ class Decoder:
 
     def collect(self, futures: list[cf.Future]
                 ) -> tuple[np.ndarray | None, list[int], list[str]]:
-        """Stack a batch; the first unreadable file stops at once unless ``skip_bad``."""
-        if not self.skip_bad:
-            done, _ = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
-            for fut in done:
-                if fut.exception() is not None:
-                    self.close()
-                    raise fut.exception()
-        images, bad, messages = [], [], []
-        for k, fut in enumerate(futures):
+        """Gather a batch into one array, in order, releasing each decoded image as it is
+        copied; the first unreadable file stops at once (pending decodes cancelled)
+        unless ``skip_bad``."""
+        out, row, bad, messages = None, 0, [], []
+        for k in range(len(futures)):
+            fut, futures[k] = futures[k], None
             try:
-                images.append(fut.result())
+                img = fut.result()
             except DataError as exc:
+                if not self.skip_bad:
+                    self.close()
+                    raise
                 bad.append(k)
                 messages.append(str(exc))
-        return (np.stack(images) if images else None), bad, messages
+                continue
+            if out is None:
+                out = np.empty((len(futures), *img.shape), dtype=img.dtype)
+            elif img.shape != out.shape[1:]:
+                self.close()  # a view always gives one shape: this is featbench's bug
+                raise RuntimeError(f"view {self.view} gave images of shapes {img.shape} and "
+                                   f"{out.shape[1:]} in one batch")
+            out[row] = img
+            row += 1
+        return (None if out is None else out[:row]), bad, messages
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -91,9 +91,17 @@ class ImageExtractor(TransformerMixin, BaseEstimator):
                 f"got images of shape {tuple(X.shape[1:])}"
             )
         return map_chunks(
-            self._extract, X, chunk_size=self._chunk_size, desc=type(self).__name__,
-            n_jobs=self._n_jobs,
+            self._extract, X, chunk_size=self._chunk_rows(X.shape[1] * X.shape[2]),
+            desc=type(self).__name__, n_jobs=self._n_jobs,
         )
+
+    def _chunk_rows(self, pixels: int) -> int:
+        """Images per chunk: ``_chunk_size`` at CIFAR's 32 x 32, fewer for larger images,
+        so that a chunk's working arrays take the same memory at any resolution (the
+        features do not change: each image's depend on that image alone)."""
+        if self._n_jobs == 1:  # extractors that batch inside (CNNs, kmeans-patches)
+            return self._chunk_size
+        return max(1, min(self._chunk_size, self._chunk_size * 1024 // max(1, pixels)))
 
     def _extract(self, images: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
