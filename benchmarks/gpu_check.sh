@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 DATA=${GPU_CHECK_DATA:-.gpu_data}
 SIZES=${GPU_CHECK_SIZES:-112,224}
+RUN_SIZE=${GPU_CHECK_RUN_SIZE:-}   # e.g. 64 for a quick CPU smoke test (default: the model's)
 export PYTHONUNBUFFERED=1
 export FEATBENCH_CACHE="$(mktemp -d)"
 t_start=$(date +%s)
@@ -47,11 +48,14 @@ python3 benchmarks/gpu_throughput.py --data "$DATA/cifar" --model "$MODEL" --wei
   --device "$DEVICE" --sizes "$SIZES"
 
 step "featbench run --device $DEVICE (cnn:$MODEL, weights $WEIGHTS)"
+SIZE_P=(); [ -n "$RUN_SIZE" ] && SIZE_P=(-p "cnn:$MODEL.size=$RUN_SIZE")
 python3 -m featbench run -d "folder:$DATA/cifar" -f "cnn:$MODEL" -c logreg --device "$DEVICE" \
-  -p "cnn:$MODEL.weights=$WEIGHTS" -p "cnn:$MODEL.batch_size=256" --results-dir "$FEATBENCH_CACHE/res"
+  -p "cnn:$MODEL.weights=$WEIGHTS" -p "cnn:$MODEL.batch_size=256" "${SIZE_P[@]}" \
+  --results-dir "$FEATBENCH_CACHE/res"
 if [ -d "$DATA/hymenoptera" ]; then
   step "photos at native resolution: featbench run on hymenoptera (train/ + val/)"
   python3 -m featbench run -d "folder:$DATA/hymenoptera" -f "cnn:$MODEL" -c logreg \
-    --device "$DEVICE" -p "cnn:$MODEL.weights=$WEIGHTS" --results-dir "$FEATBENCH_CACHE/res"
+    --device "$DEVICE" -p "cnn:$MODEL.weights=$WEIGHTS" "${SIZE_P[@]}" \
+    --results-dir "$FEATBENCH_CACHE/res"
 fi
 step "done"
