@@ -377,8 +377,8 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
             sizes["test_size"] = min(sizes["test_size"], len(ds.y_test))
         if sizes:
             ds = ds.subset(sizes.get("train_size"), sizes.get("test_size"), seed=seed)
-        click.echo(f"study {st.name}{' (QUICK)' if quick else ''}: {ds.name}, "
-                   f"{len(ds.y_train)} train / {len(ds.y_test)} test images -> {out}", err=True)
+        click.echo(f"study {st.name}{' (QUICK)' if quick else ''}: {ds.describe()} -> {out}",
+                   err=True)
         _, planned = run_study(st, ds, out, quick=quick, rows=rows, seed=seed,
                                store=_store(cache_dir),
                                n_jobs=jobs, echo=lambda m: click.echo(m, err=True))

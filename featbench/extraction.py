@@ -394,8 +394,14 @@ def entry_for(p: Plan, ds: Dataset, split: str, store: FeatureStore,
                 "split": split, "dataset": ds.name, "fingerprint": ds.split_fingerprint(split),
                 "fit_key": p.fit_key, "codebook": p.codebook, "dtype": dtype,
                 "featbench": __version__}
-    return store.entry(p.entry_key(ds, split, dtype), len(ds.split(split)), shard_size,
-                       manifest)
+    key = p.entry_key(ds, split, dtype)
+    entry = store.entry(key, len(ds.split(split)), shard_size, manifest)
+    if not entry.path.exists():
+        # the same features stored whole with another --shard-size: reuse, never recompute
+        for other in store.entries_of(key):
+            if not other.missing():
+                return other
+    return entry
 
 
 def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,

@@ -293,6 +293,18 @@ class FeatureStore:
                           {**(manifest or {}), "n_images": int(n_images),
                            "shard_size": int(shard_size)})
 
+    def entries_of(self, key: str) -> list[StoreEntry]:
+        """Existing entries of ``key`` with any shard size (from their manifests)."""
+        out = []
+        for path in sorted((self.root / "features").glob(f"{key}-s*")):
+            try:
+                manifest = json.loads((path / "manifest.json").read_text())
+                out.append(StoreEntry(path, manifest["n_images"], manifest["shard_size"],
+                                      manifest))
+            except (OSError, ValueError, KeyError):
+                continue
+        return out
+
     # -- codebooks ------------------------------------------------------------------
     def load_codebook(self, key: str) -> tuple[dict[str, Any], str] | None:
         """The fitted state stored under ``key`` and its checksum, or None."""

@@ -231,3 +231,21 @@ def test_lite_input_is_crop_of_0875_scaled_to_minus1_1(tmp_path, monkeypatch):
                        for p in ds.train.paths + ds.test.paths])
     torch.testing.assert_close(torch.cat(seen), ref, atol=1e-2, rtol=0)
     assert float(torch.cat(seen).min()) < -0.5  # [-1, 1] scaling, not mean/std
+
+
+def test_headerless_list_with_split_column_and_one_class_refused(tmp_path):
+    _write(tmp_path / "imgs", [""], n=4)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "imgs").rglob("*.png"))
+    rows = [f"{f}\t{f.split('/')[1]}\t{'test' if i % 4 == 3 else 'train'}"
+            for i, f in enumerate(files)]
+    (tmp_path / "nohead.tsv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(f"list:{tmp_path / 'nohead.tsv'}")
+    assert ds.layout == "list file (train, test)"
+    assert (len(ds.train), len(ds.test)) == (6, 2)
+    assert all(p.endswith("3.png") for p in ds.test.paths)
+    one = tmp_path / "one"
+    _write(one, ["train", "test"], n=3, classes=("ants",))
+    with pytest.raises(DataError, match="training split has 1 class"):
+        load_dataset(f"folder:{one}")
+    with pytest.raises(DataError, match=f"use --dataset folder:{one}"):
+        load_dataset(str(one))

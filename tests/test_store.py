@@ -414,3 +414,12 @@ def test_dataloader_workers_give_the_same_images(tmp_path, monkeypatch):
     assert out == [(0, 4, [3])]
     with pytest.raises(DataError, match="003.png"):
         list(_torch_batches(ds.train, view, entry, [0], 2, False, pin=False))
+
+
+def test_other_shard_size_reuses_a_whole_entry(tmp_path, ds, counted):
+    st = FeatureStore(tmp_path)
+    first = extract_features("hog", ds, {}, st, shard_size=64)
+    counted.clear()
+    again = extract_features("hog", ds, {}, st, shard_size=50)
+    assert counted == [] and again.cached
+    np.testing.assert_array_equal(first.train, again.train)

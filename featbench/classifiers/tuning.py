@@ -31,9 +31,11 @@ def validation_size(n_train: int, val_size: int | float | None) -> int:
     else:
         n_val = int(val_size)
     if n_val < 1 or n_val >= n_train:
+        asked = "the default validation size" if val_size is None else \
+            f"validation size {val_size!r}"
         raise DataError(
-            f"validation size {val_size!r} leaves no training or no validation images "
-            f"(training set has {n_train})"
+            f"{asked} ({n_val}) leaves no training or no validation images (the training "
+            f"set has {n_train}); pass --val-size or a larger --train-size"
         )
     return n_val
 

@@ -71,6 +71,11 @@ def load_dataset(
     ((32, 32, 3), dtype('uint8'), 10)
     """
     kind, _, arg = name.partition(":")
+    if kind not in DATASETS and Path(name).expanduser().exists():
+        what = "folder" if Path(name).expanduser().is_dir() else "list"
+        raise DataError(f"unknown dataset {name!r}; for images in that "
+                        f"{'folder' if what == 'folder' else 'list file'} use "
+                        f"--dataset {what}:{name}")
     DATASETS.get(kind)
     if kind in ("folder", "list"):
         if not arg:

@@ -77,6 +77,10 @@ class Dataset:
             if len(src) == 0:
                 raise DataError(f"{self.name}: the {split} split is empty")
         seen = set(np.unique(self.train.labels).tolist())
+        if len(seen) < 2:
+            raise DataError(f"{self.name}: the training split has {len(seen)} class "
+                            f"({', '.join(self.classes[i] for i in seen)}); a classifier "
+                            f"needs at least 2")
         for split in ("val", "test"):
             src = self.split(split)
             if src is None:

@@ -133,6 +133,7 @@ def load_image_folder(
     """
     root = Path(root).expanduser()
     name = name or f"folder:{root}"
+    root = root.resolve()
     if not root.is_dir():
         raise DataError(
             f"data folder {root} does not exist; expected {root}/train/<class>/*, "
@@ -170,7 +171,7 @@ def load_list_file(
     seed: int = 0,
 ) -> Dataset:
     """A dataset from a CSV/TSV list of ``path,label`` rows (see the module docstring)."""
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise DataError(f"list file {path} does not exist (expected a CSV or TSV with a "
                         f"path column and a label column)")
@@ -189,7 +190,10 @@ def load_list_file(
     if p_col is not None and l_col is not None:
         rows, line_of = rows[1:], line_of[1:]
     elif p_col is None and l_col is None:
-        p_col, l_col, s_col = 0, 1, None  # no header: path, label
+        # no header: path, label[, split]
+        p_col, l_col = 0, 1
+        third = {r[2].strip().lower() for r in rows if len(r) > 2}
+        s_col = 2 if third and third <= {"train", "test", *VAL_NAMES} else None
     else:
         raise DataError(f"list file {path}: header {rows[0]} needs both a path column "
                         f"({'/'.join(PATH_COLUMNS)}) and a label column "
