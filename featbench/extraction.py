@@ -187,16 +187,19 @@ class Decoder:
         self.source, self.view, self.skip_bad = source, view, skip_bad
         self.pool = cf.ThreadPoolExecutor(max(1, n_workers), thread_name_prefix="decode")
 
-    def submit(self, start: int, stop: int) -> list[cf.Future]:
-        return [self.pool.submit(_decode, self.source, self.view, i) for i in range(start, stop)]
+    def submit(self, indices) -> list[cf.Future]:
+        """Queue the decoding of the images at ``indices`` (e.g. a shard's range)."""
+        return [self.pool.submit(_decode, self.source, self.view, int(i)) for i in indices]
 
-    def collect(self, futures: list[cf.Future]
+    def collect(self, futures: list[cf.Future], bar=None
                 ) -> tuple[np.ndarray | None, list[int], list[str]]:
         """Gather a batch into one array, in order, releasing each decoded image as it is
         copied; the first unreadable file stops at once (pending decodes cancelled)
         unless ``skip_bad``."""
         out, row, bad, messages = None, 0, [], []
         for k in range(len(futures)):
+            if bar is not None:
+                bar.update(1)
             fut, futures[k] = futures[k], None
             try:
                 img = fut.result()
@@ -334,7 +337,7 @@ class SplitResult:
 
 
 def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None = None,
-            skip_bad: bool = False, echo: Callable[[str], None] | None = None) -> float:
+            skip_bad: bool = False) -> float:
     """Fit (or load the stored codebook of) ``p``'s extractor; returns the fit seconds."""
     est = p.estimator
     if p.fit_key is None:
@@ -371,18 +374,12 @@ def _decode_all(source, view, indices, n_workers, skip_bad, desc) -> np.ndarray:
     """A bounded sample of images, decoded into one array (learned extractors' fit)."""
     dec = Decoder(source, view, n_workers, skip_bad)
     try:
-        futures = [dec.pool.submit(_decode, source, view, int(i)) for i in indices]
-        out, bar = [], progress(total=len(futures), desc=desc, unit="img")
-        for fut in futures:
-            try:
-                out.append(fut.result())
-            except DataError:
-                if not skip_bad:
-                    dec.close()
-                    raise
-            bar.update(1)
-        bar.close()
-        return np.stack(out)
+        with progress(total=len(indices), desc=desc, unit="img") as bar:
+            images, _, _ = dec.collect(dec.submit(indices), bar)
+        if images is None:
+            raise DataError(f"none of the {len(indices)} training images sampled to fit "
+                            f"could be decoded")
+        return images
     finally:
         dec.close()
 
@@ -478,12 +475,13 @@ def _batches(source, view, entry, todo, n_workers, skip_bad, device
         return
     dec = Decoder(source, view, n_workers, skip_bad)
     try:
-        pending = dec.submit(*entry.bounds(todo[0]))
+        pending = dec.submit(range(*entry.bounds(todo[0])))
         for k, j in enumerate(todo):
             images, bad, messages = dec.collect(pending)
             if k + 1 < len(todo):  # decode the next shard while this one is extracted
-                pending = dec.submit(*entry.bounds(todo[k + 1]))
+                pending = dec.submit(range(*entry.bounds(todo[k + 1])))
             yield j, images, bad, messages
+            images = None  # the extractor is done with it: free it before the next shard
     finally:
         dec.close()
 
@@ -531,8 +529,7 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                      store: FeatureStore, *, seed: int = 0,
                      shard_size: int = DEFAULT_SHARD_SIZE, skip_bad: bool = False,
                      dtype: str = "float32", n_workers: int | None = None,
-                     load: bool = True, echo: Callable[[str], None] | None = None
-                     ) -> FeatureResult:
+                     load: bool = True) -> FeatureResult:
     """Extract ``spec``'s features on every split of ``ds`` through ``store``.
 
     With ``load=False`` the features are computed and stored but not read back
@@ -548,15 +545,14 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                 "shards": {}}
         if p.fit_key is not None:
             # a learned extractor's entries are keyed by its codebook: load or fit it first
-            part["extract_s"] += prepare(p, ds, store, n_workers=n_workers, skip_bad=skip_bad,
-                                         echo=echo)
+            part["extract_s"] += prepare(p, ds, store, n_workers=n_workers, skip_bad=skip_bad)
             part["prepared"] = True
             part["codebook"] = p.codebook
 
         def ready(p=p, part=part) -> None:
             if not part.get("prepared"):
                 part["extract_s"] += prepare(p, ds, store, n_workers=n_workers,
-                                             skip_bad=skip_bad, echo=echo)
+                                             skip_bad=skip_bad)
                 part["prepared"] = True
 
         runtime = None

@@ -402,7 +402,7 @@ def test_dataloader_workers_give_the_same_images(tmp_path, monkeypatch):
                                                           False, pin=False)}
     dec = Decoder(ds.train, view, 2)
     for j in (0, 2):
-        ref, bad, _ = dec.collect(dec.submit(*entry.bounds(j)))
+        ref, bad, _ = dec.collect(dec.submit(range(*entry.bounds(j))))
         np.testing.assert_array_equal(got[j], ref)
     dec.close()
     assert got[2].shape == (4, 40, 48, 3)  # the last shard is short
