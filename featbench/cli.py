@@ -5,8 +5,10 @@ Library errors become one-line messages here, at the boundary, and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -19,6 +21,18 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@contextlib.contextmanager
+def _boundary(interrupted: Callable[[], str]):
+    """Library errors as one-line messages; Ctrl-C says what was kept and exits 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {interrupted()}", err=True)
+        sys.exit(130)
+    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
+        raise _fail(exc) from None
 
 
 @click.group(context_settings=CONTEXT)
@@ -164,7 +178,11 @@ def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
     if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
         raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
     done: list[dict] = []
-    try:
+    def kept() -> str:
+        return (f"{len(done)} finished pair(s) kept in {results_dir}/runs; finished feature "
+                f"shards are kept in the store")
+
+    with _boundary(kept):
         parsed = parse_params(opts["params"])
         ds = _load(opts, parsed, feature_specs, classifiers)
         run_benchmark(ds, feature_specs, classifiers, params=parsed, seed=opts["seed"],
@@ -172,12 +190,6 @@ def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
                       results_dir=results_dir, n_jobs=opts["jobs"], on_record=done.append,
                       shard_size=opts["shard_size"], skip_bad=opts["skip_bad_images"],
                       dtype=opts["feature_dtype"])
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: {len(done)} finished pair(s) kept in {results_dir}/runs; "
-                   f"finished feature shards are kept in the store", err=True)
-        sys.exit(130)
-    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
-        raise _fail(exc) from None
     table = make_table(done)
     click.echo(format_table(table))
     bad = sorted({f for rec in done for f in rec.get("bad_images", [])})
@@ -216,7 +228,7 @@ def extract(**opts) -> None:
     set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
     feature_specs = _split_multi(opts["features"])
     store = _store(opts["cache_dir"])
-    try:
+    with _boundary(lambda: "finished shards are kept; run the same command to resume"):
         parsed = parse_params(opts["params"])
         from .classifiers import CLASSIFIERS
 
@@ -246,12 +258,6 @@ def extract(**opts) -> None:
                 for line in res.bad_files:
                     click.echo(f"  {line}", err=True)
         click.echo(f"features stored in {store.root}", err=True)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished shards are kept; run the same command to resume",
-                   err=True)
-        sys.exit(130)
-    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
-        raise _fail(exc) from None
 
 
 def _set_device(parsed: dict, feature_specs: list[str], device: str) -> None:
@@ -352,7 +358,7 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
     from .studies import get_study, validate_study
 
     set_options(n_jobs=jobs, progress=False if quiet else None)
-    try:
+    with _boundary(lambda: "finished rows are kept; run the same command to resume"):
         st = get_study(study)
         validate_study(st)
         rows = st.select(list(only))
@@ -386,12 +392,6 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
             click.echo("no finished rows to report (every selected row was skipped)", err=True)
             return
         files = render(out, keys=planned)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished rows are kept; run the same command to resume",
-                   err=True)
-        sys.exit(130)
-    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
-        raise _fail(exc) from None
     _echo_study_table(files["table.csv"])
     click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
 
