@@ -331,7 +331,6 @@ class SplitResult:
     entry: StoreEntry
     computed: int = 0
     reused: int = 0
-    seconds: float = 0.0
     bad: list[str] = field(default_factory=list)
     runtime: dict[str, Any] | None = None
 
@@ -447,7 +446,6 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
                                     "bad_files": messages})
             result.computed += int(won)
             result.reused += int(not won)
-            result.seconds += dt
             result.runtime = runtime or result.runtime
             result.bad += messages
             bar.update(len(F))

@@ -73,12 +73,6 @@ def _tmp_file(folder: Path, suffix: str) -> Path:
     return Path(name)
 
 
-def file_checksum(path: Path) -> str:
-    """BLAKE2 (16 bytes, hex) of an array file's contents, as :func:`fingerprint`."""
-    a = np.load(path, mmap_mode="r", allow_pickle=False)
-    return fingerprint(a)
-
-
 @dataclass
 class Shard:
     """A finished shard: its features file and what its sidecar says."""

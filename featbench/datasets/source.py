@@ -29,8 +29,6 @@ from ..cache import fingerprint
 from ..errors import DataError
 from .imageio import to_rgb8
 
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-
 
 @dataclass(frozen=True)
 class View:
