@@ -24,3 +24,11 @@ class DataError(FeatbenchError, ValueError):
 
 class ParameterError(FeatbenchError, ValueError):
     """A parameter given by name (e.g. ``-p hog.block_norm=none``) that is invalid."""
+
+
+class FeatbenchWarning(UserWarning):
+    """Base class of the warnings featbench gives (shown as one line by the CLI)."""
+
+
+class ImageWarning(FeatbenchWarning):
+    """An image that decodes, with something the user should know (it names the file)."""

@@ -58,6 +58,11 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+#: modules that cannot change a number (exception classes, progress display): edits
+#: leave stored features valid
+NOT_HASHED = ("featbench.errors", "featbench.progress")
+
+
 @functools.cache
 def extractor_code_hash(cls: type) -> str:
     """Hash of the source of ``cls``'s module and every featbench module it uses.
@@ -74,7 +79,8 @@ def extractor_code_hash(cls: type) -> str:
     while stack:
         name = stack.pop()
         module = sys.modules.get(name)
-        if name in seen or module is None or not name.startswith("featbench."):
+        if name in seen or module is None or not name.startswith("featbench.") \
+                or name in NOT_HASHED:
             continue
         seen.add(name)
         for value in vars(module).values():
@@ -430,9 +436,9 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     device = _device_of(est)
     n_images = sum(entry.bounds(j)[1] - entry.bounds(j)[0] for j in todo)
     bar = progress(total=n_images, desc=f"{p.name} {split}", unit="img")
+    batches = _batches(source, p.view, entry, todo, n_workers, skip_bad, device)
     try:
-        for j, images, bad, messages in _batches(source, p.view, entry, todo, n_workers,
-                                                 skip_bad, device):
+        for j, images, bad, messages in batches:
             if entry.exists(j):  # another process finished it meanwhile
                 result.reused += 1
                 bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
@@ -453,6 +459,9 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
                                 + (f", {len(result.bad)} bad" if result.bad else ""))
             del F, images
     finally:
+        # on any exit (Ctrl-C included) cancel the decoding queued ahead at once, rather
+        # than when the generator is collected (the traceback keeps it alive meanwhile)
+        batches.close()
         bar.close()
     return result
 

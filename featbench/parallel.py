@@ -12,35 +12,23 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm.auto import tqdm
 
-_settings: dict[str, object] = {"n_jobs": None, "progress": None}
+from .progress import progress, progress_disabled, set_progress  # noqa: F401 - re-exported
+
+_settings: dict[str, object] = {"n_jobs": None}
 
 
 def set_options(*, n_jobs: int | None = None, progress: bool | None = None) -> None:
-    """Set the worker count (None: all cores) and progress bars (None: on a terminal only)."""
+    """Set the worker count (None: all cores) and progress display (None: bars on a
+    terminal, plain lines otherwise; see :mod:`featbench.progress`)."""
     _settings["n_jobs"] = n_jobs
-    _settings["progress"] = progress
+    set_progress(progress)
 
 
 def get_n_jobs() -> int:
     """Number of worker threads: the configured value, ``$FEATBENCH_JOBS`` or all cores."""
     n = _settings["n_jobs"] or os.environ.get("FEATBENCH_JOBS") or os.cpu_count() or 1
     return max(1, int(n))
-
-
-def progress_disabled() -> bool | None:
-    """``disable`` argument for tqdm: None lets tqdm hide bars when not on a terminal."""
-    p = _settings["progress"]
-    return None if p is None else not p
-
-
-def progress(iterable=None, **kwargs):
-    """A tqdm progress bar that follows the configured progress setting."""
-    kwargs.setdefault("disable", progress_disabled())
-    kwargs.setdefault("leave", False)
-    kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, **kwargs)
 
 
 def map_chunks(
@@ -76,7 +64,8 @@ def map_chunks(
         # no images: the feature width from one blank image
         first = np.asarray(fn(np.zeros((1, *X.shape[1:]), dtype=X.dtype)))
         return first[:0] if first.ndim == 2 else first.reshape(0, 0)
-    with progress(total=n, desc=desc, unit="img") as bar:
+    # an inner bar: shown on a terminal, silent in logs (the stage prints the lines)
+    with progress(total=n, desc=desc, unit="img", log=False) as bar:
         first = np.asarray(fn(X[:chunk_size]))
         out = np.empty((n, first.shape[1]), dtype=first.dtype)
         out[: len(first)] = first

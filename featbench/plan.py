@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .classifiers import default_grid, get_classifier
+from .classifiers import CLASSIFIERS, default_grid, get_classifier
+from .constraints import check_params, check_value, constraints_of
 from .errors import ParameterError
-from .features import build_extractor, get_extractor, set_params_checked, split_spec
+from .features import check_extractor, get_extractor, set_params_checked, split_spec
+from .runtime import check_device
 
 
 def classifier_setup(name: str, params: dict[str, Any], seed: int):
@@ -28,8 +30,15 @@ def classifier_setup(name: str, params: dict[str, Any], seed: int):
             fixed[key] = value
     seed = fixed.pop("random_state", seed)
     pipe = get_classifier(name, random_state=seed, **fixed)
-    set_params_checked(pipe.named_steps["clf"], {k: v[0] for k, v in grid.items()},
-                       f"classifier {name!r}")
+    clf = pipe.named_steps["clf"]
+    set_params_checked(clf, {k: v[0] for k, v in grid.items()}, f"classifier {name!r}")
+    declared = CLASSIFIERS.get(name).constraints
+    check_params(clf, name, declared)
+    allowed = constraints_of(clf, declared)
+    for key, values in grid.items():  # every value of the grid, not only the first
+        for value in values:
+            if key in allowed:
+                check_value(name, key, value, allowed[key])
     return pipe, grid
 
 
@@ -41,8 +50,9 @@ def validate_plan(features: list[str], classifiers: list[str],
         get_extractor(spec)  # unknown names raise with the valid list
         for name in split_spec(spec):
             names.add(name)
-            set_params_checked(build_extractor(name), params.get(name, {}),
-                               f"feature {name!r}")
+            est = check_extractor(name, params.get(name, {}))
+            if "device" in params.get(name, {}):
+                check_device(est.device)  # a device this machine lacks: now, not later
     for clf in classifiers:
         names.add(clf)
         classifier_setup(clf, params.get(clf, {}), 0)

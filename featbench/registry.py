@@ -22,6 +22,9 @@ class Entry:
     name: str
     factory: Callable[..., Any]
     description: str
+    #: what each parameter accepts (scikit-learn's constraint vocabulary; see
+    #: :mod:`featbench.constraints`); empty: the built object's own, if any
+    constraints: dict[str, list] | None = None
 
 
 class Registry:
@@ -37,14 +40,16 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, description: str = "") -> Callable:
-        """Register the decorated factory under ``name`` (duplicates are an error)."""
+    def register(self, name: str, description: str = "",
+                 constraints: dict[str, list] | None = None) -> Callable:
+        """Register the decorated factory under ``name`` (duplicates are an error), with
+        the constraints its parameters must satisfy (checked before any work)."""
 
         def decorator(factory: Callable) -> Callable:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             doc = description or (factory.__doc__ or "").strip().splitlines()[0]
-            self._entries[name] = Entry(name, factory, doc)
+            self._entries[name] = Entry(name, factory, doc, constraints)
             return factory
 
         return decorator

@@ -16,14 +16,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .results import changed_params, load_records, write_table
+from .results import changed_params, load_records, tuning_note, write_table
 from .studies import Reference
 
 #: study table columns, in order
 STUDY_COLUMNS = [
     "row", "family", "features", "feature_params", "classifier", "feature_dim", "n_train",
-    "n_test", "val_acc", "test_acc", "reference", "ref_metric", "difference", "extract_s",
-    "images_per_s", "fit_s", "hyperparams", "source", "error",
+    "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc", "reference",
+    "ref_metric", "difference", "extract_s", "images_per_s", "fit_s", "hyperparams", "tuning",
+    "source", "error",
 ]
 PLOTS = ("accuracy.png", "accuracy_vs_speed.png", "confusion.png", "per_class.png")
 COLORS = {"hand-crafted": "#4c72b0", "cnn": "#dd8452"}
@@ -57,13 +58,16 @@ def study_row(rec: dict) -> dict:
         "row": st.get("label") or rec.get("features", {}).get("spec"),
         "family": family_of(rec),
         "features": rec.get("features", {}).get("spec"),
-        "feature_params": changed_params(rec.get("features", {}).get("params", {})),
+        "feature_params": changed_params(rec.get("features", {}).get("params", {}),
+                                         rec.get("features", {}).get("defaults")),
         "classifier": clf.get("name"),
         "feature_dim": rec.get("feature_dim"),
         "n_train": ds.get("n_train_fit"),
         "n_test": ds.get("n_test"),
         "val_acc": rec.get("val_acc"),
         "test_acc": rec.get("test_acc"),
+        "val_mean_class_acc": rec.get("val_mean_class_acc"),
+        "test_mean_class_acc": rec.get("test_mean_class_acc"),
         "reference": ref.text() if ref else "",
         "ref_metric": ref.metric if ref else "",
         "difference": ref.difference(ours) if ref else None,
@@ -71,6 +75,7 @@ def study_row(rec: dict) -> dict:
         "images_per_s": round(1000.0 / ms, 1) if ms else None,
         "fit_s": t.get("fit_s"),
         "hyperparams": " ".join(f"{k}={v}" for k, v in sorted((clf.get("chosen") or {}).items())),
+        "tuning": tuning_note(clf),
         "source": ref.source if ref else "",
         "error": rec.get("error") or "",
     }

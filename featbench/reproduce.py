@@ -15,7 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .cache import make_key
+from .classifiers.tuning import BOUNDS, MAX_EXTENSIONS
 from .datasets import Dataset
+from .extraction import canonical, package_versions, plan
+from .features import split_spec
+from .plan import classifier_setup
 from .results import load_records
 from .runner import run_benchmark
 from .store import FeatureStore
@@ -25,14 +30,45 @@ from .studies import Row, Study
 PLACEMENT = ("device", "batch_size")
 
 
-def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: bool) -> str:
-    """What makes a row's result: row id, data fingerprint, parameters, seed, mode."""
+def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: bool,
+            extend_grid: bool = True) -> str:
+    """Everything that determines a row's number, hashed.
+
+    The row, the mode, the seed and, for each extractor, the key of its stored
+    features less the split's data (class, resolved parameters and precision,
+    featbench version and the extractor's code, library versions, the view of the
+    images, the data the codebook was fitted on), plus the data's fingerprint and,
+    for the classifier, its resolved parameters and grid, the tuning rules and the
+    code of :mod:`featbench.classifiers`. Placement (device, batch size) stays out.
+    """
     params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
               for name, values in params.items()}
-    blob = json.dumps({"row": row.id, "features": row.features, "classifier": row.classifier,
-                       "data": ds.fingerprint, "params": params, "seed": seed, "quick": quick},
-                      sort_keys=True, default=repr)
+    parts = {}
+    for name in split_spec(row.features):
+        p = plan(name, ds, params.get(name, {}), seed)
+        base = {k: v for k, v in p.base.items() if k != "params"}
+        base["params"] = {k: v for k, v in p.params.items() if k not in PLACEMENT}
+        parts[name] = make_key(**base, fit=p.fit_key)
+    pipe, grid = classifier_setup(row.classifier, params.get(row.classifier, {}), seed)
+    clf = canonical(pipe.named_steps["clf"].get_params(deep=False))
+    blob = json.dumps({"row": row.id, "features": row.features, "parts": parts,
+                       "classifier": row.classifier, "clf_params": clf, "grid": grid,
+                       "extend_grid": extend_grid, "max_extensions": MAX_EXTENSIONS,
+                       "bounds": BOUNDS, "tuning_code": classifier_code_hash(),
+                       "versions": package_versions(), "data": ds.fingerprint, "seed": seed,
+                       "quick": quick}, sort_keys=True, default=repr)
     return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
+
+
+def classifier_code_hash() -> str:
+    """Hash of the tuning protocol and the classifiers (featbench.classifiers, runner)."""
+    import importlib
+
+    h = hashlib.sha256()
+    for name in ("classifiers", "classifiers.linear_svm", "classifiers.tuning", "runner"):
+        module = importlib.import_module(f"featbench.{name}")
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def finished_keys(out_dir: Path) -> set[str]:
@@ -71,8 +107,8 @@ def unavailable(row: Row) -> str | None:
 
 def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = False,
               rows: list[Row] | None = None, seed: int = 0, store: FeatureStore | None = None,
-              n_jobs: int | None = None, echo: Callable[[str], None] = print
-              ) -> tuple[list[dict], set[str]]:
+              n_jobs: int | None = None, echo: Callable[[str], None] = print,
+              extend_grid: bool = True) -> tuple[list[dict], set[str]]:
     """Run the rows of ``study`` not finished yet in ``out_dir``.
 
     Returns the new records and the keys of every row of the study for this
@@ -82,8 +118,11 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
     out_dir = Path(out_dir)
     done = finished_keys(out_dir)
     records = []
-    planned = {row_key(r, ds, r.params_for(quick), seed, quick) for r in study.rows}
     todo = rows if rows is not None else list(study.rows)
+    by_id = {r.id: r for r in study.rows} | {r.id: r for r in todo}  # todo's own params
+    keys = {i: row_key(r, ds, r.params_for(quick), seed, quick, extend_grid)
+            for i, r in by_id.items()}
+    planned = set(keys.values())
     ids = [r.id for r in study.rows]
     same_data = ds.name == study.dataset
     if not same_data:
@@ -91,7 +130,7 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
              f"its published references are left out")
     for i, row in enumerate(todo, 1):
         params = row.params_for(quick)
-        key = row_key(row, ds, params, seed, quick)
+        key = keys[row.id]
         tag = f"[{i}/{len(todo)}] {row.id}"
         if key in done:
             echo(f"{tag}: done earlier, skipped")
@@ -108,7 +147,7 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
                               "family": row.family, "quick": quick, "reference": reference}}
         recs = run_benchmark(ds, [row.features], [row.classifier], params=params, seed=seed,
                              store=store or FeatureStore(), results_dir=out_dir, n_jobs=n_jobs,
-                             annotate=annotate)
+                             annotate=annotate, extend_grid=extend_grid)
         for rec in recs:
             acc = rec.get("test_acc")
             echo(f"{tag}: " + (f"error: {rec['error']}" if rec.get("error")

@@ -26,14 +26,14 @@ from .errors import DataError
 #: Table columns, in order.
 COLUMNS = [
     "dataset", "features", "feature_params", "classifier", "feature_dim", "n_train", "n_val",
-    "n_test", "val_acc", "test_acc", "extract_s", "fit_s", "predict_s", "hyperparams", "seed",
-    "error",
+    "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc", "extract_s",
+    "fit_s", "predict_s", "hyperparams", "tuning", "seed", "error",
 ]
 #: Parameters that say where an extractor runs, not what it computes.
 PLACEMENT = ("device", "batch_size")
 #: Columns printed in the terminal.
 SHORT_COLUMNS = ["features", "feature_params", "classifier", "feature_dim", "val_acc", "test_acc",
-                 "extract_s", "fit_s", "hyperparams", "error"]
+                 "test_mean_class_acc", "extract_s", "fit_s", "hyperparams", "tuning", "error"]
 
 
 def slug(text: str) -> str:
@@ -79,26 +79,53 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
     return sorted(records, key=lambda r: r.get("created", ""))
 
 
-def changed_params(params: dict[str, dict[str, Any]]) -> str:
-    """``name.param=value`` for every extractor parameter that differs from its default."""
-    from .features import build_extractor
+def changed_params(params: dict[str, dict[str, Any]],
+                   defaults: dict[str, dict[str, Any]] | None = None) -> str:
+    """``name.param=value`` for every extractor parameter that differs from its default.
 
+    ``defaults`` are the defaults stored in the record (those of the version that
+    made it); records written before they were stored are compared with this
+    version's defaults, and their parameters are marked with ``?`` where that
+    comparison may have drifted.
+    """
+    legacy = defaults is None
+    if legacy:
+        from .features import build_extractor
+
+        defaults = {}
+        for name in params:
+            try:
+                defaults[name] = build_extractor(name).get_params(deep=False)
+            except Exception:  # an extractor this version does not know
+                defaults[name] = {}
     out = []
     for name, values in params.items():
-        try:
-            defaults = build_extractor(name).get_params(deep=False)
-        except Exception:  # an extractor this version does not know
-            defaults = {}
+        own = defaults.get(name, {})
         for key, value in sorted(values.items()):
-            default = defaults.get(key)
-            if isinstance(default, tuple):
-                default = list(default)
             if key in PLACEMENT:
                 continue  # where it ran, not what it computed (see the record's device)
-            if key not in defaults or value != default:
+            default = own.get(key)
+            if isinstance(default, tuple):
+                default = list(default)
+            if key not in own or value != default:
                 shown = ",".join(map(str, value)) if isinstance(value, list) else value
                 out.append(f"{name}.{key}={shown}")
-    return " ".join(out)
+    return " ".join(out) + (" (?)" if legacy and out else "")
+
+
+def tuning_note(clf: dict) -> str:
+    """Short flags of how the chosen value was found: ``edge`` when it is still on an
+    edge of the values tried, ``iter-limit`` when its solver stopped at the iteration
+    limit, ``+N`` for N values added by extending the grid."""
+    flags = []
+    added = sum(1 for s in clf.get("val_scores", []) if s.get("extended"))
+    if added:
+        flags.append(f"+{added}")
+    if clf.get("edge"):
+        flags.append("edge")
+    if clf.get("hit_iteration_limit"):
+        flags.append("iter-limit")
+    return ",".join(flags)
 
 
 def record_to_row(rec: dict) -> dict:
@@ -107,10 +134,11 @@ def record_to_row(rec: dict) -> dict:
     clf = rec.get("classifier", {})
     t = rec.get("timings", {})
     hp = clf.get("chosen") or {}
+    feats = rec.get("features", {})
     return {
         "dataset": ds.get("name"),
-        "features": rec.get("features", {}).get("spec"),
-        "feature_params": changed_params(rec.get("features", {}).get("params", {})),
+        "features": feats.get("spec"),
+        "feature_params": changed_params(feats.get("params", {}), feats.get("defaults")),
         "classifier": clf.get("name"),
         "feature_dim": rec.get("feature_dim"),
         "n_train": ds.get("n_train_fit"),
@@ -118,10 +146,13 @@ def record_to_row(rec: dict) -> dict:
         "n_test": ds.get("n_test"),
         "val_acc": rec.get("val_acc"),
         "test_acc": rec.get("test_acc"),
+        "val_mean_class_acc": rec.get("val_mean_class_acc"),
+        "test_mean_class_acc": rec.get("test_mean_class_acc"),
         "extract_s": t.get("extract_s"),
         "fit_s": t.get("fit_s"),
         "predict_s": t.get("predict_s"),
         "hyperparams": " ".join(f"{k}={v}" for k, v in sorted(hp.items())),
+        "tuning": tuning_note(clf),
         "seed": rec.get("seed"),
         "error": rec.get("error") or "",
     }

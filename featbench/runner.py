@@ -13,16 +13,21 @@ from __future__ import annotations
 import tempfile
 import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.linalg import LinAlgWarning
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import balanced_accuracy_score
 
-from .classifiers.tuning import split_validation, tune_and_fit, validation_size
+from .classifiers.tuning import (
+    BOUNDS,
+    MAX_EXTENSIONS,
+    split_validation,
+    tie_margin,
+    tune_and_fit,
+    validation_size,
+)
 from .datasets import Dataset
 from .extraction import (  # noqa: F401 - package_versions re-exported for records
     FeatureResult,
@@ -31,7 +36,7 @@ from .extraction import (  # noqa: F401 - package_versions re-exported for recor
     extractor_code_hash,
     package_versions,
 )
-from .features import split_spec
+from .features import build_extractor, split_spec
 from .parallel import get_n_jobs, progress
 from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
 from .results import confusion_matrix, new_record, write_json_atomic
@@ -67,27 +72,35 @@ def fit_data(ds: Dataset, feats: FeatureResult, seed: int, val_size
 
 
 def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
-             params: dict[str, Any], *, seed: int, val_size, n_jobs: int | None) -> dict:
+             params: dict[str, Any], *, seed: int, val_size, n_jobs: int | None,
+             extend_grid: bool = True) -> dict:
     """Tune, refit and score one classifier on extracted features; return the record."""
     X, y, val_mask, X_test, y_test, n_val = fit_data(ds, feats, seed, val_size)
     pipe, grid = classifier_setup(clf_name, params, seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        warnings.simplefilter("ignore", LinAlgWarning)
-        tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=n_jobs or get_n_jobs())
+    n_fits = max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
+    with progress(total=n_fits, desc=f"fit {clf_name} on {spec}", unit="fit") as bar:
+        tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=n_jobs or get_n_jobs(),
+                             extend=extend_grid, bar=bar)
     t0 = time.perf_counter()
     pred = tuned.estimator.predict(X_test)
     predict_s = time.perf_counter() - t0
     test_acc = float(np.mean(pred == y_test))
     clf_params = canonical(tuned.estimator.named_steps["clf"].get_params(deep=False))
+    defaults = canonical(clone(pipe).named_steps["clf"].get_params(deep=False))
     n_images = sum(len(src) for src in ds.splits().values())
     return {
         "feature_dim": int(X.shape[1]),
         "val_acc": tuned.val_acc,
         "test_acc": test_acc,
+        "val_mean_class_acc": tuned.val_mean_class_acc,
+        "test_mean_class_acc": float(balanced_accuracy_score(y_test, pred)),
         "classifier": {"name": clf_name, "params": clf_params, "grid": grid,
-                       "chosen": tuned.best_params, "val_scores": tuned.val_scores,
-                       "standardized": True},
+                       "extend_grid": extend_grid, "tie_margin": tie_margin(n_val),
+                       "max_extensions": MAX_EXTENSIONS, "bounds": dict(BOUNDS),
+                       "chosen": tuned.best_params, "edge": tuned.edge,
+                       "hit_iteration_limit": tuned.hit_limit,
+                       "val_scores": tuned.val_scores, "standardized": True,
+                       "defaults": {k: v for k, v in defaults.items() if k not in grid}},
         "n_val": n_val,
         "n_fit": int(len(y) - n_val),
         "n_test_scored": int(len(y_test)),
@@ -95,7 +108,7 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
                     "extract_ms_per_image": 1000 * feats.extract_s / max(1, n_images),
                     "fit_s": tuned.fit_s, "predict_s": predict_s},
         "confusion": confusion_matrix(y_test, pred, len(ds.classes)),
-        "warnings": sorted({str(w.message).splitlines()[0] for w in caught}),
+        "warnings": tuned.warnings,
     }
 
 
@@ -115,6 +128,7 @@ def run_benchmark(
     shard_size: int = DEFAULT_SHARD_SIZE,
     skip_bad: bool = False,
     dtype: str = "float32",
+    extend_grid: bool = True,
 ) -> list[dict]:
     """Run every feature x classifier pair and return (and write) their records.
 
@@ -140,6 +154,9 @@ def run_benchmark(
         Extra fields stored in every record (e.g. the study row it belongs to).
     shard_size, skip_bad, dtype
         Passed to :func:`featbench.extraction.extract_features`.
+    extend_grid : bool
+        Extend a classifier's grid past an edge that holds the best validation
+        accuracy (see :mod:`featbench.classifiers.tuning`).
 
     Notes
     -----
@@ -154,7 +171,7 @@ def run_benchmark(
                                  val_size=val_size, store=FeatureStore(tmp),
                                  results_dir=results_dir, n_jobs=n_jobs, on_record=on_record,
                                  annotate=annotate, shard_size=shard_size, skip_bad=skip_bad,
-                                 dtype=dtype)
+                                 dtype=dtype, extend_grid=extend_grid)
     records = []
     pairs = progress(total=len(features) * len(classifiers), desc="pairs", unit="pair",
                      leave=True, position=0)
@@ -168,7 +185,7 @@ def run_benchmark(
             if _is_user_stop(exc):
                 raise
             feat_error = f"{type(exc).__name__}: {exc}"
-            feat_tb = traceback.format_exc(limit=8)
+            feat_tb = traceback.format_exc()
         for clf_name in classifiers:
             pairs.set_postfix_str(f"fit {clf_name} on {spec}")
             rec = new_record(ds, spec, clf_name, seed)
@@ -176,9 +193,10 @@ def run_benchmark(
             if feats is None:  # keep what was asked, so a failed pair can be rerun
                 rec["features"]["params"] = {n: canonical(params.get(n, {}))
                                              for n in split_spec(spec)}
+                rec["features"]["defaults"] = {}
             else:
                 rec["features"].update(params=feats.params, parts=feats.parts,
-                                       cached=feats.cached)
+                                       cached=feats.cached, defaults=feature_defaults(spec))
                 if feats.bad_files:
                     rec["bad_images"] = list(feats.bad_files)
                 runtimes = [p["runtime"] for p in feats.parts if p.get("runtime")]
@@ -190,7 +208,8 @@ def run_benchmark(
                 if feat_error:
                     raise RuntimeError(feat_error)
                 out = run_pair(ds, feats, spec, clf_name, params.get(clf_name, {}),
-                               seed=seed, val_size=val_size, n_jobs=n_jobs)
+                               seed=seed, val_size=val_size, n_jobs=n_jobs,
+                               extend_grid=extend_grid)
                 rec["dataset"]["n_val"] = out.pop("n_val")
                 rec["dataset"]["n_train_fit"] = out.pop("n_fit")
                 rec["dataset"]["n_test_scored"] = out.pop("n_test_scored")
@@ -198,7 +217,7 @@ def run_benchmark(
                 rec.update(out)
             except Exception as exc:  # recorded as the pair's error
                 rec["error"] = feat_error or f"{type(exc).__name__}: {exc}"
-                rec["traceback"] = feat_tb or traceback.format_exc(limit=8)
+                rec["traceback"] = feat_tb or traceback.format_exc()
             if results_dir is not None:
                 write_json_atomic(Path(results_dir) / "runs" / f"{rec['run_id']}.json", rec)
             records.append(rec)
@@ -207,6 +226,13 @@ def run_benchmark(
                 on_record(rec)
     pairs.close()
     return records
+
+
+def feature_defaults(spec: str) -> dict[str, dict[str, Any]]:
+    """Default parameters of each extractor of ``spec`` in this version (stored in every
+    record, so that its table shows what was changed from the defaults of its time)."""
+    return {name: canonical(build_extractor(name).get_params(deep=False))
+            for name in split_spec(spec)}
 
 
 def _is_user_stop(exc: BaseException) -> bool:

@@ -137,7 +137,9 @@ def test_python_m_featbench():
 
     out = subprocess.run([sys.executable, "-m", "featbench", "--version"], capture_output=True,
                          text=True, check=True)
-    assert out.stdout.strip() == "featbench, version 0.1.0"
+    from featbench import __version__
+
+    assert out.stdout.strip() == f"featbench, version {__version__}"
 
 
 def test_interrupt_keeps_finished_pairs(tmp_path, monkeypatch):

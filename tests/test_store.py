@@ -93,12 +93,12 @@ def test_features_equal_the_in_memory_extractor(tmp_path, ds):
 
 
 def test_cifar_subset_features_unchanged(tmp_path, shared_data):
-    """hog, color-hist and raw through the store = the old path (decode with
-    read_images at 32 px into one array, then transform)."""
-    from featbench.datasets.imageio import read_images
+    """hog, color-hist and raw through the store = the old path (decode each file with
+    read_image at 32 px into one array, then transform)."""
+    from featbench.datasets.imageio import read_image
 
     ds = load_dataset("cifar10", data_dir=shared_data, train_size=300, test_size=100)
-    X_old = read_images([ds.train.path(i) for i in range(len(ds.train))], 32)
+    X_old = np.stack([read_image(ds.train.path(i), 32) for i in range(len(ds.train))])
     st = FeatureStore(tmp_path)
     for name in ("hog", "color-hist", "raw"):
         got = extract_features(name, ds, {}, st, shard_size=128)

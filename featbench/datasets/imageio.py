@@ -8,14 +8,10 @@ white background.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from ..errors import DataError
-from ..parallel import get_n_jobs, progress
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -61,38 +57,3 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
         resized = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
         rgb = np.asarray(resized, dtype=np.uint8)
     return rgb
-
-
-def read_images(paths: list[Path], size: int | None = None, desc: str = "decode") -> np.ndarray:
-    """Read many files in parallel into one ``(n, size, size, 3)`` uint8 array.
-
-    With ``size=None`` every image must already have the same size.
-    """
-    if not paths:
-        return np.zeros((0, size or 0, size or 0, 3), np.uint8)
-    first = read_image(paths[0], size)
-    out = np.empty((len(paths), *first.shape), dtype=np.uint8)
-    out[0] = first
-
-    def work(i: int) -> None:
-        img = read_image(paths[i], size)
-        if img.shape != first.shape:
-            raise DataError(
-                f"image {paths[i]} is {img.shape[1]}x{img.shape[0]} but {paths[0]} is "
-                f"{first.shape[1]}x{first.shape[0]}; pass --image-size to resize them all"
-            )
-        out[i] = img
-
-    chunks = [range(s, min(s + 256, len(paths))) for s in range(1, len(paths), 256)]
-    with progress(total=len(paths), desc=desc, unit="img") as bar, \
-            ThreadPoolExecutor(get_n_jobs()) as pool:
-        bar.update(1)
-
-        def run(chunk: range) -> None:
-            for i in chunk:
-                work(i)
-            bar.update(len(chunk))
-
-        for fut in [pool.submit(run, c) for c in chunks]:
-            fut.result()
-    return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..cache import fingerprint
-from ..errors import DataError
+from ..errors import DataError, ImageWarning
 from .imageio import to_rgb8
 
 
@@ -314,14 +315,31 @@ def read_file(path: Path) -> np.ndarray:
     DataError
         Naming the file, when it cannot be decoded.
     """
+    if _BOMB_FILTER not in warnings.filters:  # (re)installed where a caller reset filters
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         with Image.open(path) as image:
+            _check_pixels(image, path)
             image.load()
             image = ImageOps.exif_transpose(image)
             return to_rgb8(image)
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError,
             Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+#: Pillow's DecompressionBombWarning does not name the file: featbench warns itself,
+#: naming it (:func:`_check_pixels`); files above twice the limit still fail to decode
+_BOMB_FILTER = ("ignore", None, Image.DecompressionBombWarning, None, 0)
+
+
+def _check_pixels(image: Image.Image, path: Path) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = image.size[0] * image.size[1]
+    if limit and limit < pixels <= 2 * limit:
+        warnings.warn(f"image {path} has {pixels} pixels, more than Pillow's limit of {limit} "
+                      f"against decompression bombs; decoding it anyway", ImageWarning,
+                      stacklevel=2)
 
 
 def header_size(path: Path) -> tuple[int, int]:

@@ -6,46 +6,80 @@ concatenates several in a :class:`sklearn.pipeline.FeatureUnion`.
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import FeatureUnion
 
+from ..constraints import (
+    Interval,
+    IntSequence,
+    StrOptions,
+    check_params,
+    non_negative_real,
+    positive_int,
+    positive_real,
+)
 from ..errors import ParameterError, UnknownNameError
 from ..registry import Registry
+from ..runtime import PRECISIONS
 from .base import ImageExtractor
 from .bovw import BagOfVisualWords
 from .cnn import CNNEmbedding, list_models, torchvision_models
-from .color import ColorHistogram
+from .color import COLOR_SPACES, ColorHistogram
 from .fisher import FisherVector
-from .hog import HOG
+from .hog import BLOCK_NORMS, HOG
 from .kmeans_patches import KMeansPatches
+from .local import DESCRIPTORS
 from .raw import RawPixels
 from .vlad import VLAD
 
 EXTRACTORS = Registry("feature")
 
-EXTRACTORS.register("raw", "Raw pixels scaled to [0, 1], optionally downscaled.")(RawPixels)
+_int, _pos, _nonneg = positive_int(), positive_real(), non_negative_real()
+_descriptor = [StrOptions(set(DESCRIPTORS))]
+#: parameters shared by the dense-descriptor encodings
+_LOCAL = {"descriptor": _descriptor, "step": [_int], "patch_sizes": [IntSequence(4)],
+          "power_norm": ["boolean"], "max_descriptors": [_int],
+          "random_state": ["random_state"]}
+
+EXTRACTORS.register("raw", "Raw pixels scaled to [0, 1], optionally downscaled.", {
+    "size": [_int, None], "grayscale": ["boolean"]})(RawPixels)
 EXTRACTORS.register(
-    "color-hist", "Color histogram: hue in HSV (10 bins) or joint HSV/RGB (Swain & Ballard 1991)."
-)(ColorHistogram)
+    "color-hist", "Color histogram: hue in HSV (10 bins) or joint HSV/RGB (Swain & Ballard 1991).",
+    {"color_space": [StrOptions(set(COLOR_SPACES))], "bins": [_int]})(ColorHistogram)
 EXTRACTORS.register(
-    "hog", "HOG, Dalal & Triggs 2005: 8x8 cells, 9 bins, 2x2 blocks, L2-Hys (= skimage)."
-)(HOG)
+    "hog", "HOG, Dalal & Triggs 2005: 8x8 cells, 9 bins, 2x2 blocks, L2-Hys (= skimage).",
+    {"orientations": [_int], "pixels_per_cell": [IntSequence(1, 2)],
+     "cells_per_block": [IntSequence(1, 2)], "block_norm": [StrOptions(set(BLOCK_NORMS)), None],
+     "transform_sqrt": ["boolean"]})(HOG)
 EXTRACTORS.register(
-    "bovw", "Bag of visual words: dense SIFT, k-means codebook, spatial pyramid (Lazebnik 2006)."
-)(BagOfVisualWords)
-EXTRACTORS.register("vlad", "VLAD of dense SIFT (Jegou et al. 2010).")(VLAD)
+    "bovw", "Bag of visual words: dense SIFT, k-means codebook, spatial pyramid (Lazebnik 2006).",
+    {**_LOCAL, "n_words": [Interval(Integral, 2, None, closed="left")],
+     "assignment": [StrOptions({"hard", "soft"})], "soft_sigma": [_pos, None],
+     "soft_neighbors": [_int], "pyramid_levels": [_int]})(BagOfVisualWords)
+EXTRACTORS.register("vlad", "VLAD of dense SIFT (Jegou et al. 2010).", {
+    **_LOCAL, "n_words": [Interval(Integral, 2, None, closed="left")],
+    "intra_norm": ["boolean"]})(VLAD)
 EXTRACTORS.register(
-    "fisher", "Improved Fisher vector of dense SIFT, PCA + diagonal GMM (Perronnin 2010)."
+    "fisher", "Improved Fisher vector of dense SIFT, PCA + diagonal GMM (Perronnin 2010).",
+    {**_LOCAL, "n_components": [_int], "pca_dim": [_int, None], "spatial": ["boolean"]}
 )(FisherVector)
 EXTRACTORS.register(
-    "kmeans-patches", "Coates et al. 2011: whitened 6x6 patches, k-means, triangle code, torch."
-)(KMeansPatches)
+    "kmeans-patches", "Coates et al. 2011: whitened 6x6 patches, k-means, triangle code, torch.",
+    {"n_centroids": [Interval(Integral, 2, None, closed="left")], "patch_size": [_int],
+     "stride": [_int], "n_patches": [_int], "norm_eps": [_nonneg], "zca_eps": [_nonneg],
+     "kmeans_iter": [_int], "device": [str], "batch_size": [_int],
+     "random_state": ["random_state"]})(KMeansPatches)
 
 EXTRACTORS.register(
-    "cnn:<model>", "Pooled penultimate features of an ImageNet ConvNet (torchvision, Lite)."
-)(CNNEmbedding)
+    "cnn:<model>", "Pooled penultimate features of an ImageNet ConvNet (torchvision, Lite).",
+    {"model": [str], "weights": [str, None], "weights_path": [str, None],
+     "size": [Interval(Integral, 8, None, closed="left"), None], "layer": [str, None],
+     "device": [str], "precision": [StrOptions(set(PRECISIONS))],
+     "normalization": [StrOptions({"imagenet", "inception"}), None], "batch_size": [_int],
+     "random_state": ["random_state"]})(CNNEmbedding)
 
 #: families whose names take an argument: ``cnn:resnet18``
 FAMILIES = {"cnn": CNNEmbedding}
@@ -89,6 +123,20 @@ def set_params_checked(estimator: BaseEstimator, params: dict[str, Any], label: 
             f"valid parameters: {', '.join(valid) or '(none)'}"
         )
     return estimator.set_params(**params)
+
+
+def constraints_for(name: str) -> dict[str, list] | None:
+    """The declared parameter constraints of extractor ``name`` (``cnn:x`` -> family's)."""
+    family, sep, _ = name.partition(":")
+    return EXTRACTORS.get(f"{family}:<model>" if sep else name).constraints
+
+
+def check_extractor(name: str, params: dict[str, Any]) -> BaseEstimator:
+    """Extractor ``name`` with ``params`` set, every parameter checked against its
+    declared constraints (one :class:`ParameterError` wording for every error)."""
+    est = set_params_checked(build_extractor(name), params, f"feature {name!r}")
+    check_params(est, name, constraints_for(name))
+    return est
 
 
 def get_extractor(spec: str, **params: Any) -> BaseEstimator:

@@ -1,0 +1,69 @@
+"""A study row's key covers everything that determines its number, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from featbench.datasets import load_dataset
+from featbench.reproduce import row_key, run_study
+from featbench.studies import Row, Study
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits").subset(300, 100, seed=0)
+
+
+def _key(ds, row, **kw):
+    return row_key(row, ds, row.params_for(False), 0, False, **kw)
+
+
+def test_key_changes_with_version_code_grid_and_tuning(digits, monkeypatch):
+    row = Row("hog", "hog", "ridge")
+    base = _key(digits, row)
+    assert _key(digits, row) == base  # stable
+    # the grid, resolved
+    assert _key(digits, Row("hog", "hog", "ridge", params={"ridge": {"alpha": (1.0, 10.0)}})) \
+        != base
+    # the tuning rule
+    assert _key(digits, row, extend_grid=False) != base
+    # an extractor parameter left at its default gives the same key as leaving it out
+    assert _key(digits, Row("hog", "hog", "ridge", params={"hog": {"orientations": 9}})) == base
+    # placement does not count
+    km = Row("km", "kmeans-patches", "ridge", params={"kmeans-patches": {"n_centroids": 8}})
+    km_cpu = Row("km", "kmeans-patches", "ridge",
+                 params={"kmeans-patches": {"n_centroids": 8, "device": "cpu",
+                                            "batch_size": 2}})
+    assert _key(digits, km) == _key(digits, km_cpu)
+    # featbench's version
+    import featbench.extraction as extraction
+
+    monkeypatch.setattr(extraction, "__version__", "99.0")
+    assert _key(digits, row) != base
+    monkeypatch.undo()
+    assert _key(digits, row) == base
+    # the extractor's code
+    real = extraction.extractor_code_hash
+    monkeypatch.setattr(extraction, "extractor_code_hash",
+                        lambda cls: "edited" if cls.__name__ == "HOG" else real(cls))
+    assert _key(digits, row) != base
+    monkeypatch.undo()
+    # the classifiers' code
+    import featbench.reproduce as reproduce
+
+    monkeypatch.setattr(reproduce, "classifier_code_hash", lambda: "edited")
+    assert _key(digits, row) != base
+
+
+def test_resumed_study_reruns_a_row_after_a_code_change(digits, tmp_path, monkeypatch):
+    study = Study("t", "digits", "test", (Row("raw", "raw", "ridge"),))
+    lines: list[str] = []
+    run_study(study, digits, tmp_path, echo=lines.append, n_jobs=1)
+    run_study(study, digits, tmp_path, echo=lines.append, n_jobs=1)
+    assert lines[-1].endswith("done earlier, skipped")
+    import featbench.reproduce as reproduce
+
+    monkeypatch.setattr(reproduce, "classifier_code_hash", lambda: "edited")
+    lines.clear()
+    recs, _ = run_study(study, digits, tmp_path, echo=lines.append, n_jobs=1)
+    assert len(recs) == 1 and "running" in lines[0]

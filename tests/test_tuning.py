@@ -1,0 +1,169 @@
+"""Grid extension, iteration-limit flags, mean per-class accuracy and what records keep."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from featbench.classifiers import get_classifier
+from featbench.classifiers.tuning import (
+    MAX_EXTENSIONS,
+    split_validation,
+    tie_margin,
+    tune_and_fit,
+)
+from featbench.datasets import Dataset
+from featbench.results import make_table, record_to_row
+from featbench.runner import run_benchmark
+
+
+def _blobs(n=600, d=20, k=3, seed=0, noise=3.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d))
+    y = rng.integers(0, k, n)
+    X = centers[y] + noise * rng.normal(size=(n, d))
+    return X, y
+
+
+def _hand_scores(values, X, y, mask, make):
+    """Validation accuracy of each value, by a plain loop over sklearn pipelines."""
+    out = {}
+    for v in values:
+        pipe = make_pipeline(StandardScaler(), make(v)).fit(X[~mask], y[~mask])
+        out[v] = float(np.mean(pipe.predict(X[mask]) == y[mask]))
+    return out
+
+
+def test_grid_extends_past_an_edge_to_the_hand_loop_optimum():
+    X, y = _blobs()
+    mask = split_validation(y, 200, 0)
+    # ridge with an absurd grid far above the useful alpha: the best is the lowest value
+    res = tune_and_fit(get_classifier("ridge"), {"alpha": [1e7, 1e8]}, X, y, mask, extend=True)
+    tried = [s["params"]["alpha"] for s in res.val_scores]
+    assert tried[:2] == [1e7, 1e8]
+    assert min(tried) < 1e7  # extended downwards
+    hand = _hand_scores(tried, X, y, mask, lambda a: RidgeClassifier(alpha=a))
+    for s in res.val_scores:  # every value recorded with its own validation accuracy
+        assert s["val_acc"] == pytest.approx(hand[s["params"]["alpha"]])
+    # the chosen value is the first best of the values tried
+    best = max(hand.values())
+    assert res.best_params["alpha"] == next(v for v in tried if hand[v] == best)
+    # it stopped for a documented reason: inside, a gain within the margin, or the bound
+    assert res.edge == "" or "margin" in res.edge or "bound" in res.edge
+    assert len(tried) <= 2 + MAX_EXTENSIONS
+
+
+def test_no_extension_when_disabled_or_inside():
+    X, y = _blobs()
+    mask = split_validation(y, 200, 0)
+    res = tune_and_fit(get_classifier("ridge"), {"alpha": [1e7, 1e8]}, X, y, mask, extend=False)
+    assert [s["params"]["alpha"] for s in res.val_scores] == [1e7, 1e8]
+    assert "not extended" in res.edge
+    # a single value is a setting, not a grid: never extended
+    res = tune_and_fit(get_classifier("ridge"), {"alpha": [1e7]}, X, y, mask, extend=True)
+    assert len(res.val_scores) == 1 and res.edge == ""
+
+
+def test_extension_stops_on_ties():
+    # a constant problem: every alpha scores the same, so nothing is chased
+    X, y = _blobs(noise=0.01)
+    mask = split_validation(y, 200, 0)
+    res = tune_and_fit(get_classifier("ridge"), {"alpha": [1e-3, 1e-2]}, X, y, mask,
+                       extend=True)
+    accs = {s["val_acc"] for s in res.val_scores}
+    assert accs == {1.0}
+    assert len(res.val_scores) == 3  # one step past the edge, a tie: stop
+    assert tie_margin(1000) == pytest.approx(0.002) and tie_margin(50) == pytest.approx(0.04)
+
+
+def test_iteration_limit_is_flagged_and_shown_in_the_table(tmp_path):
+    ds = _dataset()
+    recs = run_benchmark(ds, ["raw"], ["logreg"], params={"logreg": {"max_iter": 1, "C": 1.0}},
+                         results_dir=tmp_path, n_jobs=1)
+    rec = recs[0]
+    assert rec["error"] is None
+    assert rec["classifier"]["hit_iteration_limit"] is True
+    assert "iter-limit" in record_to_row(rec)["tuning"]
+    # and the converged default does not carry the flag
+    ok = run_benchmark(ds, ["raw"], ["logreg"], results_dir=None, n_jobs=1)[0]
+    assert ok["classifier"]["hit_iteration_limit"] is False
+    assert "iter-limit" not in record_to_row(ok)["tuning"]
+
+
+def _dataset(imbalanced=False):
+    rng = np.random.default_rng(0)
+    n = 240
+    y = rng.integers(0, 3, n)
+    if imbalanced:
+        y = np.where(rng.random(n) < 0.7, 0, y)
+    X = (rng.random((n, 8, 8, 3)) * 200 + y[:, None, None, None] * 12).astype(np.uint8)
+    return Dataset.from_arrays("toy", X[:180], y[:180], X[180:], y[180:], ["a", "b", "c"])
+
+
+def test_mean_class_accuracy_matches_sklearn_on_imbalanced_data(tmp_path):
+    ds = _dataset(imbalanced=True)
+    rec = run_benchmark(ds, ["raw"], ["logreg"], params={"logreg": {"C": 0.01}},
+                        results_dir=tmp_path, n_jobs=1, extend_grid=False)[0]
+    conf = np.asarray(rec["confusion"])
+    per_class = np.diag(conf) / conf.sum(1)
+    assert rec["test_mean_class_acc"] == pytest.approx(per_class.mean())
+    # and independently: refit the same pipeline by hand
+    from featbench.features import get_extractor
+
+    F = get_extractor("raw").fit_transform(ds.X_train)
+    Ft = get_extractor("raw").fit_transform(ds.X_test)
+    mask = split_validation(ds.y_train, rec["dataset"]["n_val"], 0)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=5000,
+                                                              random_state=0))
+    pipe.fit(F[~mask], ds.y_train[~mask])
+    val_pred = pipe.predict(F[mask])
+    assert rec["val_mean_class_acc"] == pytest.approx(
+        balanced_accuracy_score(ds.y_train[mask], val_pred))
+    pipe.fit(F, ds.y_train)
+    assert rec["test_acc"] == pytest.approx(np.mean(pipe.predict(Ft) == ds.y_test))
+    assert rec["test_mean_class_acc"] != pytest.approx(rec["test_acc"])  # imbalanced: differ
+    row = make_table([rec]).iloc[0]
+    assert row["test_mean_class_acc"] == pytest.approx(rec["test_mean_class_acc"])
+
+
+def test_record_lists_every_value_tried_and_the_tuning_rules(tmp_path):
+    ds = _dataset()
+    rec = run_benchmark(ds, ["raw"], ["ridge"], params={"ridge": {"alpha": (1e7, 1e8)}},
+                        results_dir=tmp_path, n_jobs=1)[0]
+    clf = rec["classifier"]
+    tried = [s["params"]["alpha"] for s in clf["val_scores"]]
+    assert len(tried) > 2 and min(tried) < 1e7
+    assert all("val_acc" in s and "val_mean_class_acc" in s for s in clf["val_scores"])
+    assert clf["extend_grid"] is True and clf["grid"] == {"alpha": [1e7, 1e8]}
+    assert clf["tie_margin"] == pytest.approx(tie_margin(rec["dataset"]["n_val"]))
+    on_disk = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
+    assert [s["params"]["alpha"] for s in on_disk["classifier"]["val_scores"]] == tried
+    assert record_to_row(rec)["tuning"].startswith(f"+{len(tried) - 2}")
+
+
+def test_feature_params_come_from_the_record_not_todays_defaults(monkeypatch):
+    ds = _dataset()
+    rec = run_benchmark(ds, ["raw"], ["ridge"], params={"raw": {"grayscale": True}},
+                        results_dir=None, n_jobs=1)[0]
+    assert rec["error"] is None
+    assert record_to_row(rec)["feature_params"] == "raw.grayscale=True"
+    # a later version makes grayscale the default: the old record still says what it changed
+    from featbench.features import raw as raw_module
+
+    original = raw_module.RawPixels.__init__
+
+    def new_default(self, size=None, grayscale=True):
+        original(self, size=size, grayscale=grayscale)
+
+    monkeypatch.setattr(raw_module.RawPixels, "__init__", new_default)
+    from featbench.features import build_extractor
+
+    assert build_extractor("raw").grayscale is True  # the patch took effect
+    assert record_to_row(rec)["feature_params"] == "raw.grayscale=True"
+    assert rec["features"]["params"]["raw"] == {"grayscale": True, "size": None}
