@@ -223,24 +223,63 @@ img{{max-width:100%;}} figure{{display:inline-block;margin:1em;}}</style></head>
     return path
 
 
+def plan_of(rec: dict) -> tuple:
+    """What makes records comparable rows of one table: the study, the data (name,
+    fingerprint, sizes), the seed, the mode and the featbench version."""
+    st, ds = rec.get("study", {}), rec.get("dataset", {})
+    return (st.get("name"), ds.get("name"), ds.get("fingerprint"), ds.get("n_train"),
+            ds.get("n_test"), rec.get("seed"), bool(st.get("quick")),
+            rec.get("versions", {}).get("featbench"))
+
+
+def describe_plan(plan: tuple) -> str:
+    study, name, _, n_train, n_test, seed, quick, version = plan
+    return (f"{study or 'runs'} on {name} ({n_train} train / {n_test} test), seed {seed}"
+            f"{', QUICK' if quick else ''}, featbench {version or '?'}")
+
+
 def render(out_dir: str | Path, title: str | None = None,
-           keys: set[str] | None = None) -> dict[str, Path]:
+           keys: set[str] | None = None, all_plans: bool = False,
+           echo=None) -> dict[str, Path]:
     """Tables (CSV, Markdown, JSON), plots and report.html from ``out_dir/runs``.
 
     ``keys`` keeps only the records of those study rows (one plan's rows, when a
-    folder also holds records of other datasets, seeds or sizes).
+    folder also holds records of other datasets, seeds or sizes). Without ``keys``
+    the records of the newest plan (:func:`plan_of`) are kept and ``echo`` is told
+    how many records of other plans were left out; ``all_plans`` keeps every
+    record instead, and the title and report say that the table mixes plans.
     """
     out_dir = Path(out_dir)
     records = load_records([out_dir / "runs"])
+    mixed = ""
     if keys is not None:
         records = [r for r in records if r.get("study", {}).get("key") in keys]
         if not records:
             raise DataError(f"no finished rows of this plan in {out_dir / 'runs'}")
+    else:
+        plans: dict[tuple, list[dict]] = {}
+        for rec in records:
+            plans.setdefault(plan_of(rec), []).append(rec)
+        if len(plans) > 1:
+            newest = plan_of(records[-1])
+            if all_plans:
+                mixed = f"MIXED: {len(plans)} plans in one table"
+                if echo:
+                    echo(f"note: {mixed} ({'; '.join(map(describe_plan, plans))})")
+            else:
+                left = len(records) - len(plans[newest])
+                records = plans[newest]
+                if echo:
+                    echo(f"note: {out_dir} holds {len(plans)} plans; showing the newest "
+                         f"({describe_plan(newest)}); {left} record(s) of the others left "
+                         f"out (--all-plans shows them mixed)")
     df = study_table(records)
     quick = any(r.get("study", {}).get("quick") for r in records)
     ds = records[-1].get("dataset", {})
     title = title or (f"featbench study on {ds.get('name')} ({ds.get('source', '')})"
                       + (" - QUICK subset, not the full study" if quick else ""))
+    if mixed:
+        title += f" - {mixed}"
     out = {}
     for ext in ("csv", "md", "json"):
         out[f"table.{ext}"] = write_table(df, out_dir / f"table.{ext}")
@@ -248,7 +287,11 @@ def render(out_dir: str | Path, title: str | None = None,
         out[p.name] = p
     notes = (f"{len(df)} rows; train {ds.get('n_train')} / test {ds.get('n_test')} images. "
              "difference = ours minus the reference (0 inside a published band), on the "
-             "metric the reference reports (ref_metric).")
+             "metric the reference reports (ref_metric). tuning: +N = values added past "
+             "the grid's edge, edge = the chosen value is still on an edge of the values "
+             "tried, iter-limit = its solver stopped at the iteration limit.")
+    if mixed:
+        notes = f"{mixed}: rows come from different runs and are not comparable. " + notes
     out["report.html"] = write_html(df, [out[p] for p in PLOTS], out_dir / "report.html",
                                     title, notes)
     return out

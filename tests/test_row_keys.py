@@ -67,3 +67,25 @@ def test_resumed_study_reruns_a_row_after_a_code_change(digits, tmp_path, monkey
     lines.clear()
     recs, _ = run_study(study, digits, tmp_path, echo=lines.append, n_jobs=1)
     assert len(recs) == 1 and "running" in lines[0]
+
+
+def test_plot_keeps_one_plan_or_says_it_mixes(digits, tmp_path):
+    import pandas as pd
+
+    from featbench.report import render
+
+    study = Study("t", "digits", "test", (Row("raw", "raw", "ridge"),
+                                           Row("raw", "raw", "logreg")))
+    run_study(study, digits, tmp_path, echo=lambda m: None, n_jobs=1, seed=0)
+    other = digits.subset(200, 80, seed=1)
+    run_study(study, other, tmp_path, echo=lambda m: None, n_jobs=1, seed=1,
+              rows=[study.rows[0]])
+    notes: list[str] = []
+    render(tmp_path, echo=notes.append)
+    table = pd.read_csv(tmp_path / "table.csv")
+    assert len(table) == 1 and table["n_train"].iloc[0] < 250  # the newest plan only
+    assert "holds 2 plans" in notes[0] and "2 record(s) of the others left out" in notes[0]
+    notes.clear()
+    render(tmp_path, echo=notes.append, all_plans=True)
+    assert len(pd.read_csv(tmp_path / "table.csv")) == 3
+    assert "MIXED" in (tmp_path / "report.html").read_text()
