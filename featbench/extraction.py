@@ -398,7 +398,7 @@ def entry_for(p: Plan, ds: Dataset, split: str, store: FeatureStore,
                 "featbench": __version__}
     key = p.entry_key(ds, split, dtype)
     entry = store.entry(key, len(ds.split(split)), shard_size, manifest)
-    if not entry.path.exists():
+    if not entry.path.is_dir():
         # the same features stored whole with another --shard-size: reuse, never recompute
         for other in store.entries_of(key):
             if not other.missing():
@@ -416,7 +416,9 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     ``ready`` is called once before the first shard is computed (it fits the
     extractor, see :func:`prepare`); nothing is fitted or loaded when every shard
     is already stored. ``shards`` restricts the work to some shard indices
-    (``None``: all).
+    (``None``: all). The store is best-effort: shards it cannot take (read-only or
+    full folder, see :meth:`~featbench.store.FeatureStore.best_effort`) are kept in
+    memory by ``result.entry`` and read back from there.
     """
     if dtype not in STORE_DTYPES:
         raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
@@ -540,7 +542,9 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
     """Extract ``spec``'s features on every split of ``ds`` through ``store``.
 
     With ``load=False`` the features are computed and stored but not read back
-    (``featbench extract``); ``splits`` is then empty.
+    (``featbench extract``); ``splits`` is then empty. A store that cannot be
+    written (or read) never fails the extraction: it warns once
+    (:class:`~featbench.store.StoreWarning`) and the features are computed in memory.
     """
     parts, all_params, total_s, all_cached = [], {}, 0.0, True
     entries: dict[str, list[StoreEntry]] = {s: [] for s in ds.splits()}

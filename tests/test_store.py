@@ -1,9 +1,12 @@
 """The sharded feature store and the extraction layer: reuse, keys, corruption,
-many writers, resuming after SIGKILL, bad files, and features equal to the
-in-memory path they replace."""
+many writers, resuming after SIGKILL, bad files, features equal to the
+in-memory path they replace, and runs that a read-only, full or damaged store
+never fails."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -12,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,8 @@ from featbench.errors import DataError
 from featbench.extraction import extract_features, plan
 from featbench.features import get_extractor
 from featbench.features.hog import HOG
-from featbench.store import FeatureStore
+from featbench.runner import run_benchmark
+from featbench.store import FeatureStore, StoreWarning
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -423,3 +428,259 @@ def test_other_shard_size_reuses_a_whole_entry(tmp_path, ds, counted):
     again = extract_features("hog", ds, {}, st, shard_size=50)
     assert counted == [] and again.cached
     np.testing.assert_array_equal(first.train, again.train)
+
+
+# -- a cache never fails a run: read-only, full and damaged stores ----------------------
+def _inside(path, root: Path) -> bool:
+    if isinstance(path, int):
+        return False
+    path = os.path.abspath(os.fsdecode(path))
+    return path == str(root) or path.startswith(str(root) + os.sep)
+
+
+def _deny_writes(monkeypatch, root: Path, err: int) -> None:
+    """Make every write under ``root`` fail with ``err`` as a read-only (EROFS) or
+    foreign (EACCES) folder does: making folders, creating or opening files for
+    writing, links, renames and removals. Reading still works."""
+    import builtins
+    import io
+
+    root = Path(os.path.abspath(root))
+
+    def refuse(path):
+        raise OSError(err, os.strerror(err), os.fsdecode(path))
+
+    def deny(name, positions=(0,), writes=lambda *a, **k: True):
+        original = getattr(os, name)
+
+        def patched(*args, **kwargs):
+            hit = [args[i] for i in positions if i < len(args) and _inside(args[i], root)]
+            if (hit or kwargs.get("dir_fd") is not None) and writes(*args, **kwargs):
+                refuse(hit[-1] if hit else args[0])
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(os, name, patched)
+
+    for name in ("mkdir", "unlink", "remove", "rmdir"):
+        deny(name)
+    for name in ("link", "replace", "rename"):
+        deny(name, positions=(0, 1))
+    deny("open", writes=lambda path, flags, *a, **k: flags & (os.O_WRONLY | os.O_RDWR
+                                                                | os.O_CREAT))
+    original_open = builtins.open
+
+    def patched_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+") and _inside(file, root):
+            refuse(file)
+        return original_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", patched_open)
+    monkeypatch.setattr(io, "open", patched_open)
+
+
+def _fill_disk(monkeypatch, root: Path, how: str) -> None:
+    """Make every feature array written under ``root`` stop half-way, as on a full disk:
+    ``np.save`` raising ENOSPC, or numpy's short-write error that has no errno."""
+    original = np.save
+
+    def full(file, arr, *args, **kwargs):
+        if not _inside(getattr(file, "name", file), root):
+            return original(file, arr, *args, **kwargs)
+        data = np.ascontiguousarray(arr).tobytes()
+        file.write(data[: len(data) // 2])
+        if how == "enospc":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise OSError(f"{len(data)} requested and {len(data) // 2} written")
+
+    monkeypatch.setattr(np, "save", full)
+
+
+@contextlib.contextmanager
+def _store_warnings():
+    """Every StoreWarning raised inside, none filtered as a repeat."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out: list[str] = []
+        yield out
+    out += [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+
+
+BOVW = {"bovw": {"n_words": 8, "step": 8, "max_descriptors": 500}}
+
+
+@pytest.mark.parametrize("err", [errno.EROFS, errno.EACCES], ids=["EROFS", "EACCES"])
+def test_read_only_store_computes_in_memory_and_warns_once(tmp_path, ds, monkeypatch, err):
+    ref = extract_features("hog+bovw", ds, BOVW, FeatureStore(tmp_path / "ok"), shard_size=64)
+    ref_records = run_benchmark(ds, ["hog", "color-hist"], ["ridge"],
+                                store=FeatureStore(tmp_path / "ok"), results_dir=None)
+    root = tmp_path / "ro" / "store"
+    root.mkdir(parents=True)
+    _deny_writes(monkeypatch, root, err)
+    with _store_warnings() as said:
+        got = extract_features("hog+bovw", ds, BOVW, FeatureStore(root), shard_size=64)
+    assert len(said) == 1 and said[0].startswith(f"feature store {root} is not writable "
+                                                 f"({os.strerror(err)}: {root}")
+    assert "\n" not in said[0] and said[0].endswith("features are computed but not stored")
+    hog = get_extractor("hog").fit(ds.X_train)
+    np.testing.assert_allclose(got.train[:, :hog.n_features_out_], hog.transform(ds.X_train),
+                               atol=1e-6, rtol=0)
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(got.splits[split], ref.splits[split])
+    assert got.parts[1]["codebook"] == ref.parts[1]["codebook"]
+    assert not got.cached and not any(root.iterdir())
+    # a whole sweep: every pair succeeds, with one warning for the store
+    with _store_warnings() as said:
+        records = run_benchmark(ds, ["hog", "color-hist"], ["ridge"], store=FeatureStore(root),
+                                results_dir=None)
+    assert len(said) == 1 and str(root) in said[0]
+    assert [r.get("error") for r in records] == [None, None]
+    assert [r["test_acc"] for r in records] == [r["test_acc"] for r in ref_records]
+
+
+def test_read_only_store_with_entries_is_reused(tmp_path, ds, counted, monkeypatch):
+    root = tmp_path / "store"
+    first = extract_features("hog+bovw", ds, BOVW, FeatureStore(root), shard_size=64)
+    files = sorted(p for p in root.rglob("*"))
+    _deny_writes(monkeypatch, root, errno.EROFS)
+    counted.clear()
+    with _store_warnings() as said:
+        again = extract_features("hog+bovw", ds, BOVW, FeatureStore(root), shard_size=64)
+    assert said == [] and counted == [] and again.cached
+    np.testing.assert_array_equal(again.train, first.train)
+    np.testing.assert_array_equal(again.test, first.test)
+    assert sorted(p for p in root.rglob("*")) == files
+
+
+def test_read_only_store_folder_for_real(tmp_path, ds, counted):
+    """The same through the file system's own permissions (not as root: root writes
+    anywhere)."""
+    root = tmp_path / "store"
+    first = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    folders = [empty, *(p for p in root.rglob("*") if p.is_dir()), root]
+    for p in folders:
+        p.chmod(0o555)
+    try:
+        if os.access(empty, os.W_OK):
+            pytest.skip("a read-only folder is writable here (root; run under `setpriv "
+                    "--bounding-set=-dac_override,-dac_read_search,-fowner` to test it)")
+        counted.clear()
+        with _store_warnings() as said:
+            again = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+        assert said == [] and counted == []
+        np.testing.assert_array_equal(again.train, first.train)
+        with _store_warnings() as said:
+            got = extract_features("hog", ds, {}, FeatureStore(empty), shard_size=64)
+        assert len(said) == 1 and f"feature store {empty} is not writable" in said[0]
+        np.testing.assert_array_equal(got.train, first.train)
+    finally:
+        for p in folders:
+            p.chmod(0o755)
+
+
+@pytest.mark.parametrize("how", ["enospc", "short-write"])
+def test_full_disk_run_succeeds_with_one_warning(tmp_path, monkeypatch, how):
+    args = ["run", "-q", "-d", "digits", "-f", "hog", "-c", "ridge", "--train-size", "400",
+            "--test-size", "200", "--shard-size", "128"]
+    res = CliRunner().invoke(main, [*args, "--cache-dir", str(tmp_path / "ok"),
+                                    "--results-dir", str(tmp_path / "r-ok")],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "full" / "store"
+    _fill_disk(monkeypatch, root, how)
+    with _store_warnings() as said:
+        res = CliRunner().invoke(main, [*args, "--cache-dir", str(tmp_path / "full"),
+                                        "--results-dir", str(tmp_path / "r")],
+                                 catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert len(said) == 1 and said[0].startswith(f"feature store {root} cannot write {root}")
+    assert ("No space left on device" if how == "enospc" else "requested and") in said[0]
+    assert not list(root.rglob(".tmp-*")) and not list(root.rglob("shard-*.npy"))
+    ok, got = (json.loads(next((tmp_path / d / "runs").glob("*.json")).read_text())
+               for d in ("r-ok", "r"))
+    assert got.get("error") is None and not got["features"]["cached"]
+    for key in ("val_acc", "test_acc"):
+        assert got[key] == ok[key]
+
+
+def _damage(root: Path, ds, how: str) -> Path:
+    """Put a path of the wrong type (or content) where the store expects another."""
+    entry = root / "features" / f"{plan('hog', ds, {}).entry_key(ds, 'train')}-s64"
+    target = {"entry-is-a-file": entry, "manifest-is-a-folder": entry / "manifest.json",
+              "manifest-is-junk": entry / "manifest.json",
+              "shard-is-a-folder": entry / "shard-000001.npy",
+              "features-is-a-file": root / "features"}[how]
+    store_mod._remove(target)
+    if how.endswith("folder"):
+        (target / "inner").mkdir(parents=True)
+    else:
+        target.write_text("junk")
+    return target
+
+
+@pytest.mark.parametrize("how", ["entry-is-a-file", "manifest-is-a-folder", "manifest-is-junk",
+                                 "shard-is-a-folder", "features-is-a-file"])
+def test_wrong_type_path_is_replaced(tmp_path, ds, counted, how):
+    root = tmp_path / "store"
+    first = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+    target = _damage(root, ds, how)
+    # images computed again (+ one probing the shape in fit): nothing but what was damaged
+    recomputed = {"entry-is-a-file": 1 + 200, "manifest-is-a-folder": 0, "manifest-is-junk": 0,
+                  "shard-is-a-folder": 1 + 64, "features-is-a-file": 1 + 300}
+    for run in range(2):
+        counted.clear()
+        with _store_warnings() as said:
+            got = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+        np.testing.assert_array_equal(got.train, first.train)
+        np.testing.assert_array_equal(got.test, first.test)
+        if run == 0:  # replaced, with a warning naming it
+            assert len(said) == 1 and str(target) in said[0], said
+            assert sum(counted) == recomputed[how]
+        else:  # stored again: reused
+            assert said == [] and counted == []
+    manifest = json.loads((target if "manifest" in how else
+                           Path(got.parts[0]["shards"]["train"]["store"]) / "manifest.json"
+                           ).read_text())
+    assert manifest["split"] == "train"
+
+
+def test_wrong_type_path_that_cannot_be_replaced_is_bypassed(tmp_path, ds, counted,
+                                                             monkeypatch):
+    root = tmp_path / "store"
+    first = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+    target = _damage(root, ds, "entry-is-a-file")
+    _deny_writes(monkeypatch, root, errno.EACCES)
+    for _ in range(2):
+        counted.clear()
+        with _store_warnings() as said:
+            got = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+        assert said[0] == f"featbench store: {target} is not a folder; replacing it"
+        assert len(said) == 2 and "is not writable (Permission denied" in said[1]
+        assert sum(counted) >= 200  # the train split, in memory; test is still stored
+        np.testing.assert_array_equal(got.train, first.train)
+        np.testing.assert_array_equal(got.test, first.test)
+        assert target.read_text() == "junk"
+
+
+def test_unreadable_shard_is_computed_in_memory(tmp_path, ds, counted, monkeypatch):
+    """A shard that cannot be read (EIO, a permission) is neither used nor removed."""
+    root = tmp_path / "store"
+    first = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+    npy = next(root.rglob("shard-000002.npy"))
+    original = np.load
+
+    def load(file, *args, **kwargs):
+        if Path(file) == npy:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(file))
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", load)
+    counted.clear()
+    with _store_warnings() as said:
+        got = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
+    assert said == [f"feature store {root} cannot read {npy} (Input/output error): features "
+                    f"are computed but not stored"]
+    assert npy.exists()
+    np.testing.assert_array_equal(got.train, first.train)
+    np.testing.assert_array_equal(got.test, first.test)
