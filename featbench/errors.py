@@ -24,3 +24,7 @@ class DataError(FeatbenchError, ValueError):
 
 class ParameterError(FeatbenchError, ValueError):
     """A parameter given by name (e.g. ``-p hog.block_norm=none``) that is invalid."""
+
+
+class OutputError(FeatbenchError):
+    """A file or folder featbench was asked to write that cannot be written."""
