@@ -6,7 +6,9 @@ Library errors become one-line messages here, at the boundary, and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import FeatbenchError
+from .errors import FeatbenchError, OutputError, UnknownNameError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -25,14 +27,82 @@ def _fail(exc: Exception) -> click.ClickException:
 
 @contextlib.contextmanager
 def _boundary(interrupted: Callable[[], str]):
-    """Library errors as one-line messages; Ctrl-C says what was kept and exits 130."""
+    """featbench's own errors as one-line messages; Ctrl-C says what was kept and exits 130.
+
+    Only :class:`FeatbenchError` (bad input, unwritable outputs) becomes a message:
+    any other exception is a bug, here or in a library, and keeps its traceback.
+    """
     try:
         yield
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {interrupted()}", err=True)
         sys.exit(130)
-    except (FeatbenchError, ValueError, TypeError, OSError) as exc:
+    except FeatbenchError as exc:
         raise _fail(exc) from None
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (made if missing), or None.
+
+    Tried for real: a temporary file is created and removed.
+    """
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create folder {folder} ({exc.strerror or exc})"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".featbench-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"cannot create files in {folder} ({exc.strerror or exc})"
+    return None
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    """An :class:`OutputError` naming ``folder`` unless files can be written in it."""
+    reason = _unwritable(folder)
+    if reason is not None:
+        raise OutputError(f"cannot write {what} to {folder}: {reason}")
+
+
+def _check_file(path: Path, what: str = "the table") -> None:
+    """An :class:`OutputError` naming ``path`` unless it can be written."""
+    reason = _unwritable(path.parent)
+    if reason is None and path.exists() and not os.access(path, os.W_OK):
+        reason = f"{path} is read-only"
+    if reason is not None:
+        raise OutputError(f"cannot write {what} to {path}: {reason}")
+
+
+class _ValSize(click.ParamType):
+    """``--val-size``: a count (integer >= 1) or a fraction in (0, 1)."""
+
+    name = "count|fraction"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+        if 0 < number < 1:
+            return number
+        if number >= 1 and number.is_integer():
+            return int(number)
+        self.fail(f"must be a count (integer >= 1) or a fraction in (0, 1); got {value}",
+                  param, ctx)
+
+
+#: ``--seed``: what scikit-learn's random_state takes
+SEED = click.IntRange(min=0, max=2**32 - 1)
 
 
 @click.group(context_settings=CONTEXT)
@@ -80,7 +150,7 @@ def dataset_options(fn):
                      help="Seeded, stratified subset of the training images."),
         click.option("--test-size", type=click.IntRange(min=1),
                      help="Seeded, stratified subset of the test images."),
-        click.option("--seed", default=0, show_default=True,
+        click.option("--seed", type=SEED, default=0, show_default=True,
                      help="Seed of every random choice."),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Cache folder; features are stored in CACHE_DIR/store "
@@ -105,35 +175,56 @@ def dataset_options(fn):
     return fn
 
 
-def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[str]):
-    """Check the whole plan, then list the dataset; echo its first line."""
+def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[str],
+          check_outputs: Callable[[], None] = lambda: None):
+    """Check the whole plan and the outputs, then list the dataset; echo its first line
+    and a note for each option that does not apply to this run."""
     from .datasets import load_dataset
     from .plan import validate_plan
 
     if opts["device"] is not None:
         _set_device(parsed, feature_specs, opts["device"])
     validate_plan(feature_specs, classifiers, parsed)
+    check_outputs()
     ds = load_dataset(opts["dataset"], data_dir=opts["data_dir"], download=opts["download"],
                       image_size=opts["image_size"], test_fraction=opts["test_fraction"],
                       train_size=opts["train_size"], test_size=opts["test_size"],
                       seed=opts["seed"])
-    click.echo(_first_line(ds, feature_specs, parsed), err=True)
+    line, own_views = _first_line(ds, feature_specs, parsed)
+    click.echo(line, err=True)
+    if opts["image_size"] is not None and own_views and all(own_views.values()):
+        click.echo(f"--image-size: ignored; every extractor of this run "
+                   f"({', '.join(own_views)}) sees its own input resolution", err=True)
+    if _given("test_fraction") and "test_fraction" not in ds.notes:
+        click.echo(f"--test-fraction: ignored; {ds.name} [{ds.layout}] has its own test split",
+                   err=True)
     return ds
 
 
-def _first_line(ds, feature_specs: list[str], parsed: dict) -> str:
-    """Layout, images per split and the resolution each extractor sees."""
+def _given(option: str) -> bool:
+    """Whether the user set ``option`` (command line or environment), not its default."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(option)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _first_line(ds, feature_specs: list[str], parsed: dict) -> tuple[str, dict[str, bool]]:
+    """Layout, images per split and the resolution each extractor sees; and for each
+    extractor, whether it takes its own view of the images (a CNN) or the working one."""
     from .extraction import view_for
     from .features import build_extractor, set_params_checked, split_spec
 
-    views = {}
+    views, own = {}, {}
     for spec in feature_specs:
         for name in split_spec(spec):
             est = set_params_checked(build_extractor(name), parsed.get(name, {}), name)
+            hook = getattr(est, "input_view", None)
+            own[name] = hook is not None and hook(ds) is not None
             text = view_for(est, ds).text(ds.image_scan()["shared_size"])
             views.setdefault(text, []).append(name)
     seen = "; ".join(f"{', '.join(names)}: {text}" for text, names in views.items())
-    return f"{ds.describe()}; {seen}"
+    return f"{ds.describe()}; {seen}", own
 
 
 def _store(cache_dir: Path | None):
@@ -146,7 +237,7 @@ def _store(cache_dir: Path | None):
 @dataset_options
 @click.option("-c", "--clf", multiple=True, default=("linear-svm",), show_default=True,
               help="Classifier; repeat or comma-separate for several.")
-@click.option("--val-size", type=float,
+@click.option("--val-size", type=_ValSize(),
               help="Validation images held out of train when the dataset has no val/ split "
                    "(count, or fraction < 1) [default: min(1000, 10% of train)].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -170,23 +261,28 @@ def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
 
     set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
     feature_specs, classifiers = _split_multi(opts["features"]), _split_multi(clf)
-    if val_size is not None and val_size >= 1:
-        if val_size != int(val_size):
-            raise click.BadParameter("a count (integer >= 1) or a fraction < 1",
-                                     param_hint="--val-size")
-        val_size = int(val_size)
     if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
         raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
+    runs = results_dir / "runs"
     done: list[dict] = []
     def kept() -> str:
-        return (f"{len(done)} finished pair(s) kept in {results_dir}/runs; finished feature "
+        return (f"{len(done)} finished pair(s) kept in {runs}; finished feature "
                 f"shards are kept in the store")
 
     with _boundary(kept):
         parsed = parse_params(opts["params"])
-        ds = _load(opts, parsed, feature_specs, classifiers)
+        store = None if no_cache else _store(opts["cache_dir"])
+
+        def check_outputs() -> None:
+            _check_folder(runs, "run records")
+            if store is not None:
+                _check_folder(store.root, "features")
+            if output is not None:
+                _check_file(output)
+
+        ds = _load(opts, parsed, feature_specs, classifiers, check_outputs)
         run_benchmark(ds, feature_specs, classifiers, params=parsed, seed=opts["seed"],
-                      val_size=val_size, store=None if no_cache else _store(opts["cache_dir"]),
+                      val_size=val_size, store=store,
                       results_dir=results_dir, n_jobs=opts["jobs"], on_record=done.append,
                       shard_size=opts["shard_size"], skip_bad=opts["skip_bad_images"],
                       dtype=opts["feature_dtype"])
@@ -202,7 +298,10 @@ def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
             click.echo(f"error in {rec['features']['spec']} + {rec['classifier']['name']}: "
                        f"{rec['error']}", err=True)
     if output is not None:
-        write_table(table, output)
+        try:
+            write_table(table, output)
+        except OutputError as exc:  # e.g. the disk filled up during the run
+            raise click.ClickException(f"{exc}; the run records are in {runs}") from None
         click.echo(f"table written to {output}", err=True)
     failed = [r for r in done if r.get("error")]
     if failed:
@@ -234,7 +333,8 @@ def extract(**opts) -> None:
 
         # a run's command line works here too: its classifier parameters are not used
         parsed = {k: v for k, v in parsed.items() if k not in CLASSIFIERS}
-        ds = _load(opts, parsed, feature_specs, [])
+        ds = _load(opts, parsed, feature_specs, [],
+                   lambda: _check_folder(store.root, "features"))
         for spec in feature_specs:
             t0 = time.perf_counter()
             res = extract_features(spec, ds, parsed, store, seed=opts["seed"],
@@ -260,22 +360,135 @@ def extract(**opts) -> None:
         click.echo(f"features stored in {store.root}", err=True)
 
 
-def _set_device(parsed: dict, feature_specs: list[str], device: str) -> None:
-    """``--device`` for every extractor with a ``device`` parameter not set with -p."""
+def _device_users(feature_specs: list[str]) -> list[str]:
+    """The extractors of these specs that have a ``device`` parameter."""
     from .features import build_extractor, split_spec
+
+    return [name for spec in feature_specs for name in split_spec(spec)
+            if "device" in build_extractor(name).get_params(deep=False)]
+
+
+def _check_device(feature_specs: list[str], device: str) -> bool:
+    """Whether ``--device`` applies: checked up front when an extractor uses it, else a
+    note that it is ignored."""
     from .runtime import check_device
 
+    if not _device_users(feature_specs):
+        click.echo("--device: no extractor of this run uses a device; ignored", err=True)
+        return False
     check_device(device)  # a device this machine does not have is an error up front
-    for spec in feature_specs:
-        for name in split_spec(spec):
-            if "device" in build_extractor(name).get_params(deep=False):
-                parsed.setdefault(name, {}).setdefault("device", device)
+    return True
+
+
+def _set_device(parsed: dict, feature_specs: list[str], device: str,
+                checked: bool = False) -> None:
+    """``--device`` for every extractor with a ``device`` parameter not set with -p."""
+    if not checked and not _check_device(feature_specs, device):
+        return
+    for name in _device_users(feature_specs):
+        parsed.setdefault(name, {}).setdefault("device", device)
+
+
+def _show(value) -> str:
+    """A parameter value as ``-p`` takes it: none, true/false, a,b for tuples."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(_show, value))
+    return str(value)
+
+
+def _param_docs(cls) -> dict[str, str]:
+    """The first sentence of each parameter's text in a numpydoc "Parameters" section."""
+    import inspect
+    import re
+
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    heading = next((i for i in range(len(lines) - 1) if lines[i].strip() == "Parameters"
+                    and set(lines[i + 1].strip()) == {"-"}), None)
+    if heading is None:
+        return {}
+    out: dict[str, str] = {}
+    names: list[str] = []
+    text: list[str] = []
+
+    def flush() -> None:
+        para = " ".join(text[:text.index("")] if "" in text else text)
+        para = re.sub(r":\w+:`(~?)([^`<]+?)\s*(<[^>]*>)?`",  # :class:`~a.B` -> B
+                      lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], para)
+        para = para.replace("``", "").replace("`", "")
+        sentence = re.split(r"(?<=\.)\s+(?=[A-Z])", para, maxsplit=1)[0]  # not at "e.g."
+        for name in names:
+            out[name] = sentence
+
+    for i in range(heading + 2, len(lines)):
+        line = lines[i]
+        if (line.strip() and not line[0].isspace() and i + 1 < len(lines)
+                and lines[i + 1].strip() and set(lines[i + 1].strip()) == {"-"}):
+            break  # the next section
+        if line.strip() and not line[0].isspace():  # "name : type" or "a, b : type"
+            flush()
+            names = [n.strip().lstrip("*") for n in line.split(" :")[0].split(",")]
+            text = []
+        elif names and (line.strip() or text):
+            text.append(line.strip())
+    flush()
+    return out
+
+
+def _component(name: str):
+    """``("feature" | "classifier", fresh estimator, description)`` for a name."""
+    from .classifiers import CLASSIFIERS
+    from .features import EXTRACTORS, build_extractor
+
+    if name in CLASSIFIERS:
+        return "classifier", CLASSIFIERS.build(name), CLASSIFIERS.get(name).description
+    if name in EXTRACTORS or ":" in name:
+        family = f"{name.partition(':')[0]}:<model>" if ":" in name else name
+        entry = EXTRACTORS.get(family) if family in EXTRACTORS else None
+        est = build_extractor(name)  # an unknown model lists close matches
+        return "feature", est, entry.description if entry else ""
+    import difflib
+
+    valid = [*EXTRACTORS.names(), *CLASSIFIERS.names()]
+    close = difflib.get_close_matches(name, valid, n=3) or [
+        n for n in valid if name and name.lower() in n.lower()][:3]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownNameError(
+        f"unknown feature or classifier {name!r}.{hint} Valid features: "
+        f"{', '.join(EXTRACTORS.names())}; classifiers: {', '.join(CLASSIFIERS.names())}.")
+
+
+def _is_component(name: str) -> bool:
+    try:
+        _component(name)
+    except FeatbenchError:
+        return False
+    return True
+
+
+class _ListWhat(click.Choice):
+    """``list``'s argument; an extractor or classifier name points to ``describe``."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            if not _is_component(value):
+                raise
+            self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))}. For "
+                      f"its parameters: featbench describe {value}", param, ctx)
 
 
 @main.command("list", context_settings=CONTEXT)
 @click.argument("what", required=False,
-                type=click.Choice(["datasets", "features", "classifiers", "studies"]))
-def list_(what) -> None:
+                type=_ListWhat(["datasets", "features", "classifiers", "studies"]))
+@click.option("--params", "show_params", is_flag=True,
+              help="Also print each extractor's and classifier's parameters with their "
+                   "defaults.")
+def list_(what, show_params) -> None:
     """List datasets, features, classifiers and studies with short descriptions."""
     from .classifiers import CLASSIFIERS
     from .datasets import DATASETS
@@ -290,6 +503,11 @@ def list_(what) -> None:
         click.echo(f"{name}:")
         for entry in registry:
             click.echo(f"  {entry.name:<14} {entry.description}")
+            if show_params and name in ("features", "classifiers"):
+                est = entry.factory()  # cnn:<model>: the family's default model
+                shown = ", ".join(f"{k}={_show(v)}"
+                                  for k, v in sorted(est.get_params(deep=False).items()))
+                click.echo(f"  {'':<14} {shown}")
         if name == "features":
             from .features import list_models
 
@@ -299,23 +517,61 @@ def list_(what) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@click.argument("name")
+def describe(name) -> None:
+    """Show an extractor's or classifier's parameters, defaults and tuning grid.
+
+    NAME is a feature (hog, cnn:resnet18, ...) or a classifier (linear-svm, ...);
+    set a parameter in a run with -p NAME.PARAM=VALUE.
+    """
+    with _boundary(lambda: "nothing was changed"):
+        kind, est, description = _component(name)
+    cls = type(est)
+    click.echo(f"{name} ({kind}, {cls.__module__}.{cls.__qualname__})")
+    if description:
+        click.echo(f"  {description}")
+    params = est.get_params(deep=False)
+    docs = _param_docs(cls)
+    click.echo(f"parameters (-p {name}.PARAM=VALUE), with defaults:")
+    width = max((len(f"{k}={_show(v)}") for k, v in params.items()), default=0)
+    for key, value in sorted(params.items()):
+        shown = f"  {key}={_show(value)}".ljust(width + 4)
+        click.echo(textwrap.fill(docs.get(key, ""), width=CONTEXT["max_content_width"],
+                                 initial_indent=shown, subsequent_indent=" " * len(shown))
+                   or shown.rstrip())
+    if kind == "classifier":
+        from .classifiers import default_grid
+
+        grid = default_grid(name)
+        click.echo("tuning grid (on the validation split; -p with a comma list replaces it):")
+        for key, values in grid.items():
+            click.echo(f"  {key}: {', '.join(map(_show, values))}")
+        if not grid:
+            click.echo("  (none)")
+
+
+@main.command(context_settings=CONTEXT)
 @click.argument("records", nargs=-1, required=True,
                 type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the table here (.csv, .md or .json); else print it.")
-def table(records, output) -> None:
+@click.option("--all-columns", is_flag=True,
+              help="Print every column of the records' table, not only those `run` prints.")
+def table(records, output, all_columns) -> None:
     """Rebuild a table from run records (JSON files or folders of them)."""
     from .results import COLUMNS, format_table, load_records, make_table, write_table
 
-    try:
+    if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
+        raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
+    with _boundary(lambda: "no table was written"):
+        if output is not None:
+            _check_file(output)
         df = make_table(load_records(records))
         if output is None:
-            click.echo(format_table(df, [c for c in COLUMNS if c != "seed"]))
+            click.echo(format_table(df, COLUMNS if all_columns else None))
         else:
             write_table(df, output)
             click.echo(f"{len(df)} row(s) written to {output}", err=True)
-    except (FeatbenchError, OSError) as exc:
-        raise _fail(exc) from None
 
 
 @main.command(context_settings=CONTEXT)
@@ -335,7 +591,8 @@ def table(records, output) -> None:
 @click.option("--download", is_flag=True, help="Download CIFAR-10 when it is not found.")
 @click.option("--train-size", type=click.IntRange(min=1), help="Override the training subset.")
 @click.option("--test-size", type=click.IntRange(min=1), help="Override the test subset.")
-@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of every random choice.")
 @click.option("--device", default=None, metavar="auto|cpu|cuda[:N]|mps",
               help="Torch device of the extractors that use one [default: auto].")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -368,9 +625,12 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
                     if row.reference else ""
                 click.echo(f"{row.id:<48} {row.features}{ref}")
             return
-        if device is not None:
+        if device is not None and _check_device([row.features for row in rows], device):
             rows = [_with_device(row, device) for row in rows]
         out = out or Path("results") / "studies" / (st.name + ("-quick" if quick else ""))
+        store = _store(cache_dir)
+        _check_folder(out / "runs", "the study")
+        _check_folder(store.root, "features")
         sizes = dict(st.quick_sizes) if quick else {}
         if train_size:
             sizes["train_size"] = train_size
@@ -386,7 +646,7 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
         click.echo(f"study {st.name}{' (QUICK)' if quick else ''}: {ds.describe()} -> {out}",
                    err=True)
         _, planned = run_study(st, ds, out, quick=quick, rows=rows, seed=seed,
-                               store=_store(cache_dir),
+                               store=store,
                                n_jobs=jobs, echo=lambda m: click.echo(m, err=True))
         if not finished_keys(out) & planned:
             click.echo("no finished rows to report (every selected row was skipped)", err=True)
@@ -396,19 +656,17 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
     click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
 
 
+#: columns of the study table printed by ``reproduce``
+STUDY_SHORT_COLUMNS = ["row", "classifier", "val_acc", "test_acc", "reference", "ref_metric",
+                       "difference", "extract_s", "fit_s", "error"]
+
+
 def _echo_study_table(csv_path: Path) -> None:
     import pandas as pd
-    from tabulate import tabulate
 
-    df = pd.read_csv(csv_path)
-    cols = ["row", "classifier", "val_acc", "test_acc", "reference", "ref_metric", "difference",
-            "extract_s", "fit_s", "error"]
-    view = df[cols].astype(object)
-    view = view.where(view.notna(), None)  # "-" for missing cells
-    if view["error"].isna().all():
-        view = view.drop(columns="error")
-    click.echo(tabulate(view, headers="keys", tablefmt="simple", showindex=False,
-                        floatfmt=".4f", missingval="-"))
+    from .results import format_table
+
+    click.echo(format_table(pd.read_csv(csv_path), STUDY_SHORT_COLUMNS))
 
 
 def _with_device(row, device: str):
@@ -416,7 +674,7 @@ def _with_device(row, device: str):
     import dataclasses
 
     params = {k: dict(v) for k, v in row.params.items()}
-    _set_device(params, [row.features], device)
+    _set_device(params, [row.features], device, checked=True)
     return dataclasses.replace(row, params=params)
 
 
@@ -427,10 +685,10 @@ def plot(study_dir, title) -> None:
     """Redraw a study's tables, plots and report.html from its run records."""
     from .report import render
 
-    try:
+    with _boundary(lambda: "files already written are kept; run it again to redraw them"):
+        if study_dir.is_dir():  # else: no records there, said by render
+            _check_folder(study_dir, "the tables and plots")
         files = render(study_dir, title)
-    except (FeatbenchError, OSError, ValueError) as exc:
-        raise _fail(exc) from None
     click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
 
 

@@ -26,6 +26,10 @@ class ParameterError(FeatbenchError, ValueError):
     """A parameter given by name (e.g. ``-p hog.block_norm=none``) that is invalid."""
 
 
+class OutputError(FeatbenchError):
+    """A file or folder featbench was asked to write that cannot be written."""
+
+
 class FeatbenchWarning(UserWarning):
     """Base class of the warnings featbench gives (shown as one line by the CLI)."""
 

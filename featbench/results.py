@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, OutputError
 
 #: Table columns, in order.
 COLUMNS = [
@@ -42,22 +42,35 @@ def slug(text: str) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write JSON to ``path`` through a temporary file and a rename.
+
+    A file system error (disk full, read-only folder) is an :class:`OutputError`
+    naming ``path``.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=repr)
             f.write("\n")
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are shared like tables
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 
 def load_records(paths: Iterable[str | Path]) -> list[dict]:
-    """Run records from JSON files and folders (searched recursively), sorted by time."""
+    """Run records from JSON files and folders (searched recursively), sorted by time.
+
+    A file that cannot be read (not UTF-8, not JSON, unreadable) is a
+    :class:`DataError` naming it; JSON files that are not run records are skipped.
+    """
+    paths = list(paths)
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -69,9 +82,14 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
     records = []
     for f in files:
         try:
-            rec = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read run record {f}: {exc}") from None
+            rec = json.loads(f.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"cannot read run record {f}: not UTF-8 text (byte "
+                            f"{exc.object[exc.start]:#04x} at offset {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"cannot read run record {f}: not JSON ({exc})") from None
+        except OSError as exc:
+            raise DataError(f"cannot read run record {f}: {exc.strerror or exc}") from None
         if isinstance(rec, dict) and "features" in rec and "classifier" in rec:
             records.append(rec)
     if not records:
@@ -163,33 +181,92 @@ def make_table(records: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame([record_to_row(r) for r in records], columns=COLUMNS)
 
 
+#: Columns of accuracies (or differences of accuracies) besides ``*_acc``: 4 decimals.
+ACCURACY_COLUMNS = ("difference",)
+
+
+def format_cell(column: str, value: Any) -> str:
+    """One table cell as text, by what its column holds.
+
+    Missing values (None, NaN, empty text) are ``-``; accuracies (``*_acc``,
+    ``difference``) have 4 decimals; seconds (``*_s``) 2 decimals below 10 s, else
+    1; rates (``*_per_s``) 1 decimal; whole numbers (counts, dimensions) none.
+    """
+    if value is None or isinstance(value, str) and value == "":
+        return "-"
+    if isinstance(value, str):
+        return value
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return "-"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return str(value)
+    v = float(value)
+    if column.endswith("_acc") or column in ACCURACY_COLUMNS:
+        return f"{v:.4f}"
+    if column.endswith("_per_s"):
+        return f"{v:.1f}"
+    if column.endswith("_s"):
+        return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+    if v.is_integer():
+        return str(int(v))
+    return f"{v:g}"
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            and not np.isnan(value))
+
+
 def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
-    """A plain-text table for the terminal."""
+    """A plain-text table for the terminal: the one format of ``run``, ``table`` and
+    ``reproduce`` (see :func:`format_cell`).
+
+    ``columns`` defaults to :data:`SHORT_COLUMNS`; an ``error`` column is left out
+    when no row has an error, and long messages are cut (the CLI prints them in full).
+    """
+    view = df[[c for c in (columns or SHORT_COLUMNS) if c in df.columns]].copy()
+    if "error" in view:
+        errors = view["error"].astype(object).where(view["error"].notna(), "").astype(str)
+        if not errors.astype(bool).any():
+            view = view.drop(columns="error")
+        else:  # keep the table narrow
+            view["error"] = [e if len(e) <= 50 else e[:47] + "..." for e in errors]
+    return _tabulate(view, "simple")
+
+
+def _tabulate(df: pd.DataFrame, tablefmt: str) -> str:
+    """``df`` through :func:`format_cell`; numbers right-aligned, text left-aligned."""
     from tabulate import tabulate
 
-    view = df[columns or SHORT_COLUMNS].copy()
-    if not view["error"].astype(bool).any():
-        view = view.drop(columns="error")
-    else:  # keep the table narrow; the CLI prints the full messages below it
-        view["error"] = [e if len(e) <= 50 else e[:47] + "..." for e in view["error"]]
-    return tabulate(view, headers="keys", tablefmt="simple", showindex=False,
-                    floatfmt=".4f", missingval="-")
+    cells = [[format_cell(c, v) for c, v in zip(df.columns, row, strict=True)]
+             for row in df.itertuples(index=False)]
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) or df[c].map(_is_number).any()
+               for c in df.columns]
+    return tabulate(cells, headers=list(df.columns), tablefmt=tablefmt, disable_numparse=True,
+                    colalign=["right" if n else "left" for n in numeric] or None)
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` as CSV, Markdown (``.md``) or JSON (``.json``) by extension."""
+    """Write ``df`` as CSV, Markdown (``.md``, cells as :func:`format_table`'s) or JSON
+    (``.json``) by extension.
+
+    A file system error (disk full, read-only folder) is an :class:`OutputError`
+    naming ``path``.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        df.to_csv(path, index=False)
-    elif suffix in (".md", ".markdown"):
-        shown = df.astype(object).where(df.notna(), None)  # blank, not "nan"
-        path.write_text(shown.to_markdown(index=False, floatfmt=".4f", missingval="") + "\n")
-    elif suffix == ".json":
-        path.write_text(df.to_json(orient="records", indent=2) + "\n")
-    else:
+    if suffix not in (".csv", ".md", ".markdown", ".json"):
         raise DataError(f"cannot write a table to {path}: use a .csv, .md or .json file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            df.to_csv(path, index=False)
+        elif suffix == ".json":
+            path.write_text(df.to_json(orient="records", indent=2) + "\n")
+        else:
+            path.write_text(_tabulate(df, "pipe") + "\n")  # cells as in the terminal
+    except OSError as exc:
+        raise OutputError(f"cannot write the table to {path}: {exc.strerror or exc}") from exc
     return path
 
 

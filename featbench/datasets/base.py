@@ -231,6 +231,10 @@ def _stratified(src: ImageSource, size: int | None, seed: int, split: str) -> Im
         return src
     if size < 1:
         raise DataError(f"--{split}-size must be positive; got {size}")
+    n_classes = len(np.unique(y))
+    if split == "train" and size < n_classes:
+        raise DataError(f"--train-size {size}: a stratified subset needs at least one image "
+                        f"per class ({n_classes} classes)")
     counts = np.bincount(y)
     stratify = y if size >= len(np.unique(y)) and counts[counts > 0].min() >= 2 else None
     idx, _ = train_test_split(np.arange(len(y)), train_size=size, random_state=seed,
