@@ -105,6 +105,34 @@ class _ValSize(click.ParamType):
 SEED = click.IntRange(min=0, max=2**32 - 1)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr, without the source line Python adds."""
+    text = str(message).splitlines()[0] if str(message) else category.__name__
+    name = category.__name__
+    prefix = "" if name in ("UserWarning",) or name.endswith(("StoreWarning", "ImageWarning")) \
+        else f"{name}: "
+    click.echo(f"warning: {prefix}{text}", err=True)
+
+
+def _pair_notes(rec: dict) -> list[str]:
+    """One line per thing a user should know about a finished pair: an edge, a solver
+    at its iteration limit, each distinct warning recorded while fitting."""
+    clf = rec.get("classifier", {})
+    out = []
+    if clf.get("edge"):
+        out.append(f"chosen {_chosen(clf)} is the {clf['edge']}")
+    if clf.get("hit_iteration_limit"):
+        out.append(f"the solver stopped at its iteration limit at {_chosen(clf)} "
+                   f"(raise -p {clf.get('name')}.max_iter)")
+    out += [w for w in rec.get("warnings", []) if not w.startswith("ConvergenceWarning")
+            or not clf.get("hit_iteration_limit")]
+    return out
+
+
+def _chosen(clf: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted((clf.get("chosen") or {}).items())) or "-"
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="featbench")
 def main() -> None:
@@ -114,6 +142,9 @@ def main() -> None:
     dataset, fit linear classifiers tuned on a validation split, and tabulate
     accuracy and timings. Start with: featbench run --features hog --clf linear-svm
     """
+    import warnings
+
+    warnings.showwarning = _show_warning
 
 
 def _split_multi(values: tuple[str, ...]) -> list[str]:
@@ -247,7 +278,10 @@ def _store(cache_dir: Path | None):
               help="Run records go to RESULTS_DIR/runs/.")
 @click.option("--no-cache", is_flag=True,
               help="Recompute features in a temporary store; reuse and keep nothing.")
-def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
+@click.option("--no-extend-grid", is_flag=True,
+              help="Keep the tuning grid as given, even when the best value is on its edge "
+                   "[default: extend it past that edge; see README, Tuning].")
+def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) -> None:
     """Run every feature x classifier pair on a dataset and print the table.
 
     Each pair is written as one JSON record under RESULTS_DIR/runs/ as soon as it
@@ -285,7 +319,7 @@ def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
                       val_size=val_size, store=store,
                       results_dir=results_dir, n_jobs=opts["jobs"], on_record=done.append,
                       shard_size=opts["shard_size"], skip_bad=opts["skip_bad_images"],
-                      dtype=opts["feature_dtype"])
+                      dtype=opts["feature_dtype"], extend_grid=not no_extend_grid)
     table = make_table(done)
     click.echo(format_table(table))
     bad = sorted({f for rec in done for f in rec.get("bad_images", [])})
@@ -294,9 +328,11 @@ def run(clf, val_size, output, results_dir, no_cache, **opts) -> None:
         for line in bad:
             click.echo(f"  {line}", err=True)
     for rec in done:
+        pair = f"{rec['features']['spec']} + {rec['classifier']['name']}"
+        for line in _pair_notes(rec):
+            click.echo(f"note: {pair}: {line}", err=True)
         if rec.get("error"):
-            click.echo(f"error in {rec['features']['spec']} + {rec['classifier']['name']}: "
-                       f"{rec['error']}", err=True)
+            click.echo(f"error in {pair}: {rec['error']}", err=True)
     if output is not None:
         try:
             write_table(table, output)
@@ -600,8 +636,10 @@ def table(records, output, all_columns) -> None:
 @click.option("--list", "list_rows", is_flag=True, help="List the study's rows and exit.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker threads/processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--no-extend-grid", is_flag=True,
+              help="Keep every row's grid as given (a different plan: rows rerun).")
 def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, test_size, seed,
-              device, cache_dir, list_rows, jobs, quiet) -> None:
+              device, cache_dir, list_rows, jobs, quiet, no_extend_grid) -> None:
     """Run a study (default: cifar10) with published references, then tables and plots.
 
     Rows already finished in the study folder are skipped, so an interrupted study
@@ -646,8 +684,9 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
         click.echo(f"study {st.name}{' (QUICK)' if quick else ''}: {ds.describe()} -> {out}",
                    err=True)
         _, planned = run_study(st, ds, out, quick=quick, rows=rows, seed=seed,
-                               store=store,
-                               n_jobs=jobs, echo=lambda m: click.echo(m, err=True))
+                               store=store, n_jobs=jobs,
+                               echo=lambda m: click.echo(m, err=True),
+                               extend_grid=not no_extend_grid)
         if not finished_keys(out) & planned:
             click.echo("no finished rows to report (every selected row was skipped)", err=True)
             return
@@ -681,14 +720,21 @@ def _with_device(row, device: str):
 @main.command(context_settings=CONTEXT)
 @click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--title", help="Title of the plots and report.")
-def plot(study_dir, title) -> None:
-    """Redraw a study's tables, plots and report.html from its run records."""
+@click.option("--all-plans", is_flag=True,
+              help="Keep the records of every plan (dataset, sizes, seed, version) in one "
+                   "table, labeled MIXED [default: the newest plan only].")
+def plot(study_dir, title, all_plans) -> None:
+    """Redraw a study's tables, plots and report.html from its run records.
+
+    A table holds one plan: the newest one in the folder, unless --all-plans.
+    """
     from .report import render
 
     with _boundary(lambda: "files already written are kept; run it again to redraw them"):
         if study_dir.is_dir():  # else: no records there, said by render
             _check_folder(study_dir, "the tables and plots")
-        files = render(study_dir, title)
+        files = render(study_dir, title, all_plans=all_plans,
+                       echo=lambda m: click.echo(m, err=True))
     click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
 
 

@@ -21,7 +21,7 @@ from .datasets import Dataset
 from .extraction import canonical, package_versions, plan
 from .features import split_spec
 from .plan import classifier_setup
-from .results import load_records
+from .results import load_records, tuning_note
 from .runner import run_benchmark
 from .store import FeatureStore
 from .studies import Row, Study
@@ -150,8 +150,10 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
                              annotate=annotate, extend_grid=extend_grid)
         for rec in recs:
             acc = rec.get("test_acc")
+            flags = tuning_note(rec.get("classifier", {}))
             echo(f"{tag}: " + (f"error: {rec['error']}" if rec.get("error")
                                else f"test {acc:.4f}, extract {rec['timings']['extract_s']:.0f} s,"
-                                    f" fit {rec['timings']['fit_s']:.0f} s"))
+                                    f" fit {rec['timings']['fit_s']:.0f} s"
+                                    + (f" (tuning: {flags})" if flags else "")))
         records += recs
     return records, planned
