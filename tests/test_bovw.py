@@ -74,24 +74,56 @@ def test_dimensions_and_normalization(images, est, dim):
         np.testing.assert_allclose(np.linalg.norm(F, axis=1), 1, atol=1e-5)  # L2 normalized
 
 
+#: what each extractor learns in fit (attribute paths of :func:`_learned`)
+LEARNED = {
+    "bovw": {"codebook_", "sigma_"},
+    "vlad": {"codebook_"},
+    "fisher": {"pca_.mean_", "pca_.components_", "gmm_.weights_", "gmm_.means_",
+               "gmm_.covariances_"},
+    "kmeans-patches": {"mean_", "whiten_", "centroids_"},
+}
+
+
+def _learned(est, prefix=""):
+    """Every fitted attribute (name ending in ``_``) as a copied numeric array, those of
+    fitted scikit-learn sub-models (Fisher vectors' PCA and GMM) included."""
+    out = {}
+    for k, v in vars(est).items():
+        if not k.endswith("_") or k.startswith("_"):
+            continue
+        if hasattr(v, "get_params"):
+            out.update(_learned(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = np.array(v, copy=True)
+    return out
+
+
+def _assert_same_state(got, expected):
+    assert got.keys() == expected.keys()
+    for k, v in expected.items():
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
 @pytest.mark.parametrize("name", list(SMALL))
 def test_codebook_learned_from_train_only_and_seeded(images, name):
     from featbench.features import get_extractor
 
     train, test = images[:16], images[16:]
     est = get_extractor(name, **SMALL[name]).fit(train)
-    state = {k: np.copy(getattr(v, "means_", v)) for k, v in vars(est).items()
-             if k.endswith("_") and not isinstance(v, (tuple, float))}
+    state = _learned(est)
+    assert LEARNED[name] <= state.keys()
+    assert all(v.dtype.kind in "biuf" for v in state.values())  # numbers, not objects
     F_test = est.transform(test)
     est.transform(np.concatenate([train, test]))
-    for k, v in state.items():  # transforming test images changes nothing learned
-        np.testing.assert_array_equal(np.copy(getattr(getattr(est, k), "means_",
-                                                      getattr(est, k))), v)
+    _assert_same_state(_learned(est), state)  # transforming changes nothing learned
     same = get_extractor(name, **SMALL[name]).fit(train)
-    np.testing.assert_array_equal(same.transform(test), F_test)  # same seed, same features
+    _assert_same_state(_learned(same), state)  # same seed, same codebook
+    np.testing.assert_array_equal(same.transform(test), F_test)  # and same features
     other = get_extractor(name, **SMALL[name], random_state=1).fit(train)
     assert not np.array_equal(other.transform(test), F_test)
     with_test = get_extractor(name, **SMALL[name]).fit(np.concatenate([train, test]))
+    changed = _learned(with_test)
+    assert any(not np.array_equal(changed[k], state[k]) for k in LEARNED[name])
     assert not np.array_equal(with_test.transform(test), F_test)  # fit data matters
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from featbench import get_classifier
+from featbench.classifiers import default_grid
 from featbench.classifiers.linear_svm import LinearSVM
 from featbench.classifiers.tuning import split_validation, tune_and_fit, validation_size
 from featbench.errors import DataError, UnknownNameError
@@ -52,18 +56,43 @@ def test_validation_protocol():
     assert (split_validation(y, 20, seed=1) != mask).any()
 
 
-def test_tune_picks_best_validation_value_and_refits_on_all():
-    X, y = make_classification(400, 30, n_informative=5, random_state=0)
-    mask = split_validation(y, 100, seed=0)
-    res = tune_and_fit(get_classifier("ridge"), {"alpha": [1e-2, 1e6]}, X, y, mask)
-    scores = {s["params"]["alpha"]: s["val_acc"] for s in res.val_scores}
-    assert res.best_params["alpha"] == max(scores, key=scores.get)
-    assert res.val_acc == max(scores.values())
-    # the refit model saw the validation rows too
-    from sklearn.base import clone
+#: the registered classifiers built by hand from scikit-learn, and their grid parameter
+HAND = {"ridge": ("alpha", lambda v: RidgeClassifier(alpha=v)),
+        "logreg": ("C", lambda v: LogisticRegression(C=v, max_iter=1000))}
 
-    manual = clone(get_classifier("ridge", alpha=res.best_params["alpha"])).fit(X, y)
-    np.testing.assert_allclose(res.estimator.decision_function(X), manual.decision_function(X))
+
+def _by_hand(name, value):
+    key, make = HAND[name]
+    return Pipeline([("scale", StandardScaler()), ("clf", make(value))])
+
+
+@pytest.mark.parametrize("name", list(HAND))
+@pytest.mark.parametrize("shape", [(300, 80), (400, 30)])  # (400, 30): logreg has a tie
+def test_tune_picks_best_validation_value_and_refits_on_all(name, shape):
+    X, y = make_classification(*shape, n_informative=5, n_classes=3, random_state=0)
+    mask = split_validation(y, 100, seed=0)
+    key = HAND[name][0]
+    values = default_grid(name)[key]
+    res = tune_and_fit(get_classifier(name), default_grid(name), X, y, mask)
+    # a slow loop: each value fitted on the training rows, scored on the validation rows
+    hand = [float(np.mean(_by_hand(name, v).fit(X[~mask], y[~mask]).predict(X[mask])
+                          == y[mask])) for v in values]
+    assert len(set(hand)) > 1  # the choice matters
+    assert [s["params"] for s in res.val_scores] == [{key: v} for v in values]
+    assert [s["val_acc"] for s in res.val_scores] == pytest.approx(hand, abs=1e-12)
+    best = values[int(np.argmax(hand))]  # the first of equal accuracies
+    assert res.best_params == {key: best}
+    assert res.val_acc == pytest.approx(max(hand), abs=1e-12)
+    # the refit saw the validation rows too: the same model as one fitted on all of X
+    fitted = res.estimator.named_steps
+    manual = _by_hand(name, best).fit(X, y).named_steps
+    assert fitted["clf"].get_params()[key] == best
+    np.testing.assert_allclose(fitted["scale"].mean_, X.mean(axis=0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fitted["clf"].coef_, manual["clf"].coef_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fitted["clf"].intercept_, manual["clf"].intercept_, rtol=1e-6,
+                               atol=1e-9)
+    train_only = _by_hand(name, best).fit(X[~mask], y[~mask]).named_steps["clf"]
+    assert not np.allclose(fitted["clf"].coef_, train_only.coef_, rtol=1e-3, atol=1e-6)
 
 
 def test_lbfgs_warns_when_it_stops_early():

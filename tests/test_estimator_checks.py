@@ -2,21 +2,26 @@
 
 scikit-learn's generic checks feed 2-D tabular data ``(n_samples, n_features)``;
 image extractors take ``(n, height, width[, 3])`` images and reject 2-D input with
-a clear error. The checks that need tabular input are marked as expected failures
-with that reason; every other check runs for real. ``test_image_contract`` below
-runs the same properties (fit returns self, pickling, order and subset invariance,
-parameters left alone, read-only input, idempotent fit) on real images.
+a clear error. The checks that need tabular input are skipped, each with its reason
+(``pytest -rs`` lists them); every other check runs for real and must pass.
+``test_tabular_checks_fail_only_on_tabular_input`` runs the skipped ones too and
+fails if any of them passes or fails for another reason than the 2-D input, so the
+skip list cannot hide a check that applies. ``test_image_contract`` below runs the
+same properties (fit returns self, pickling, order and subset invariance, parameters
+left alone, read-only input, idempotent fit) on real images.
 """
 
 from __future__ import annotations
 
 import pickle
+import warnings
+from functools import partial
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from featbench.features import (
     EXTRACTORS,
@@ -30,21 +35,34 @@ from featbench.features import (
     RawPixels,
 )
 
-TABULAR = (
-    "check_transformer_general check_estimators_pickle check_transformer_preserve_dtypes "
-    "check_transformer_data_not_an_array check_readonly_memmap_input "
-    "check_positive_only_tag_during_fit check_pipeline_consistency "
-    "check_n_features_in_after_fitting check_n_features_in check_methods_subset_invariance "
-    "check_methods_sample_order_invariance check_fit_score_takes_y check_fit_idempotent "
-    "check_fit_check_is_fitted check_fit2d_predict1d check_fit2d_1sample check_fit2d_1feature "
-    "check_f_contiguous_array_estimator check_estimators_overwrite_params "
-    "check_estimators_nan_inf check_estimators_fit_returns_self "
-    "check_estimators_empty_data_messages check_estimators_dtypes check_estimator_sparse_tag "
-    "check_estimator_sparse_matrix check_estimator_sparse_array check_dtype_object "
-    "check_dont_overwrite_parameters check_dict_unchanged check_complex_data "
-    "check_array_api_input check_transformers_unfitted_stateless"
-).split()
-REASON = "needs 2-D tabular X; extractors take images (see test_image_contract)"
+#: the message every extractor gives for input that is not a batch of images
+NOT_IMAGES = "X must be images of shape (n_images, height, width, 3)"
+TABULAR_X = "feeds 2-D tabular X (n_samples, n_features); extractors take images"
+#: check -> why it cannot apply to an image extractor (and the image-input analogue)
+TABULAR = {
+    **dict.fromkeys(
+        "check_transformer_general check_transformer_preserve_dtypes "
+        "check_transformer_data_not_an_array check_pipeline_consistency "
+        "check_n_features_in_after_fitting check_n_features_in check_fit_score_takes_y "
+        "check_fit2d_predict1d check_fit2d_1sample check_fit2d_1feature "
+        "check_f_contiguous_array_estimator check_estimators_empty_data_messages "
+        "check_estimators_dtypes check_dtype_object check_dict_unchanged check_complex_data "
+        "check_transformers_unfitted_stateless check_fit_check_is_fitted".split(),
+        TABULAR_X),
+    **dict.fromkeys(
+        "check_estimators_pickle check_readonly_memmap_input check_methods_subset_invariance "
+        "check_methods_sample_order_invariance check_fit_idempotent "
+        "check_estimators_overwrite_params check_dont_overwrite_parameters "
+        "check_estimators_fit_returns_self".split(),
+        f"{TABULAR_X}; image analogue in test_image_contract"),
+    "check_estimators_nan_inf": f"{TABULAR_X}; image analogue in test_bad_input_messages",
+    "check_positive_only_tag_during_fit": TABULAR_X + " (negative tabular values)",
+    **dict.fromkeys(
+        "check_estimator_sparse_tag check_estimator_sparse_matrix "
+        "check_estimator_sparse_array".split(),
+        "feeds scipy sparse X, which is 2-D tabular; extractors take dense images"),
+    "check_array_api_input": f"{TABULAR_X} (as array-API arrays)",
+}
 
 #: small configurations of the extractors that learn, so the checks stay fast
 SMALL = {
@@ -61,10 +79,65 @@ ESTIMATORS = [HOG(), HOG(block_norm=None), ColorHistogram(), ColorHistogram("rgb
               KMeansPatches(**SMALL["kmeans-patches"]), CNNEmbedding(**SMALL["cnn:<model>"])]
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda est: dict.fromkeys(
-    TABULAR, REASON))
+def _check_name(check) -> str:
+    while hasattr(check, "__wrapped__"):
+        check = check.__wrapped__
+    return (check.func if isinstance(check, partial) else check).__name__
+
+
+def _all_checks() -> list[tuple[object, object, str]]:
+    return [(est, check, _check_name(check)) for template in ESTIMATORS
+            for est, check in estimator_checks_generator(template, legacy=True)]
+
+
+def _est_id(est) -> str:
+    changed = {k: v for k, v in est.get_params(deep=False).items()
+               if k in type(est)().get_params(deep=False)
+               and repr(v) != repr(type(est)().get_params(deep=False)[k])}
+    return f"{type(est).__name__}({','.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+
+CHECKS = _all_checks()
+
+
+@pytest.mark.parametrize(
+    "estimator, check",
+    [pytest.param(est, check, id=f"{_est_id(est)}-{name}",
+                  marks=[pytest.mark.skip(reason=f"{name}: {TABULAR[name]}")]
+                  if name in TABULAR else [])
+     for est, check, name in CHECKS],
+)
 def test_sklearn_checks(estimator, check):
     check(estimator)
+
+
+def _causes(exc: BaseException):
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def test_tabular_checks_fail_only_on_tabular_input():
+    """Every skipped check is one that exists and, run anyway, fails because the
+    extractor rejects its 2-D input, never for another reason, and never passes."""
+    names = {name for _, _, name in CHECKS}
+    assert set(TABULAR) <= names, f"no such checks: {set(TABULAR) - names}"
+    wrong = []
+    for est, check, name in CHECKS:
+        if name not in TABULAR:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                check(est)
+            except Exception as exc:  # noqa: BLE001
+                if type(exc).__name__ == "SkipTest":  # sklearn's own skip (array API)
+                    continue
+                if not any(NOT_IMAGES in str(e) for e in _causes(exc)):
+                    wrong.append(f"{_est_id(est)} {name}: {type(exc).__name__}: {exc}")
+            else:
+                wrong.append(f"{_est_id(est)} {name}: passes, so it should not be skipped")
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.fixture
@@ -109,6 +182,14 @@ def test_bad_input_messages(name, images):
         est.transform(images[:, :16, :16])
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         est.transform(images.astype(float))
+    # the image analogue of check_estimators_nan_inf, in fit and in transform
+    for bad in (np.nan, np.inf):
+        broken = images / 255.0
+        broken[1, 2, 3, 0] = bad
+        with pytest.raises(ValueError, match="contains NaN or infinity"):
+            est.transform(broken)
+        with pytest.raises(ValueError, match="contains NaN or infinity"):
+            clone(est).fit(broken)
 
 
 def test_unfitted_hog_raises(images):

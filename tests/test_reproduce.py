@@ -56,9 +56,15 @@ def test_cifar10_study_is_valid():
                    "ResNet-50 (224 px, IMAGENET1K_V1)/logreg"):
         assert needed in ids
     refs = {r.id: r.reference for r in study.rows if r.reference}
-    assert refs["ResNet-50 (224 px, IMAGENET1K_V1)/logreg"].value == 0.9147
+    assert "ResNet-50 (224 px, IMAGENET1K_V1)/logreg" in refs
     assert refs["raw pixels/linear-svm"].metric == "val"
     assert all(ref.source for ref in refs.values())
+    for ref in refs.values():
+        # a record stores the reference as JSON: read back, it is the row's own
+        assert Reference.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
+        # the table's text says the same numbers (4 significant digits)
+        shown = [float(t) for t in ref.text().split("-")]
+        assert shown == pytest.approx(sorted({ref.low, ref.high}), rel=1e-3)
     assert {r.family for r in study.rows} == {"hand-crafted", "cnn"}
     pairs = {(r.features, r.classifier) for r in study.rows}
     for features in ("raw", "color-hist", "hog", "hog+color-hist", "bovw", "fisher",
@@ -80,21 +86,41 @@ def test_invalid_studies_are_rejected():
             dataclasses.replace(good, quick={"hog": {"cells": 4}}),)))
     with pytest.raises(ParameterError, match="duplicate"):
         validate_study(Study("s", "digits", "", (good, good)))
+    for bad in (Reference(1.5, "x"), Reference((0.6, 0.4), "x"), Reference(0.0, "x"),
+                Reference(0.5, "x", "train")):
+        with pytest.raises(ParameterError, match="bad reference"):
+            validate_study(Study("s", "digits", "", (dataclasses.replace(good, reference=bad),)))
+
+
+def _by_hand(ours, low, high):
+    """Ours minus the nearest point of [low, high]: 0 inside the band."""
+    return ours - min(max(ours, low), high)
 
 
 def test_difference_column():
-    assert Reference(0.9147, "x").difference(0.9) == pytest.approx(-0.0147)
-    band = Reference((0.42, 0.50), "x")
-    assert [band.difference(v) for v in (0.40, 0.42, 0.47, 0.50, 0.53)] == \
-        pytest.approx([-0.02, 0, 0, 0, 0.03])
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        low, high = sorted(rng.uniform(0.05, 0.95, 2))
+        band, point = Reference((low, high), "x"), Reference(low, "x")
+        for v in (*rng.uniform(0, 1, 4), low, high, (low + high) / 2):
+            assert band.difference(v) == pytest.approx(_by_hand(v, low, high), abs=1e-6)
+            assert point.difference(v) == pytest.approx(v - low, abs=1e-6)
+        assert band.difference(low) == band.difference(high) == 0
+    assert Reference(0.5, "x").difference(None) is None
     # the difference uses the metric the reference reports
-    rec = {"run_id": "r", "val_acc": 0.30, "test_acc": 0.40, "features": {"spec": "raw"},
+    rec = {"run_id": "r", "val_acc": 0.231, "test_acc": 0.674, "features": {"spec": "raw"},
            "classifier": {"name": "linear-svm"},
-           "study": {"label": "raw", "reference": Reference((0.38, 0.39), "x", "val").to_dict()}}
+           "study": {"label": "raw", "reference": Reference((0.45, 0.52), "x", "val").to_dict()}}
     row = study_row(rec)
-    assert row["difference"] == pytest.approx(-0.08) and row["ref_metric"] == "val"
-    rec["study"]["reference"] = Reference(0.5, "x").to_dict()
-    assert study_row(rec)["difference"] == pytest.approx(-0.1)
+    assert row["ref_metric"] == "val" and row["reference"] == "0.45-0.52"
+    assert row["difference"] == pytest.approx(0.231 - 0.45, abs=1e-6)
+    rec["study"]["reference"] = Reference((0.45, 0.52), "x", "test").to_dict()
+    assert study_row(rec)["difference"] == pytest.approx(0.674 - 0.52, abs=1e-6)
+    rec["study"]["reference"] = Reference(0.6, "x").to_dict()  # "test" by default
+    assert study_row(rec)["difference"] == pytest.approx(0.674 - 0.6, abs=1e-6)
+    rec["study"]["reference"] = None  # rows without a reference: empty cells
+    row = study_row(rec)
+    assert row["difference"] is None and row["reference"] == row["ref_metric"] == ""
 
 
 def test_quick_reproduce_outputs_resume_and_plot(synthetic, tmp_path):
@@ -108,7 +134,18 @@ def test_quick_reproduce_outputs_resume_and_plot(synthetic, tmp_path):
     assert list(df.columns) == STUDY_COLUMNS
     assert set(df["family"]) == {"hand-crafted", "cnn"}
     assert df["error"].isna().all()  # empty error cells
-    assert ((df["test_acc"] >= 0) & (df["test_acc"] <= 1)).all()
+    # each accuracy is the diagonal share of its record's confusion matrix, whose rows
+    # count the test images of each class (8 per class in the fixture)
+    by_row = {}
+    for path in records:
+        rec = json.loads(path.read_text())
+        m = np.asarray(rec["confusion"])
+        assert m.sum(axis=1).tolist() == [8, 8, 8]
+        assert rec["test_acc"] == pytest.approx(np.trace(m) / m.sum(), abs=1e-12)
+        by_row[(rec["study"]["label"], rec["classifier"]["name"])] = rec["test_acc"]
+    assert by_row == {(r, c): pytest.approx(a, abs=1e-12)
+                      for r, c, a in zip(df["row"], df["classifier"], df["test_acc"],
+                                         strict=True)}
     # CIFAR-10's published numbers are not set against another dataset's results
     assert "references are left out" in result.output
     assert df["reference"].isna().all() and df["difference"].isna().all()
@@ -155,26 +192,54 @@ def test_quick_reproduce_outputs_resume_and_plot(synthetic, tmp_path):
     assert all((copy / name).is_file() for name in PLOTS)
 
 
+def _hog_by_hand(split):
+    """scikit-image's HOG (featbench's defaults) of each image file, read with PIL."""
+    from skimage.color import rgb2gray
+    from skimage.feature import hog
+
+    return np.stack([hog(rgb2gray(np.asarray(Image.open(split.path(i)).convert("RGB"))),
+                         orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
+                         block_norm="L2-Hys") for i in range(len(split))]).astype(np.float32)
+
+
 def test_study_with_references_end_to_end(synthetic, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import confusion_matrix
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     from featbench.datasets import load_dataset
     from featbench.report import render
     from featbench.reproduce import run_study
 
     ds = load_dataset(f"folder:{synthetic}")
-    ref = Reference((0.2, 0.3), "a paper", "test")
-    study = Study("t", ds.name, "", (Row("hog", "hog", "logreg", reference=ref),
-                                      Row("raw", "raw", "logreg",
-                                          reference=Reference(0.5, "b", "val"))))
+    rows = (Row("hog", "hog", "logreg", reference=Reference((0.63, 0.71), "a paper", "test")),
+            Row("raw", "raw", "logreg", reference=Reference(0.37, "b", "val")))
+    study = Study("t", ds.name, "", rows)
     validate_study(study)
     records, planned = run_study(study, ds, tmp_path, echo=lambda m: None)
     assert len(records) == 2 and len(planned) == 2
+    # each record carries its row's reference, as declared
+    for rec, row in zip(records, rows, strict=True):
+        assert rec["study"]["row"] == row.id
+        assert Reference.from_dict(rec["study"]["reference"]) == row.reference
+    # the HOG row's accuracy and confusion matrix, refitted by hand with scikit-learn on
+    # scikit-image's HOG, with the C it chose, on all training images (validation too)
+    hog_rec = records[0]
+    clf = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(
+        C=hog_rec["classifier"]["chosen"]["C"], max_iter=1000))])
+    pred = clf.fit(_hog_by_hand(ds.train), ds.train.labels).predict(_hog_by_hand(ds.test))
+    assert hog_rec["test_acc"] == pytest.approx(np.mean(pred == ds.test.labels), abs=1e-12)
+    assert hog_rec["confusion"] == confusion_matrix(ds.test.labels, pred).tolist()
     render(tmp_path, keys=planned)
     df = pd.read_csv(tmp_path / "table.csv")
     hog, raw = df.iloc[0], df.iloc[1]
-    assert hog["reference"] == "0.2-0.3" and hog["source"] == "a paper"
-    assert hog["difference"] == pytest.approx(ref.difference(hog["test_acc"]))
-    assert raw["ref_metric"] == "val"
-    assert raw["difference"] == pytest.approx(raw["val_acc"] - 0.5)
+    assert hog["test_acc"] == pytest.approx(hog_rec["test_acc"], abs=1e-12)
+    assert hog["reference"] == "0.63-0.71" and hog["source"] == "a paper"
+    assert hog["ref_metric"] == "test"
+    assert hog["difference"] == pytest.approx(_by_hand(hog["test_acc"], 0.63, 0.71), abs=1e-6)
+    assert raw["ref_metric"] == "val" and raw["reference"] == "0.37"
+    assert raw["difference"] == pytest.approx(raw["val_acc"] - 0.37, abs=1e-6)
 
 
 def test_unavailable_rows_are_skipped_not_failed(synthetic, tmp_path, monkeypatch):
@@ -188,11 +253,17 @@ def test_unavailable_rows_are_skipped_not_failed(synthetic, tmp_path, monkeypatc
 
 
 def test_reproduce_errors_are_one_line(tmp_path):
-    runner = CliRunner()
-    bad = runner.invoke(main, ["reproduce", "cifar100"])
-    assert bad.exit_code != 0 and "unknown study 'cifar100'" in bad.output
-    assert "Traceback" not in bad.output
-    none = runner.invoke(main, ["reproduce", "--only", "nothing*", "--list"])
-    assert none.exit_code != 0 and "matches no row" in none.output
-    missing = runner.invoke(main, ["plot", str(tmp_path)])
-    assert missing.exit_code != 0 and "no run records" in missing.output
+    def one_line_error(*args):
+        # exceptions propagate: one that escapes the command line's boundary fails here
+        res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert isinstance(res.exception, SystemExit) and res.exit_code == 1, res.output
+        assert res.output.startswith("Error: ") and res.output.count("\n") == 1, res.output
+        return res.output
+
+    assert one_line_error("reproduce", "cifar100") == \
+        "Error: unknown study 'cifar100'. Did you mean cifar10? Valid studies: cifar10.\n"
+    rows = ", ".join(r.id for r in get_study("cifar10").rows)
+    assert one_line_error("reproduce", "--only", "nothing*", "--list") == \
+        f"Error: --only nothing* matches no row of study 'cifar10'; rows: {rows}\n"
+    assert one_line_error("plot", str(tmp_path)) == \
+        f"Error: no run records at {tmp_path / 'runs'} (expected a .json file or a folder)\n"

@@ -82,10 +82,11 @@ def test_second_run_reuses_every_shard(tmp_path, ds, counted):
     union = extract_features("hog+color-hist", ds, {}, st, shard_size=64)
     assert counted == [] and union.parts[0]["cached"] and not union.parts[1]["cached"]
     # read back memory-mapped, never loaded into one array first
-    entry = plan("hog", ds, {}).entry_key(ds, "test")
-    shards = sorted((tmp_path / "features").glob(f"{entry}-s64/shard-*.npy"))
-    assert len(shards) == 2
-    assert isinstance(np.load(shards[0], mmap_mode="r"), np.memmap)
+    (stored,) = st.entries_of(plan("hog", ds, {}).entry_key(ds, "test"))
+    shards = stored.shards()
+    assert [len(a) for a in shards] == [64, 36]
+    assert all(isinstance(a, np.memmap) and not a.flags.writeable for a in shards)
+    np.testing.assert_array_equal(np.concatenate(shards), second.test)
 
 
 def test_features_equal_the_in_memory_extractor(tmp_path, ds):
