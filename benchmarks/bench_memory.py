@@ -7,7 +7,7 @@ then, each in a fresh process so that peak RSS is its own:
   ``hog`` and ``cnn:efficientnet-lite0`` at N and at 4N images;
 - the in-memory peer at N images, the data path featbench had before its
   feature store: decode the whole folder into one uint8 array at the
-  extractor's resolution (``read_images``), then ``transform`` it in one call.
+  extractor's resolution (``read_image``), then ``transform`` it in one call.
 
 Prints peak RSS (MB), images/s and the 4N / N RSS ratio (goal: at most 1.2).
 
@@ -31,15 +31,16 @@ from PIL import Image
 
 PEER = """
 import sys, time
+import numpy as np
 from pathlib import Path
-from featbench.datasets.imageio import read_images
+from featbench.datasets.imageio import read_image
 from featbench.features import get_extractor
 from featbench.params import parse_params
 folder, spec, size = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 params = parse_params(sys.argv[4:]).get(spec, {})
 paths = sorted(folder.rglob("*.jpg"))
 t0 = time.perf_counter()
-X = read_images(paths, size)  # the whole folder in one array
+X = np.stack([read_image(p, size) for p in paths])  # the whole folder in one array
 est = get_extractor(spec, **params).fit(X[:1])
 F = est.transform(X)
 print(time.perf_counter() - t0)

@@ -105,13 +105,13 @@ class _ValSize(click.ParamType):
 SEED = click.IntRange(min=0, max=2**32 - 1)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one line on stderr, without the source line Python adds."""
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line, without the file, line and source line Python adds."""
     text = str(message).splitlines()[0] if str(message) else category.__name__
     name = category.__name__
     prefix = "" if name in ("UserWarning",) or name.endswith(("StoreWarning", "ImageWarning")) \
         else f"{name}: "
-    click.echo(f"warning: {prefix}{text}", err=True)
+    return f"warning: {prefix}{text}\n"
 
 
 def _pair_notes(rec: dict) -> list[str]:
@@ -144,7 +144,7 @@ def main() -> None:
     """
     import warnings
 
-    warnings.showwarning = _show_warning
+    warnings.formatwarning = _format_warning  # (recording with catch_warnings still works)
 
 
 def _split_multi(values: tuple[str, ...]) -> list[str]:
@@ -309,8 +309,7 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
 
         def check_outputs() -> None:
             _check_folder(runs, "run records")
-            if store is not None:
-                _check_folder(store.root, "features")
+            # (no check of the store: it is a cache, an unwritable one warns and is bypassed)
             if output is not None:
                 _check_file(output)
 
@@ -667,8 +666,7 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
             rows = [_with_device(row, device) for row in rows]
         out = out or Path("results") / "studies" / (st.name + ("-quick" if quick else ""))
         store = _store(cache_dir)
-        _check_folder(out / "runs", "the study")
-        _check_folder(store.root, "features")
+        _check_folder(out / "runs", "the study")  # the store is a cache: never checked
         sizes = dict(st.quick_sizes) if quick else {}
         if train_size:
             sizes["train_size"] = train_size

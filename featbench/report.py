@@ -34,7 +34,7 @@ def latest_per_row(records: list[dict]) -> list[dict]:
     """One record per study row: the newest without error, else the newest."""
     best: dict[str, dict] = {}
     for rec in sorted(records, key=lambda r: r.get("created", "")):
-        key = rec.get("study", {}).get("row") or rec["run_id"]
+        key = (plan_of(rec), rec.get("study", {}).get("row") or rec["run_id"])
         if key not in best or not rec.get("error") or best[key].get("error"):
             best[key] = rec
     return sorted(best.values(), key=lambda r: (r.get("study", {}).get("order", 1e9),

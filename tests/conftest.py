@@ -34,14 +34,14 @@ def shared_data() -> Path:
 def cifar_sample(shared_data) -> tuple[np.ndarray, np.ndarray]:
     """200 real CIFAR-10 (JPEG copy) training images, 20 per class, and labels."""
     from featbench.datasets.cifar10 import CLASSES
-    from featbench.datasets.imageio import read_images
+    from featbench.datasets.imageio import read_image
 
     paths, labels = [], []
     for i, name in enumerate(CLASSES):
         files = sorted((shared_data / "cifar10-jpeg" / "train" / name).iterdir())[:20]
         paths += files
         labels += [i] * len(files)
-    return read_images(paths), np.asarray(labels)
+    return np.stack([read_image(p) for p in paths]), np.asarray(labels)
 
 
 @pytest.fixture(scope="session")

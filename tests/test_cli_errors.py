@@ -233,7 +233,8 @@ def test_run_and_table_print_the_same_table(tmp_path):
     assert shown.stdout == res.stdout
     header, _, row = res.stdout.splitlines()
     assert header.split() == ["features", "feature_params", "classifier", "feature_dim",
-                              "val_acc", "test_acc", "extract_s", "fit_s", "hyperparams"]
+                              "val_acc", "test_acc", "test_mean_class_acc", "extract_s", "fit_s",
+                              "hyperparams"]
     assert row.split()[:4] == ["hog", "-", "ridge", "324"]
     every = invoke("table", "--all-columns", tmp_path / "runs").stdout
     assert every.split()[:3] == ["dataset", "features", "feature_params"]
@@ -356,7 +357,9 @@ def test_describe_classifier_with_grid():
                                    "LinearSVM)"
     assert lines(res.output)[-1] == "  C: " + ", ".join(map(str, default_grid("linear-svm")["C"]))
     assert "  C: 1e-05, 0.0001," in res.output
-    assert "  max_iter=1000" in res.output and "  random_state=0 " in res.output
+    from featbench.classifiers import MAX_ITER
+
+    assert f"  max_iter={MAX_ITER}" in res.output and "  random_state=0 " in res.output
     res = invoke("describe", "cnn:resnet18")
     assert res.exit_code == 0 and "  model=resnet18 " in res.output
 

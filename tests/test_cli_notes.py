@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from click.testing import CliRunner
 
@@ -39,20 +40,47 @@ def test_warnings_are_one_line_with_any_jobs(tmp_path):
         assert any(w.startswith("ConvergenceWarning") for w in rec["warnings"]), jobs
 
 
-def test_store_warning_is_one_line(tmp_path, monkeypatch):
-    import errno
+def test_unwritable_cache_is_one_warning_line_and_the_run_succeeds(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    out = subprocess.run(
+        [sys.executable, "-m", "featbench", "run", "-f", "hog", "-c", "ridge", "--train-size",
+         "300", "--test-size", "100", "--cache-dir", str(blocker / "cache"),
+         "--results-dir", str(tmp_path / "r"), "-q"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": ""})
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "feature store" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: feature store {blocker}")
+    assert not [line for line in out.stderr.splitlines() if "warnings.warn" in line]
+    assert "hog" in out.stdout and "ridge" in out.stdout  # the table
+
+
+def test_list_file_that_is_not_utf8_is_one_line(tmp_path):
+    bad = tmp_path / "photos.csv"
+    bad.write_bytes(b"path,label\n\xff\xfe.jpg,a\n")
+    res = CliRunner().invoke(main, ["run", "-d", f"list:{bad}", "--results-dir",
+                                    str(tmp_path / "r")], catch_exceptions=False)
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1].startswith(f"Error: cannot read list file {bad}")
+
+
+def test_unlistable_folder_is_one_line(tmp_path, monkeypatch):
     import os
 
-    real = os.link
+    (tmp_path / "data" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "test" / "a").mkdir(parents=True)
+    real = os.walk
 
-    def refuse(*a, **k):
-        raise OSError(errno.EROFS, "Read-only file system")
+    def refuse(top, *a, **k):
+        raise PermissionError(13, "Permission denied", str(top))
 
-    monkeypatch.setattr(os, "link", refuse)
-    res = CliRunner().invoke(main, ["run", "-f", "hog", "-c", "ridge", "--cache-dir",
-                                    str(tmp_path / "c"), "--results-dir", str(tmp_path), "-q"],
+    monkeypatch.setattr(os, "walk", refuse)
+    res = CliRunner().invoke(main, ["run", "-d", f"folder:{tmp_path / 'data'}",
+                                    "--results-dir", str(tmp_path / "r")],
                              catch_exceptions=False)
-    monkeypatch.setattr(os, "link", real)
-    assert res.exit_code == 0, res.output
-    warned = [line for line in res.output.splitlines() if "feature store" in line]
-    assert len(warned) == 1 and warned[0].startswith("warning: feature store ")
+    monkeypatch.setattr(os, "walk", real)
+    assert res.exit_code == 1
+    assert "Error: cannot list image folder" in res.output and "Permission denied" in res.output

@@ -122,9 +122,12 @@ def load_cifar10_batches(folder: Path) -> Dataset:
     classes = CLASSES
     meta = folder / "batches.meta"
     if meta.is_file():
-        with open(meta, "rb") as f:
-            names = _str_keys(pickle.load(f, encoding="latin1"))["label_names"]
-            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        try:
+            with open(meta, "rb") as f:
+                names = _str_keys(pickle.load(f, encoding="latin1"))["label_names"]
+        except Exception as exc:
+            raise DataError(f"cannot read CIFAR-10 {meta}: {exc}") from None
+        classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     return Dataset.from_arrays(
         "cifar10",
         np.concatenate([p[0] for p in parts]),

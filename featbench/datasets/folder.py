@@ -101,7 +101,17 @@ def detect_layout(root: Path) -> tuple[str, dict[str, Path]]:
     return "class folders (split by seed)", {}
 
 
-def load_image_folder(
+def load_image_folder(root: str | Path, **kwargs) -> Dataset:
+    """List an image folder as a lazy :class:`Dataset` (see :func:`_load_image_folder`);
+    a folder that cannot be listed (permissions, I/O) is reported naming it."""
+    try:
+        return _load_image_folder(root, **kwargs)
+    except OSError as exc:
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else f" {root}"
+        raise DataError(f"cannot list image folder{where}: {exc.strerror or exc}") from None
+
+
+def _load_image_folder(
     root: str | Path,
     *,
     name: str | None = None,
@@ -175,7 +185,10 @@ def load_list_file(
     if not path.is_file():
         raise DataError(f"list file {path} does not exist (expected a CSV or TSV with a "
                         f"path column and a label column)")
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read list file {path}: {exc}") from None
     delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in text.split("\n", 1)[0] else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     numbered = [(reader.line_num, r) for r in reader]
