@@ -22,9 +22,10 @@ c: only the JPEG run right) with the exact two-sided binomial p-value.
 Each family runs with the configuration of its row in the CIFAR-10 study
 (``featbench/studies/cifar10.py``: the study's bag-of-words and Fisher settings and
 their C grids, k-means K = 1600 with C in 1e-4..1e-2, HOG + hue with the CS231n
-``hog.block_norm=none``; plain ``hog`` is Dalal-Triggs), with two changes for time
+``hog.block_norm=none``; plain ``hog`` is Dalal-Triggs), with three changes for time
 (:data:`FAST`, printed when used): the k-means codebook is fitted on 100,000 random
-patches instead of 400,000, and the CNN sees 128 px instead of its own 224 px.
+patches instead of 400,000, the CNN sees 128 px instead of its own 224 px, and raw
+pixels' SVM is tuned on C in 1e-5..1e-3 instead of 1e-5..1.
 ``-p name.param=value`` overrides any of these as on the featbench command line
 (``-p kmeans-patches.n_patches=400000 -p cnn:efficientnet-lite0.size=224`` is the
 study's protocol; ``-p linear-svm.C=0.001`` fixes C for every family);
@@ -37,11 +38,21 @@ two.
     python benchmarks/exact_vs_jpeg.py --out results/exact_vs_jpeg.json
     python benchmarks/exact_vs_jpeg.py -f kmeans-patches -p kmeans-patches.n_patches=400000
 
-Time on this 2-core CPU (measured while other jobs ran): k-means patches alone about
-25 min (both twins, 3,000 / 1,000); every family at 600 / 200 about 8 min.
+Measured once (seed 0, 3,000 / 1,000, linear SVM, on a 2-core CPU that other jobs
+shared): the default run took 993 s (1-minute load average 3.2 at the start, 2.0 at
+the end; ``CPU s`` in the table is the cost that does not depend on such load).
+Exact minus JPEG, in points with 95 % paired-bootstrap intervals: raw, color-hist,
+hog, HOG + hue and fisher within +-2 (every interval includes 0); bovw -3.9
+[-6.8, -1.0] (the JPEG run chose another C); k-means +1.1 [-1.7, +3.8] with
+100,000 patches (0.602 vs 0.591) and +3.4 [+0.8, +6.0] with the study's 400,000
+(0.647 vs 0.613); EfficientNet-Lite0 +7.9 [+5.6, +10.3] at 128 px (0.807 vs
+0.728) and +8.7 [+6.5, +11.0] at its own 224 px (0.857 vs 0.770; 536 s for that
+family alone).
+
 Features go to the featbench store (``$FEATBENCH_CACHE/store``), so a rerun only
-refits classifiers (extraction times shown are then the stored ones, marked
-``*``); ``--no-cache`` computes everything in a temporary store.
+refits classifiers (extraction times shown are then the stored encoding times,
+without the codebook fit, marked ``*``); ``--no-cache`` computes everything in a
+temporary store.
 
 What ``shared/data/README.md`` already reports: one earlier measurement of this
 kind (3,000 / 1,000, featbench, 2026-11-26) gave k-means patches (K = 1600) +
@@ -66,11 +77,17 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's featbench, even where another is installed
-#: this benchmark's settings on top of the study's rows, to keep the whole default run
-#: near 15 minutes on 2 cores: the k-means codebook fitted on 100,000 patches (the
-#: study's 400,000 took ~500 s per twin on this machine), the CNN at 128 px (its own
-#: 224 px: ~8 images/s here under load). ``-p`` restores either.
-FAST = {"kmeans-patches": {"n_patches": 100_000}, "cnn:efficientnet-lite0": {"size": 128}}
+#: this benchmark's settings on top of the study's rows (feature spec -> ``-p`` style
+#: parameters), for time on 2 cores: the k-means codebook fitted on 100,000 patches (the
+#: study's 400,000 took ~500 s per twin), the CNN at 128 px (its own 224 px ran at ~8
+#: images/s under load), and raw pixels' SVM tuned on C in 1e-5..1e-3 (it chose 1e-4;
+#: the default grid's C = 0.01..1 hit L-BFGS's iteration limit, ~3 minutes per twin).
+#: ``-p`` overrides any of them.
+FAST = {
+    "raw": {"linear-svm": {"C": (1e-5, 1e-4, 1e-3)}},
+    "kmeans-patches": {"kmeans-patches": {"n_patches": 100_000}},
+    "cnn:efficientnet-lite0": {"cnn:efficientnet-lite0": {"size": 128}},
+}
 DEFAULT_FEATURES = ("raw,color-hist,hog,hog+color-hist,bovw,fisher,kmeans-patches,"
                     "cnn:efficientnet-lite0")
 
@@ -203,35 +220,47 @@ def write_lists(rows, split, data_dir: Path, folder: Path) -> dict[str, Path]:
 
 # -- configuration --------------------------------------------------------------------
 def study_params(spec: str, clf: str) -> dict:
-    """Parameters of ``spec``'s first row with ``clf`` in the CIFAR-10 study."""
+    """``spec``'s parameters in the CIFAR-10 study: the extractors' of its first row,
+    the classifier's of its first row with ``clf``."""
+    from featbench.classifiers import CLASSIFIERS
     from featbench.studies.cifar10 import ROWS
 
-    for row in ROWS:
-        if row.features == spec and row.classifier == clf:
-            return {k: dict(v) for k, v in row.params.items()}
-    return {}
+    rows = [r for r in ROWS if r.features == spec]
+    out = {k: dict(v) for k, v in (rows[0].params if rows else {}).items()
+           if k not in CLASSIFIERS}
+    for row in rows:
+        if row.classifier == clf:
+            out.update({k: dict(v) for k, v in row.params.items() if k == clf})
+            break
+    return out
 
 
 def default_params(spec: str, clf: str) -> dict:
     """The study's row for ``spec``, then this benchmark's :data:`FAST` settings."""
-    from featbench.features import split_spec
+    from featbench.classifiers import CLASSIFIERS
 
-    fast = {n: FAST[n] for n in split_spec(spec) if n in FAST}
+    fast = {n: v for n, v in FAST.get(spec, {}).items() if n == clf or n not in CLASSIFIERS}
     return merged(study_params(spec, clf), fast)
 
 
-def fast_note(specs: list[str], user: dict) -> str:
+def fast_note(specs: list[str], clf: str, user: dict) -> str:
     """The :data:`FAST` settings this run uses (those no ``-p`` overrides), in words."""
-    from featbench.features import build_extractor, split_spec
+    from featbench.classifiers import default_grid
+    from featbench.features import build_extractor
 
-    used = {n for spec in specs for n in split_spec(spec)}
     notes = []
-    for name, values in FAST.items():
-        for key, value in values.items():
-            if name in used and key not in user.get(name, {}):
-                own = build_extractor(name).get_params()[key]
-                own = 224 if own is None and key == "size" else own  # the model's resolution
-                notes.append(f"{name}.{key}={value} (default {own})")
+    for spec in specs:
+        for name, values in default_params(spec, clf).items():
+            for key, value in values.items():
+                if key in FAST.get(spec, {}).get(name, {}) and key not in user.get(name, {}):
+                    own = (default_grid(name).get(key) if name == clf
+                           else build_extractor(name).get_params()[key])
+                    shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) \
+                        else value
+                    own = ",".join(f"{v:g}" for v in own) if isinstance(own, list) else own
+                    own = "the model's own" if own is None else own
+                    where = f" for {spec}" if name == clf else ""
+                    notes.append(f"{name}.{key}={shown}{where} (default {own})")
     return ", ".join(notes)
 
 
@@ -334,7 +363,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"split seed {args.seed}: {len(ds['exact'].train)} train / {len(ds['exact'].test)} "
           f"test, stratified, identical for both twins; classifier {args.clf} tuned on a "
           f"validation split of train, refit on train; {n_jobs} worker threads")
-    fast = fast_note(specs, user) if not args.library_defaults else ""
+    fast = fast_note(specs, args.clf, user) if not args.library_defaults else ""
     if fast:
         print(f"for time, this benchmark sets {fast} (-p overrides)")
 
@@ -386,7 +415,8 @@ def run(args: argparse.Namespace) -> dict:
           f"{test_mad.mean():.2f}); 95% CI: paired bootstrap ({args.n_boot} resamples of the "
           f"test images); b/c: test images only the exact / only the JPEG run got right; "
           f"p: exact McNemar (binomial) test. extract s: both splits of each twin, codebook "
-          f"fit included; * = read from the feature store (time of the run that stored it); "
+          f"fit included; * = read from the feature store (the stored encoding time, without "
+          f"the codebook fit); "
           f"CPU s: CPU time of both twins' extraction and classifier tuning (all threads "
           f"and worker processes). "
           f"Wall time {wall_s:.0f} s on {os.cpu_count()} cores (1-minute load average "
