@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from featbench.errors import ParameterError
@@ -32,11 +30,9 @@ CLASSIFIERS = ["linear-svm", "logreg", "ridge", "mlp"]
     ("ridge.alpha=abc", "invalid value ridge.alpha='abc'"),
 ])
 def test_every_bad_value_fails_up_front_in_one_wording(option, expected):
-    t0 = time.perf_counter()
-    with pytest.raises(ParameterError) as info:
+    with pytest.raises(ParameterError) as info:  # no data: checked before any work
         validate_plan(FEATURES, CLASSIFIERS, parse_params([option]))
     assert str(info.value).startswith(expected)
-    assert time.perf_counter() - t0 < 30  # no extraction, no fit
 
 
 @pytest.mark.parametrize("option", [
