@@ -346,23 +346,55 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
 
 @main.command(context_settings=CONTEXT)
 @dataset_options
+@click.option("--shard", "shard", metavar="I/N",
+              help="Compute only shards j with j mod N = I-1 of every split: one of N "
+                   "processes (a SLURM array, xargs -P) filling a shared --cache-dir.")
+@click.option("--fit-only", is_flag=True,
+              help="Only fit the codebooks of learned extractors (bovw, vlad, fisher, "
+                   "kmeans-patches) into the store; run it once before sharded extracts.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="local: this process; ray: a Ray Data pipeline (pip install -e "
+                   "\".[ray]\"), actors with one GPU each when CUDA is there.")
+@click.option("--ray-address", metavar="ADDRESS",
+              help="Ray cluster to connect to (e.g. auto, ray://head:10001) [default: "
+                   "start a local Ray instance]. Only with --engine ray.")
 def extract(**opts) -> None:
     """Compute and store the features of a dataset, without fitting any classifier.
 
     What to run once on a large dataset before sweeping classifiers: `run` and
     `reproduce` with the same dataset and parameters reuse what it stored. Shards
     already in the store are skipped, so an interrupted extract resumes.
+
+    \b
+    On several machines sharing a file system (see README, "On a cluster"):
+      featbench extract -d folder:/data/photos -f bovw --fit-only --cache-dir /shared/c
+      featbench extract -d folder:/data/photos -f bovw --shard $I/$N --cache-dir /shared/c
+    or one Ray Data pipeline: featbench extract ... --engine ray --ray-address auto
     """
     import time
 
-    from .extraction import extract_features
     from .parallel import set_options
-    from .params import parse_params
+    from .params import parse_params, parse_shard
 
     set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
     feature_specs = _split_multi(opts["features"])
     store = _store(opts["cache_dir"])
+    shard = None
+    if opts["shard"] is not None:
+        try:
+            shard = parse_shard(opts["shard"])
+        except FeatbenchError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--shard "),
+                                     param_hint="--shard") from None
+    if opts["ray_address"] is not None and opts["engine"] != "ray":
+        raise click.BadParameter("only with --engine ray", param_hint="--ray-address")
+    if opts["fit_only"] and shard is not None:
+        raise click.BadParameter("--fit-only fits the codebooks once; run it without --shard",
+                                 param_hint="--fit-only")
     with _boundary(lambda: "finished shards are kept; run the same command to resume"):
+        from .extraction import extract_features
+
         parsed = parse_params(opts["params"])
         from .classifiers import CLASSIFIERS
 
@@ -376,16 +408,12 @@ def extract(**opts) -> None:
                                    shard_size=opts["shard_size"],
                                    skip_bad=opts["skip_bad_images"],
                                    dtype=opts["feature_dtype"], n_workers=opts["jobs"],
-                                   load=False)
+                                   load=False, shard=shard, fit_only=opts["fit_only"],
+                                   engine=opts["engine"], ray_address=opts["ray_address"])
             wall = time.perf_counter() - t0
+            n_img = sum(len(src) for src in ds.splits().values())
             for part in res.parts:
-                sh = part["shards"]
-                computed = sum(v["computed"] for v in sh.values())
-                total = sum(v["n"] for v in sh.values())
-                n_img = sum(len(src) for src in ds.splits().values())
-                click.echo(f"{part['name']}: {computed} of {total} shard(s) computed, "
-                           f"{total - computed} already stored; {n_img} images",
-                           err=True)
+                click.echo(_extract_line(part, n_img, shard, opts["fit_only"]), err=True)
             click.echo(f"{spec}: {wall:.1f} s wall", err=True)
             if res.bad_files:
                 click.echo(f"skipped {len(res.bad_files)} image(s) that could not be decoded:",
@@ -393,6 +421,27 @@ def extract(**opts) -> None:
                 for line in res.bad_files:
                     click.echo(f"  {line}", err=True)
         click.echo(f"features stored in {store.root}", err=True)
+
+
+def _extract_line(part: dict, n_img: int, shard: tuple[int, int] | None,
+                  fit_only: bool) -> str:
+    """One line per extractor: what ``extract`` computed and what is still missing."""
+    name = part["name"]
+    if fit_only:
+        if "codebook" not in part:
+            return f"{name}: nothing to fit (not a learned extractor)"
+        return f"{name}: codebook {part['codebook'][:12]} in the store"
+    sh = part["shards"]
+    computed = sum(v["computed"] for v in sh.values())
+    total = sum(v["n"] for v in sh.values())
+    missing = sum(v.get("missing", 0) for v in sh.values())
+    if shard is None:
+        return (f"{name}: {computed} of {total} shard(s) computed, "
+                f"{total - computed} already stored; {n_img} images")
+    i, n = shard
+    line = f"{name} [shard {i}/{n}]: {computed} shard(s) computed of {total}; "
+    return line + (f"{missing} still missing (other shard processes)" if missing
+                   else "all stored")
 
 
 def _device_users(feature_specs: list[str]) -> list[str]:

@@ -34,7 +34,7 @@ from . import __version__
 from .cache import make_key
 from .datasets import Dataset
 from .datasets.source import ImageSource, View
-from .errors import DataError
+from .errors import DataError, ParameterError
 from .features import build_extractor, set_params_checked, split_spec
 from .parallel import get_n_jobs, progress
 from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
@@ -43,6 +43,8 @@ from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
 #: CIFAR-10's 50,000 training images, ~21,000 photos at 128 px).
 FIT_SAMPLE_BYTES = 1 << 30
 STORE_DTYPES = ("float32", "float16")
+#: extraction engines (``--engine``)
+ENGINES = ("local", "ray")
 
 
 @functools.lru_cache(maxsize=1)
@@ -468,6 +470,20 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     return result
 
 
+def shard_indices(n_shards: int, shard: tuple[int, int] | None) -> list[int] | None:
+    """The shards ``j`` of an entry with ``n_shards`` that worker ``I`` of ``N`` computes:
+    ``j mod N == I - 1`` (``None``: all).
+
+    Shard boundaries depend only on the split's size and the shard size, never on
+    ``N``, so runs with any number of workers (or none) share finished shards, and the
+    workers ``1..N`` together cover every shard exactly once.
+    """
+    if shard is None:
+        return None
+    i, n = shard
+    return list(range(i - 1, n_shards, n))
+
+
 def _split_chunks(est: BaseEstimator, shard_size: int, n_workers: int) -> None:
     """Let a multi-threaded extractor split one shard over every core (values unchanged:
     each image's features depend on that image alone)."""
@@ -538,14 +554,39 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                      store: FeatureStore, *, seed: int = 0,
                      shard_size: int = DEFAULT_SHARD_SIZE, skip_bad: bool = False,
                      dtype: str = "float32", n_workers: int | None = None,
-                     load: bool = True) -> FeatureResult:
+                     load: bool = True, shard: tuple[int, int] | None = None,
+                     fit_only: bool = False, engine: str = "local",
+                     ray_address: str | None = None) -> FeatureResult:
     """Extract ``spec``'s features on every split of ``ds`` through ``store``.
 
     With ``load=False`` the features are computed and stored but not read back
     (``featbench extract``); ``splits`` is then empty. A store that cannot be
     written (or read) never fails the extraction: it warns once
     (:class:`~featbench.store.StoreWarning`) and the features are computed in memory.
+
+    Parameters
+    ----------
+    shard : (I, N), optional
+        Compute only the shards ``j`` with ``j mod N == I - 1`` of every entry (see
+        :func:`shard_indices`): one of ``N`` processes that fill a shared store
+        together. Implies ``load=False``.
+    fit_only : bool
+        Only fit (or load) the codebooks of the learned extractors; no features.
+    engine : {"local", "ray"}
+        ``"local"``: this process (threads or DataLoader workers decode); ``"ray"``: a
+        Ray Data pipeline (:mod:`featbench.engines.ray_data`), on the cluster at
+        ``ray_address`` or a local Ray instance.
     """
+    if engine not in ENGINES:
+        raise ParameterError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    if engine == "ray":
+        from .engines.ray_data import extract_split_ray
+
+        def split_fn(*args, **kw):
+            return extract_split_ray(*args, address=ray_address, **kw)
+    else:
+        split_fn = extract_split
+    load = load and shard is None and not fit_only
     parts, all_params, total_s, all_cached = [], {}, 0.0, True
     entries: dict[str, list[StoreEntry]] = {s: [] for s in ds.splits()}
     bad_files: list[str] = []
@@ -566,10 +607,17 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                                              skip_bad=skip_bad)
                 part["prepared"] = True
 
+        if fit_only:
+            all_cached &= p.fit_key is None or "codebook" in part
+            parts.append(part)
+            total_s += part["extract_s"]
+            continue
         runtime = None
         for split in ds.splits():
-            res = extract_split(p, ds, split, store, shard_size=shard_size, skip_bad=skip_bad,
-                                dtype=dtype, n_workers=n_workers, ready=ready)
+            n_shards = -(-len(ds.split(split)) // shard_size)
+            res = split_fn(p, ds, split, store, shard_size=shard_size, skip_bad=skip_bad,
+                           dtype=dtype, n_workers=n_workers, ready=ready,
+                           shards=shard_indices(n_shards, shard))
             metas = res.entry.shard_meta()
             stored_bad = [f for m in metas for f in m.get("bad_files", [])]
             if stored_bad and not skip_bad:
@@ -579,7 +627,8 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
             part["extract_s"] += sum(float(m.get("seconds", 0.0)) for m in metas)
             part["cached"] &= res.computed == 0
             part["shards"][split] = {"n": res.entry.n_shards, "computed": res.computed,
-                                     "reused": res.reused, "store": str(res.entry.path)}
+                                     "reused": res.reused, "store": str(res.entry.path),
+                                     "missing": len(res.entry.missing())}
             runtime = runtime or res.runtime or next(
                 (m["runtime"] for m in metas if m.get("runtime")), None)
             entries[split].append(res.entry)

@@ -1,4 +1,4 @@
-"""Parse ``-p name.param=value`` options from the command line."""
+"""Parse ``-p name.param=value`` and ``--shard I/N`` options from the command line."""
 
 from __future__ import annotations
 
@@ -43,3 +43,14 @@ def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]
             )
         out.setdefault(name, {})[param] = parse_value(value)
     return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``1 <= I <= N`` (``--shard``)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ParameterError(f"--shard must be I/N, e.g. 2/8; got {text!r}") from None
+    if not 1 <= i <= n:
+        raise ParameterError(f"--shard I/N needs 1 <= I <= N; got {text!r}")
+    return i, n
