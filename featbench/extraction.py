@@ -34,7 +34,7 @@ from . import __version__
 from .cache import make_key
 from .datasets import Dataset
 from .datasets.source import ImageSource, View
-from .errors import DataError, ParameterError
+from .errors import DataError
 from .features import build_extractor, set_params_checked, split_spec
 from .parallel import get_n_jobs, progress
 from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
@@ -43,8 +43,6 @@ from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
 #: CIFAR-10's 50,000 training images, ~21,000 photos at 128 px).
 FIT_SAMPLE_BYTES = 1 << 30
 STORE_DTYPES = ("float32", "float16")
-#: extraction engines (``--engine``)
-ENGINES = ("local", "ray")
 
 
 @functools.lru_cache(maxsize=1)
@@ -577,15 +575,11 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         Ray Data pipeline (:mod:`featbench.engines.ray_data`), on the cluster at
         ``ray_address`` or a local Ray instance.
     """
-    if engine not in ENGINES:
-        raise ParameterError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-    if engine == "ray":
-        from .engines.ray_data import extract_split_ray
+    from .engines import get_engine
 
-        def split_fn(*args, **kw):
-            return extract_split_ray(*args, address=ray_address, **kw)
-    else:
-        split_fn = extract_split
+    engine_fn = get_engine(engine)
+    split_fn = (functools.partial(engine_fn, address=ray_address) if engine == "ray"
+                else engine_fn)
     load = load and shard is None and not fit_only
     parts, all_params, total_s, all_cached = [], {}, 0.0, True
     entries: dict[str, list[StoreEntry]] = {s: [] for s in ds.splits()}

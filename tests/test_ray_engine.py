@@ -204,3 +204,30 @@ def test_actor_errors_and_warnings_reach_the_caller_as_themselves(tmp_path, digi
         extract_split_ray(p, digits, "test", FeatureStore(tmp_path), shard_size=64,
                           n_workers=1)
     assert str(info.value) == "failing.knob must be 3"
+
+
+def test_extract_command_with_engine_ray_fills_the_store_for_run(tmp_path):
+    """`featbench extract --engine ray` then `run`: the run reuses every shard (same
+    keys as the local engine's), on this module's Ray instance."""
+    import json
+
+    from click.testing import CliRunner
+
+    from featbench.cli import main
+
+    root = _photos(tmp_path / "data", n=10)
+    cache = str(tmp_path / "cache")
+    base = ["-q", "-d", f"folder:{root}", "-f", "hog", "--cache-dir", cache,
+            "--shard-size", "8"]
+    res = CliRunner().invoke(main, ["extract", *base, "--engine", "ray"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0
+    assert "hog: 6 of 6 shard(s) computed, 0 already stored; 40 images" in res.output
+    res = CliRunner().invoke(main, ["run", *base, "-c", "ridge", "--results-dir",
+                                    str(tmp_path / "r")], catch_exceptions=False)
+    assert res.exit_code == 0
+    rec = json.loads(next((tmp_path / "r" / "runs").glob("*.json")).read_text())
+    assert rec["features"]["cached"] is True
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "store" / "features")
+             .glob("*/shard-*.json")]
+    assert len(metas) == 6 and {m.get("engine") for m in metas} == {"ray"}
