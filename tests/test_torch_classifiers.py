@@ -193,7 +193,7 @@ def test_record_says_where_the_classifier_ran():
         {"solver": "sklearn", "device": "cpu"}, {"solver": "liblinear", "device": "cpu"}]
 
 
-@pytest.mark.parametrize("est", [LogReg(solver="torch", device="cpu"),
+@pytest.mark.parametrize("est", [LogReg(), LogReg(solver="torch", device="cpu"),
                                  LinearSVM(solver="lbfgs", device="cpu")], ids=repr)
 def test_sklearn_estimator_checks(est):
     with warnings.catch_warnings():
