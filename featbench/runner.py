@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
 
+from .classifiers import CLASSIFIERS
 from .classifiers.tuning import (
     BOUNDS,
     MAX_EXTENSIONS,
@@ -90,7 +91,9 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     # where the torch classifiers ran (linear-svm, logreg): solver and device of the refit
     placement = {k: getattr(fitted, f"{k}_") for k in ("solver", "device")
                  if hasattr(fitted, f"{k}_")}
-    defaults = canonical(clone(pipe).named_steps["clf"].get_params(deep=False))
+    # the registered classifier before this run's parameters: what the table's
+    # changed-parameters column compares with
+    defaults = canonical(CLASSIFIERS.build(clf_name, random_state=seed).get_params(deep=False))
     n_images = sum(len(src) for src in ds.splits().values())
     return {
         "feature_dim": int(X.shape[1]),
