@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.estimator_checks import check_estimator
 
 import featbench.runtime as runtime
@@ -117,6 +118,102 @@ def test_logreg_binary_probabilities_match_sklearn():
     np.testing.assert_array_equal(ours.predict_proba(X), ref.predict_proba(X))
 
 
+def _imbalanced(n_classes: int, n: int = 800, d: int = 60):
+    """Standardized data whose classes are far from equally frequent."""
+    weights = [0.9, 0.1] if n_classes == 2 else [0.6, 0.25, 0.1, 0.05]
+    X, y = make_classification(n, d, n_informative=10, n_classes=n_classes, weights=weights,
+                               random_state=0)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced", "dict"])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_logreg_torch_class_weight_reaches_sklearn_optimum(n_classes, class_weight):
+    """class_weight: the torch fit minimizes scikit-learn's weighted objective
+    ``0.5 ||W||^2 + C sum_i w[y_i] loss_i`` (and the unweighted one without it)."""
+    X, y = _imbalanced(n_classes)
+    if class_weight == "dict":  # labels left out weigh 1; weights summing to more than n
+        class_weight = {1: 4.0} if n_classes == 2 else {1: 2.0, 2: 6.0, 3: 12.0}
+    C = 0.1
+    ref = LogisticRegression(C=C, tol=1e-8, max_iter=5000, class_weight=class_weight).fit(X, y)
+    ours = LogReg(C=C, solver="torch", device="cpu", tol=1e-6, max_iter=5000,
+                  class_weight=class_weight).fit(X, y)
+    assert (ours.solver_, ours.device_) == ("torch", "cpu")
+    y_index = np.searchsorted(ref.classes_, y)
+    sw = None if class_weight is None else \
+        compute_class_weight(class_weight, classes=ref.classes_, y=y)[y_index]
+    f_ref = logistic_objective(ref.coef_, ref.intercept_, X, y_index, C, sw)
+    assert logistic_objective(ours.coef_, ours.intercept_, X, y_index, C, sw) == \
+        pytest.approx(f_ref, rel=1e-4)
+    scale = np.abs(ref.coef_).max()
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-2, atol=1e-2 * scale)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-2, atol=1e-2 * scale)
+    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+    if class_weight is not None:
+        # the weights matter here: the unweighted optimum is far from the weighted one
+        plain = LogisticRegression(C=C, tol=1e-8, max_iter=5000).fit(X, y)
+        assert logistic_objective(plain.coef_, plain.intercept_, X, y_index, C, sw) > \
+            1.05 * f_ref
+        assert np.mean(plain.predict(X) != ref.predict(X)) > 0.05
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_logreg_torch_class_weight_scales_tol_as_sklearn(n_classes):
+    """scikit-learn's tol is on the objective divided by C sum_i s_i: equal class weights
+    c are C * c exactly, iteration for iteration (a tolerance on the objective divided by
+    C n would stop 20 times earlier here)."""
+    X, y = _data(n_classes)
+    c, tol = 0.05, 1e-3
+    weights = {k: c for k in range(n_classes)}
+    ref_w = LogisticRegression(C=1.0, tol=tol, class_weight=weights).fit(X, y)
+    ref = LogisticRegression(C=c, tol=tol).fit(X, y)
+    np.testing.assert_array_equal(ref_w.n_iter_, ref.n_iter_)  # scikit-learn's own rule
+    ours_w = LogReg(C=1.0, solver="torch", device="cpu", tol=tol, class_weight=weights).fit(X, y)
+    ours = LogReg(C=c, solver="torch", device="cpu", tol=tol).fit(X, y)
+    np.testing.assert_array_equal(ours_w.n_iter_, ours.n_iter_)
+    scale = np.abs(ours.coef_).max()
+    np.testing.assert_allclose(ours_w.coef_, ours.coef_, atol=1e-5 * scale)
+    np.testing.assert_allclose(ours_w.intercept_, ours.intercept_, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 1.0, 1: 3.0, 2: 0.5}])
+def test_logreg_class_weight_on_cpu_is_sklearn_bit_for_bit(class_weight):
+    X, y = _imbalanced(4, n=300, d=20)
+    y = np.minimum(y, 2)
+    ours = LogReg(C=0.5, class_weight=class_weight).fit(X, y)
+    ref = LogisticRegression(C=0.5, class_weight=class_weight).fit(X, y)
+    assert ours.solver_ == "sklearn"
+    np.testing.assert_array_equal(ours.coef_, ref.coef_)
+    np.testing.assert_array_equal(ours.intercept_, ref.intercept_)
+
+
+def test_logreg_class_weight_through_the_cli(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from featbench.cli import main
+
+    def invoke(*args):
+        return CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
+
+    res = invoke("run", "-q", "-d", "digits", "-f", "color-hist", "-c", "logreg", "-p",
+                 "logreg.class_weight=balanced", "--train-size", "300", "--test-size", "100",
+                 "--results-dir", tmp_path / "ok")
+    assert res.exit_code == 0, res.output
+    [path] = (tmp_path / "ok" / "runs").glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["classifier"]["params"]["class_weight"] == "balanced"
+    assert rec["classifier"]["name"] == "logreg" and not rec.get("error")
+    res = invoke("run", "-q", "-d", "digits", "-f", "color-hist", "-c", "logreg", "-p",
+                 "logreg.class_weight=foo", "--results-dir", tmp_path / "bad")
+    assert res.exit_code != 0
+    out = [line for line in res.output.splitlines() if line.strip()]
+    assert len(out) == 1 and "logreg.class_weight='foo'" in out[0], res.output
+    assert "balanced" in out[0]
+    assert not (tmp_path / "bad" / "runs").exists()
+
+
 def test_logreg_torch_warns_at_its_iteration_limit():
     X, y = _data(4)
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
@@ -213,6 +310,13 @@ def test_cuda_fits_match_cpu(n_classes):
     assert logistic_objective(gpu.coef_, gpu.intercept_, X, y_index, C) == pytest.approx(
         logistic_objective(cpu.coef_, cpu.intercept_, X, y_index, C), rel=1e-4)
     assert np.mean(gpu.predict(X) == cpu.predict(X)) >= 0.99
+    # class weights: the sample weights go to the device too
+    sw = compute_class_weight("balanced", classes=np.unique(y), y=y)[y_index]
+    cpu = LogReg(C=C, solver="torch", device="cpu", tol=1e-6, max_iter=3000,
+                 class_weight="balanced").fit(X, y)
+    gpu = LogReg(C=C, device="cuda", tol=1e-6, max_iter=3000, class_weight="balanced").fit(X, y)
+    assert logistic_objective(gpu.coef_, gpu.intercept_, X, y_index, C, sw) == pytest.approx(
+        logistic_objective(cpu.coef_, cpu.intercept_, X, y_index, C, sw), rel=1e-4)
     Y = _pm1(y, np.unique(y))
     cpu = LinearSVM(C=C, solver="lbfgs", device="cpu", tol=1e-6, max_iter=3000).fit(X, y)
     gpu = LinearSVM(C=C, device="cuda", tol=1e-6, max_iter=3000).fit(X, y)

@@ -53,7 +53,7 @@ def linear_svm(random_state: int | None = 0) -> LinearSVM:
     "large problems).",
     {"C": [positive_real()], "solver": [StrOptions(set(LOGREG_SOLVERS))],
      "max_iter": [positive_int()], "tol": [positive_real()], "random_state": ["random_state"],
-     "device": [str]},
+     "device": [str], "class_weight": [None, StrOptions({"balanced"}), dict]},
 )
 def logreg(random_state: int | None = 0) -> LogReg:
     """Multinomial (softmax) logistic regression: ``LogisticRegression`` on the CPU."""
