@@ -169,7 +169,6 @@ def record_to_row(rec: dict) -> dict:
     ds = rec.get("dataset", {})
     clf = rec.get("classifier", {})
     t = rec.get("timings", {})
-    hp = clf.get("chosen") or {}
     feats = rec.get("features", {})
     return {
         "dataset": ds.get("name"),
