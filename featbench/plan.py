@@ -34,6 +34,8 @@ def classifier_setup(name: str, params: dict[str, Any], seed: int):
     set_params_checked(clf, {k: v[0] for k, v in grid.items()}, f"classifier {name!r}")
     declared = CLASSIFIERS.get(name).constraints
     check_params(clf, name, declared)
+    if "device" in fixed:
+        check_device(clf.device)  # a device this machine lacks: now, not after extraction
     allowed = constraints_of(clf, declared)
     for key, values in grid.items():  # every value of the grid, not only the first
         for value in values:

@@ -50,7 +50,8 @@ def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: boo
         base["params"] = {k: v for k, v in p.params.items() if k not in PLACEMENT}
         parts[name] = make_key(**base, fit=p.fit_key)
     pipe, grid = classifier_setup(row.classifier, params.get(row.classifier, {}), seed)
-    clf = canonical(pipe.named_steps["clf"].get_params(deep=False))
+    clf = canonical({k: v for k, v in pipe.named_steps["clf"].get_params(deep=False).items()
+                     if k not in PLACEMENT})
     blob = json.dumps({"row": row.id, "features": row.features, "parts": parts,
                        "classifier": row.classifier, "clf_params": clf, "grid": grid,
                        "extend_grid": extend_grid, "max_extensions": MAX_EXTENSIONS,
@@ -65,7 +66,8 @@ def classifier_code_hash() -> str:
     import importlib
 
     h = hashlib.sha256()
-    for name in ("classifiers", "classifiers.linear_svm", "classifiers.tuning", "runner"):
+    for name in ("classifiers", "classifiers.linear_svm", "classifiers.torch_logreg",
+                 "classifiers.tuning", "runner"):
         module = importlib.import_module(f"featbench.{name}")
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:16]

@@ -146,12 +146,29 @@ def tuning_note(clf: dict) -> str:
     return ",".join(flags)
 
 
+def hyperparams(clf: dict) -> str:
+    """The chosen grid values, then the classifier parameters the run set away from the
+    registered classifier's defaults (stored in the record), e.g. ``C=0.01 max_iter=100``."""
+    chosen = clf.get("chosen") or {}
+    out = [f"{k}={v}" for k, v in sorted(chosen.items())]
+    defaults = clf.get("defaults")
+    if defaults is not None:
+        for key, value in sorted((clf.get("params") or {}).items()):
+            if key in chosen or key in PLACEMENT or key not in defaults:
+                continue
+            default = defaults[key]
+            if isinstance(default, tuple):
+                default = list(default)
+            if value != default:
+                out.append(f"{key}={value}")
+    return " ".join(out)
+
+
 def record_to_row(rec: dict) -> dict:
     """One table row (the :data:`COLUMNS`) from a run record."""
     ds = rec.get("dataset", {})
     clf = rec.get("classifier", {})
     t = rec.get("timings", {})
-    hp = clf.get("chosen") or {}
     feats = rec.get("features", {})
     return {
         "dataset": ds.get("name"),
@@ -169,7 +186,7 @@ def record_to_row(rec: dict) -> dict:
         "extract_s": t.get("extract_s"),
         "fit_s": t.get("fit_s"),
         "predict_s": t.get("predict_s"),
-        "hyperparams": " ".join(f"{k}={v}" for k, v in sorted(hp.items())),
+        "hyperparams": hyperparams(clf),
         "tuning": tuning_note(clf),
         "seed": rec.get("seed"),
         "error": rec.get("error") or "",

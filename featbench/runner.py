@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
 
+from .classifiers import CLASSIFIERS
 from .classifiers.tuning import (
     BOUNDS,
     MAX_EXTENSIONS,
@@ -85,8 +86,14 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     pred = tuned.estimator.predict(X_test)
     predict_s = time.perf_counter() - t0
     test_acc = float(np.mean(pred == y_test))
-    clf_params = canonical(tuned.estimator.named_steps["clf"].get_params(deep=False))
-    defaults = canonical(clone(pipe).named_steps["clf"].get_params(deep=False))
+    fitted = tuned.estimator.named_steps["clf"]
+    clf_params = canonical(fitted.get_params(deep=False))
+    # where the torch classifiers ran (linear-svm, logreg): solver and device of the refit
+    placement = {k: getattr(fitted, f"{k}_") for k in ("solver", "device")
+                 if hasattr(fitted, f"{k}_")}
+    # the registered classifier before this run's parameters: what the table's
+    # changed-parameters column compares with
+    defaults = canonical(CLASSIFIERS.build(clf_name, random_state=seed).get_params(deep=False))
     n_images = sum(len(src) for src in ds.splits().values())
     return {
         "feature_dim": int(X.shape[1]),
@@ -100,6 +107,7 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
                        "chosen": tuned.best_params, "edge": tuned.edge,
                        "hit_iteration_limit": tuned.hit_limit,
                        "val_scores": tuned.val_scores, "standardized": True,
+                       "placement": placement,
                        "defaults": {k: v for k, v in defaults.items() if k not in grid}},
         "n_val": n_val,
         "n_fit": int(len(y) - n_val),

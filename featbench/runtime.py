@@ -1,8 +1,9 @@
 """The torch runtime every torch user shares: device, precision, out-of-memory back-off.
 
-``cnn:*`` embeddings and ``kmeans-patches`` encoding (and, later, the torch
-classifiers) resolve their device and precision here, run their batches through
-:func:`run_batches`, and record what they used with :func:`describe`.
+``cnn:*`` embeddings, ``kmeans-patches`` encoding and the torch classifiers
+(``linear-svm`` and ``logreg`` on a GPU) resolve their device here; the extractors
+also their precision, and they run their batches through :func:`run_batches`
+(the CNN sizes its first batch with :func:`probe_batch_size`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import torch
 from .errors import ParameterError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: ``n_samples * n_features`` from which a torch classifier with ``device="auto"`` fits on
+#: CUDA (when there is one): below it a fit takes about a second on the CPU, and the copy to
+#: the GPU and the kernel launches would eat most of the gain
+AUTO_CUDA_MIN_SIZE = 10_000_000
 OutOfMemoryError: type[BaseException] = getattr(torch, "OutOfMemoryError",
                                                 torch.cuda.OutOfMemoryError)
 
@@ -51,6 +56,21 @@ def check_device(spec: str) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ParameterError(f"device {spec!r}: expected auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def fit_device(device: str, size: int) -> torch.device:
+    """The device a torch classifier fits on, for a problem of ``size = n * d`` numbers.
+
+    ``auto``: CUDA when it is available and ``size >= AUTO_CUDA_MIN_SIZE``, else the CPU
+    (never MPS: its float32 L-BFGS is not worth it for the sizes featbench fits). Any
+    other spec is checked with :func:`check_device` (a :class:`ParameterError` says why
+    it cannot be used).
+    """
+    if device == "auto":
+        if torch.cuda.is_available() and size >= AUTO_CUDA_MIN_SIZE:
+            return torch.device("cuda")
+        return torch.device("cpu")
+    return check_device(device)
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,3 +134,36 @@ def run_batches(fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int,
 def is_oom(exc: BaseException) -> bool:
     """Whether ``exc`` is a device out-of-memory error (CUDA, MPS, older CUDA builds)."""
     return isinstance(exc, OutOfMemoryError) or "out of memory" in str(exc)
+
+
+def probe_batch_size(forward: Callable[[int], None], start: int = 64, cap: int = 1024,
+                     memory_used: Callable[[], float] | None = None,
+                     budget: float | None = None) -> int:
+    """The largest batch ``start * 2**k <= cap`` that ``forward(batch)`` runs in.
+
+    The batch doubles from ``start`` while ``forward`` fits and, when ``memory_used``
+    (bytes the last call needed, e.g. CUDA's peak allocation) and ``budget`` are
+    given, while that stays within ``budget``; a batch over the budget is not taken
+    unless it is ``start`` itself. When ``start`` runs out of memory the batch is
+    halved until one fits (a batch of one that does not fit re-raises).
+    """
+    best, batch = 0, max(1, int(start))
+    while True:
+        try:
+            forward(batch)
+        except OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if best:
+                return best
+            if batch == 1:
+                raise
+            batch //= 2
+            continue
+        over = memory_used is not None and budget is not None and memory_used() > budget
+        if over and best:
+            return best
+        best = batch
+        if over or batch < start or batch * 2 > cap:
+            return best
+        batch *= 2

@@ -167,3 +167,41 @@ def test_feature_params_come_from_the_record_not_todays_defaults(monkeypatch):
     assert build_extractor("raw").grayscale is True  # the patch took effect
     assert record_to_row(rec)["feature_params"] == "raw.grayscale=True"
     assert rec["features"]["params"]["raw"] == {"grayscale": True, "size": None}
+
+
+def test_record_defaults_are_the_registered_classifiers_not_this_runs():
+    from featbench.classifiers import MAX_ITER
+
+    ds = _dataset()
+    rec = run_benchmark(ds, ["raw"], ["linear-svm"],
+                        params={"linear-svm": {"C": 0.01, "max_iter": 100, "tol": 1e-3}},
+                        results_dir=None, n_jobs=1)[0]
+    assert rec["error"] is None
+    clf = rec["classifier"]
+    assert clf["params"]["max_iter"] == 100 and clf["defaults"]["max_iter"] == MAX_ITER != 100
+    assert clf["defaults"]["tol"] == 1e-4  # LinearSVM's own default
+    assert record_to_row(rec)["hyperparams"] == "C=0.01 max_iter=100 tol=0.001"
+
+
+def test_grid_points_fit_in_threads_only_where_that_helps(monkeypatch):
+    from featbench.classifiers import tuning
+
+    X, y = _blobs(n=300, d=20)
+    mask = split_validation(y, 60, seed=0)
+    assert tuning.threads_help(get_classifier("linear-svm"), X.shape)  # liblinear: 20 <= 512
+    assert not tuning.threads_help(get_classifier("linear-svm"), (300, 600))  # torch L-BFGS
+    assert not tuning.threads_help(get_classifier("linear-svm", solver="lbfgs"), X.shape)
+    for name in ("logreg", "mlp", "ridge"):
+        assert not tuning.threads_help(get_classifier(name), X.shape)
+    pools = []
+    real = tuning.ThreadPoolExecutor
+
+    def spy(n):
+        pools.append(n)
+        return real(n)
+
+    monkeypatch.setattr(tuning, "ThreadPoolExecutor", spy)
+    tune_and_fit(get_classifier("logreg"), {"C": [0.01, 0.1, 1.0]}, X, y, mask, n_jobs=2)
+    assert pools == []  # one by one: L-BFGS already uses every core
+    tune_and_fit(get_classifier("linear-svm"), {"C": [0.01, 0.1, 1.0]}, X, y, mask, n_jobs=2)
+    assert pools == [2]

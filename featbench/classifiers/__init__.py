@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.linear_model import RidgeClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -18,6 +18,8 @@ from ..constraints import StrOptions, positive_int, positive_real
 from ..features import set_params_checked
 from ..registry import Registry
 from .linear_svm import SOLVERS, LinearSVM
+from .torch_logreg import SOLVERS as LOGREG_SOLVERS
+from .torch_logreg import LogReg
 
 CLASSIFIERS = Registry("classifier")
 
@@ -36,20 +38,26 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 
 @CLASSIFIERS.register(
     "linear-svm", "Linear SVM, one-vs-rest squared hinge (LinearSVC's objective; torch L-BFGS "
-    "above 512 features).",
+    "above 512 features, on CUDA for large problems).",
     {"C": [positive_real()], "solver": [StrOptions(set(SOLVERS))], "max_iter": [positive_int()],
      "tol": [positive_real()], "intercept_scaling": [positive_real()],
-     "random_state": ["random_state"]},
+     "random_state": ["random_state"], "device": [str]},
 )
 def linear_svm(random_state: int | None = 0) -> LinearSVM:
     """Linear SVM: liblinear's primal solver, or L-BFGS in torch for many features."""
     return LinearSVM(max_iter=MAX_ITER, random_state=random_state)
 
 
-@CLASSIFIERS.register("logreg", "Multinomial logistic regression (lbfgs).")
-def logreg(random_state: int | None = 0) -> LogisticRegression:
-    """Multinomial (softmax) logistic regression."""
-    return LogisticRegression(max_iter=MAX_ITER, random_state=random_state)
+@CLASSIFIERS.register(
+    "logreg", "Multinomial logistic regression (scikit-learn's lbfgs; torch L-BFGS on CUDA for "
+    "large problems).",
+    {"C": [positive_real()], "solver": [StrOptions(set(LOGREG_SOLVERS))],
+     "max_iter": [positive_int()], "tol": [positive_real()], "random_state": ["random_state"],
+     "device": [str], "class_weight": [None, StrOptions({"balanced"}), dict]},
+)
+def logreg(random_state: int | None = 0) -> LogReg:
+    """Multinomial (softmax) logistic regression: ``LogisticRegression`` on the CPU."""
+    return LogReg(max_iter=MAX_ITER, random_state=random_state)
 
 
 @CLASSIFIERS.register("ridge", "Ridge classifier: least squares on +-1 targets.")

@@ -6,7 +6,9 @@ one-vs-rest, with the bias as an extra (regularized) feature, exactly as
 fast for a few hundred features but takes minutes to hours on thousands of
 correlated features (raw pixels, k-means or Fisher encodings of 50,000 images);
 the torch solver optimizes all classes at once with full-batch matrix products
-and L-BFGS, and agrees with liblinear (tests compare them).
+and L-BFGS, and agrees with liblinear (tests compare them). It runs on the CPU, or
+on a GPU (``device``; "auto" takes CUDA for large problems, see
+:func:`featbench.runtime.fit_device`).
 """
 
 from __future__ import annotations
@@ -22,22 +24,43 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from ..errors import ParameterError
+from ..runtime import fit_device
+
 SOLVERS = ("auto", "liblinear", "lbfgs")
 
 
+def squared_hinge_objective(coef: np.ndarray, intercept: np.ndarray, X: np.ndarray,
+                            Y: np.ndarray, C: float, intercept_scaling: float = 1.0) -> float:
+    """LinearSVC's primal objective summed over the one-vs-rest problems, in float64.
+
+    ``0.5 (||w_k||^2 + (b_k / s)^2) + C sum_i max(0, 1 - Y_ik (w_k.x_i + b_k))^2`` for
+    every column ``k`` of the +-1 targets ``Y``; the bias ``b_k = s w_b`` is the weight
+    of a constant feature ``s`` (``intercept_scaling``), so it is penalized through it.
+    """
+    coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+    margin = 1.0 - Y * (np.asarray(X, np.float64) @ coef.T + intercept)
+    hinge = np.maximum(margin, 0.0)
+    penalty = (coef * coef).sum() + ((intercept / intercept_scaling) ** 2).sum()
+    return float(0.5 * penalty + C * (hinge * hinge).sum())
+
+
 def fit_squared_hinge_lbfgs(X: np.ndarray, Y: np.ndarray, C: float, intercept_scaling: float,
-                            max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, int]:
+                            max_iter: int, tol: float, device: torch.device | str = "cpu"
+                            ) -> tuple[np.ndarray, np.ndarray, int]:
     """Minimize ``0.5 ||w||^2 + C sum_i max(0, 1 - y_i w.[x_i, s])^2`` for every column of Y.
 
-    Returns ``coef`` (K, d), ``intercept`` (K,) and the number of iterations.
+    In float32 on ``device`` (X is copied there once). Returns ``coef`` (K, d),
+    ``intercept`` (K,) and the number of iterations.
     """
+    device = torch.device(device)
     n, d = X.shape
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
     # a row-major copy of X^T: the gradient X^T G reads it 5-10x faster than X.T
     XtT = Xt.T.contiguous()
-    Yt = torch.from_numpy(Y.astype(np.float32))
-    W = torch.zeros(d, Y.shape[1], requires_grad=True)
-    b = torch.zeros(Y.shape[1], requires_grad=True)
+    Yt = torch.from_numpy(Y.astype(np.float32)).to(device)
+    W = torch.zeros(d, Y.shape[1], device=device, requires_grad=True)
+    b = torch.zeros(Y.shape[1], device=device, requires_grad=True)
     # the objective divided by C n (same minimizer, gradients of order one)
     scale = 1.0 / (C * n)
     # stop when the gradient is tol times its size at w = 0 (liblinear's criterion):
@@ -67,8 +90,8 @@ def fit_squared_hinge_lbfgs(X: np.ndarray, Y: np.ndarray, C: float, intercept_sc
     if n_iter >= max_iter or state.get("func_evals", 0) >= int(max_iter * 1.25):
         warnings.warn(f"L-BFGS reached max_iter={max_iter} before the gradient fell to "
                       f"tol={tol} of its initial size", ConvergenceWarning, stacklevel=3)
-    return (W.detach().numpy().T.astype(np.float64),
-            (b.detach().numpy() * intercept_scaling).astype(np.float64), n_iter)
+    return (W.detach().cpu().numpy().T.astype(np.float64),
+            (b.detach().cpu().numpy() * intercept_scaling).astype(np.float64), n_iter)
 
 
 class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -81,13 +104,19 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
     solver : {"auto", "liblinear", "lbfgs"}, default="auto"
         "liblinear": :class:`sklearn.svm.LinearSVC` in the primal; "lbfgs": full-batch
         L-BFGS in torch over all classes at once; "auto": liblinear up to 512
-        features, lbfgs above.
+        features, lbfgs above (and on any device other than the CPU).
     max_iter : int, default=1000
     tol : float, default=1e-4
     intercept_scaling : float, default=1.0
         Value of the constant feature that carries the (regularized) bias.
     random_state : int or None, default=None
         Passed to liblinear.
+    device : str, default="auto"
+        Where the lbfgs solver runs: "cpu", "cuda", "cuda:N", "mps", or "auto": CUDA
+        when it is available, the solver is lbfgs and ``n_samples * n_features`` is at
+        least :data:`featbench.runtime.AUTO_CUDA_MIN_SIZE`, else the CPU (so on a
+        machine without CUDA, "auto" fits exactly as the CPU always did). liblinear
+        runs on the CPU only.
 
     Attributes
     ----------
@@ -96,6 +125,8 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     solver_ : str
         The solver used.
+    device_ : str
+        The device it ran on ("cpu" for liblinear).
     n_iter_ : int
 
     References
@@ -108,27 +139,44 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(self, C: float = 1.0, solver: str = "auto", max_iter: int = 1000,
                  tol: float = 1e-4, intercept_scaling: float = 1.0,
-                 random_state: int | None = None) -> None:
+                 random_state: int | None = None, device: str = "auto") -> None:
         self.C = C
         self.solver = solver
         self.max_iter = max_iter
         self.tol = tol
         self.intercept_scaling = intercept_scaling
         self.random_state = random_state
+        self.device = device
+
+    def _placement(self, n_samples: int, n_features: int) -> tuple[str, torch.device]:
+        """The solver and device of a fit on ``n_samples x n_features`` data."""
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
+        solver = self.solver
+        if solver == "auto":
+            solver = "liblinear" if n_features <= 512 else "lbfgs"
+        if self.device == "auto":
+            if solver == "liblinear":
+                return solver, torch.device("cpu")
+            return solver, fit_device("auto", n_samples * n_features)
+        device = fit_device(str(self.device), n_samples * n_features)
+        if device.type != "cpu":
+            if self.solver == "liblinear":
+                raise ParameterError(f"solver 'liblinear' runs on the CPU only; got device "
+                                     f"{self.device!r} (use solver='lbfgs' or 'auto')")
+            solver = "lbfgs"
+        return solver, device
 
     def fit(self, X, y):
         """Fit on features ``X`` and labels ``y``."""
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError("LinearSVM needs at least 2 classes in y")
-        solver = self.solver
-        if solver == "auto":
-            solver = "liblinear" if X.shape[1] <= 512 else "lbfgs"
-        self.solver_ = solver
+            raise ValueError(f"LinearSVM needs at least 2 classes in y; got one class: "
+                             f"{self.classes_[0]!r}")
+        solver, device = self._placement(*X.shape)
+        self.solver_, self.device_ = solver, str(device)
         if solver == "liblinear":
             svc = LinearSVC(C=self.C, dual=False, max_iter=self.max_iter, tol=self.tol,
                             intercept_scaling=self.intercept_scaling,
@@ -141,5 +189,5 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         else:
             Y = np.where(y[:, None] == self.classes_[None, :], 1.0, -1.0)
         self.coef_, self.intercept_, self.n_iter_ = fit_squared_hinge_lbfgs(
-            X, Y, self.C, self.intercept_scaling, self.max_iter, self.tol)
+            X, Y, self.C, self.intercept_scaling, self.max_iter, self.tol, device)
         return self

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.linalg import LinAlgWarning
 from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import ParameterGrid, train_test_split
 from sklearn.pipeline import Pipeline
 
 from ..errors import DataError
@@ -192,8 +192,10 @@ def tune_and_fit(
                 "val_mean_class_acc": float(balanced_accuracy_score(y_val, pred)),
                 "fit_s": fit_s, "hit_limit": hit_iteration_limit(est)}
 
+    threads = threads_help(pipeline, X_fit.shape)
+
     def fit_many(batch: list[dict[str, Any]], extended: bool) -> None:
-        jobs = max(1, min(n_jobs or 1, len(batch)))
+        jobs = max(1, min(n_jobs or 1, len(batch))) if threads else 1
         with warnings.catch_warnings(record=True) as caught:
             _record_warnings()
             if jobs == 1:
@@ -232,11 +234,30 @@ def tune_and_fit(
 
 
 def _grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values (one empty point for an empty grid)."""
-    points: list[dict[str, Any]] = [{}]
-    for key, values in grid.items():
-        points = [{**p, key: v} for p in points for v in values]
-    return points
+    """Every combination of the grid's values, in scikit-learn's order
+    (:class:`~sklearn.model_selection.ParameterGrid`; one empty point for an empty grid)."""
+    return list(ParameterGrid(grid))
+
+
+def threads_help(pipeline: Pipeline, shape: tuple[int, int]) -> bool:
+    """Whether fitting grid points in threads at once can be faster than one by one.
+
+    Only for a solver that runs on one core and releases the GIL: liblinear (the
+    linear SVM on few features). The others already use every core (OpenBLAS in
+    scikit-learn's L-BFGS, torch's intra-op threads) or hold the GIL in Python
+    loops (the MLP's Adam steps), so fits in threads only contend: on 2 cores the
+    CIFAR-10 study's HOG + hue MLP grid took 1,146 s in threads (400-800 s per fit),
+    37 s in worker processes.
+    """
+    clf = pipeline.named_steps.get("clf") if hasattr(pipeline, "named_steps") else pipeline
+    placement = getattr(clf, "_placement", None)
+    if placement is None:
+        return False
+    try:
+        solver, device = placement(*shape)
+    except Exception:  # noqa: BLE001 - a bad parameter fails in fit, with its own message
+        return False
+    return solver == "liblinear"
 
 
 def _best(scores: list[dict[str, Any]]) -> int:

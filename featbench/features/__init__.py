@@ -70,7 +70,7 @@ EXTRACTORS.register(
     "kmeans-patches", "Coates et al. 2011: whitened 6x6 patches, k-means, triangle code, torch.",
     {"n_centroids": [Interval(Integral, 2, None, closed="left")], "patch_size": [_int],
      "stride": [_int], "n_patches": [_int], "norm_eps": [_nonneg], "zca_eps": [_nonneg],
-     "kmeans_iter": [_int], "device": [str], "batch_size": [_int],
+     "kmeans_iter": [_int], "device": [str], "batch_size": [_int, StrOptions({"auto"})],
      "random_state": ["random_state"]})(KMeansPatches)
 
 EXTRACTORS.register(
@@ -78,7 +78,8 @@ EXTRACTORS.register(
     {"model": [str], "weights": [str, None], "weights_path": [str, None],
      "size": [Interval(Integral, 8, None, closed="left"), None], "layer": [str, None],
      "device": [str], "precision": [StrOptions(set(PRECISIONS))],
-     "normalization": [StrOptions({"imagenet", "inception"}), None], "batch_size": [_int],
+     "normalization": [StrOptions({"imagenet", "inception"}), None],
+     "batch_size": [_int, StrOptions({"auto"})],
      "random_state": ["random_state"]})(CNNEmbedding)
 
 #: families whose names take an argument: ``cnn:resnet18``

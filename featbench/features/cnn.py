@@ -40,6 +40,7 @@ from ..runtime import (  # noqa: F401 - re-exported for existing callers
     check_device,
     cpu_has_bf16,
     is_oom,
+    probe_batch_size,
     resolve_precision,
     run_batches,
 )
@@ -60,6 +61,13 @@ LITE_MODELS = {
 #: torchvision families whose stage outputs are (n, h, w, c) rather than (n, c, h, w)
 CHANNELS_LAST_OUTPUTS = ("swin_",)
 _hub_lock = threading.Lock()
+#: ``batch_size="auto"``: this batch off CUDA (the CPU's batch as it always was), and the
+#: start of the CUDA probe, which doubles it up to AUTO_MAX_BATCH while a forward pass
+#: fits in AUTO_MEMORY_SHARE of the free device memory
+AUTO_BATCH, AUTO_MAX_BATCH, AUTO_MEMORY_SHARE = 64, 1024, 0.85
+#: probed batch sizes of this process: (model, layer, size, precision, device, h, w) -> batch
+_auto_batches: dict[tuple, int] = {}
+_auto_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
@@ -321,8 +329,12 @@ class CNNEmbedding(ImageExtractor):
         Input scaling; None: what the weights were trained with (ImageNet mean/std for
         torchvision, [-1, 1] for EfficientNet-Lite); "imagenet": mean/std; "inception":
         [-1, 1].
-    batch_size : int, default=64
+    batch_size : int or "auto", default="auto"
         Images per forward pass; halved automatically when CUDA runs out of memory.
+        "auto": 64 on the CPU and MPS; on CUDA the largest of 64, 128, ..., 1024 whose
+        forward pass fits in 85 % of the free device memory, probed once per model,
+        layer, resolution, precision, device and input size in a process
+        (:func:`auto_batch_size`).
     random_state : int, default=0
         Seed of the initialization when ``weights`` is None.
 
@@ -351,7 +363,7 @@ class CNNEmbedding(ImageExtractor):
     def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT",
                  weights_path: str | None = None, size: int | None = None,
                  layer: str | None = None, device: str = "auto", precision: str = "auto",
-                 normalization: str | None = None, batch_size: int = 64,
+                 normalization: str | None = None, batch_size: int | str = "auto",
                  random_state: int | None = 0) -> None:
         self.model = model
         self.weights = weights
@@ -432,8 +444,11 @@ class CNNEmbedding(ImageExtractor):
             return cached[1]
         if self.size is not None and (not isinstance(self.size, int) or self.size < 8):
             raise ParameterError(f"size must be an integer >= 8 (pixels); got {self.size!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ParameterError(f"batch_size must be a positive integer; got {self.batch_size!r}")
+        if self.batch_size != "auto" and (not isinstance(self.batch_size, int)
+                                          or isinstance(self.batch_size, bool)
+                                          or self.batch_size < 1):
+            raise ParameterError(f"batch_size must be a positive integer or 'auto'; got "
+                                 f"{self.batch_size!r}")
         device = check_device(self.device)
         loaded = load_model(self.model, self.weights, self.weights_path, self.random_state)
         net = loaded.model
@@ -490,8 +505,7 @@ class CNNEmbedding(ImageExtractor):
 
         nhwc = self.layer is not None and self.model.startswith(CHANNELS_LAST_OUTPUTS)
 
-        def forward(start: int, stop: int) -> torch.Tensor:
-            x = x_all[start:stop].to(device, non_blocking=True)
+        def run(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode(), autocast:
                 try:
                     feats = net(loaded.preprocess(x, size))
@@ -506,16 +520,26 @@ class CNNEmbedding(ImageExtractor):
                         f"native size {loaded.size})") from None
                 if isinstance(feats, dict):  # a tapped layer (create_feature_extractor)
                     feats = feats["out"]
-            return global_pool(feats.float(), channels_last=nhwc).cpu()
+            return global_pool(feats.float(), channels_last=nhwc)
+
+        def forward(start: int, stop: int) -> torch.Tensor:
+            return run(x_all[start:stop].to(device, non_blocking=True)).cpu()
 
         def note(batch_size: int) -> None:
             warnings.warn(f"cnn:{self.model}: out of device memory; batch size halved to "
                           f"{batch_size}", RuntimeWarning, stacklevel=2)
 
+        wanted = self.batch_size
+        if wanted == "auto":
+            key = (self.model, self.layer, size, precision, str(device), *images.shape[1:3])
+            shape = images.shape[1:]
+            wanted = auto_batch_size(
+                lambda b: run(torch.zeros((b, *shape), dtype=torch.uint8, device=device)),
+                device, key)
         # start from the batch size that last fitted in device memory
-        batch_size = min(self.batch_size, getattr(self, "_fitting_batch", self.batch_size))
+        batch_size = min(wanted, getattr(self, "_fitting_batch", wanted))
         out, used = run_batches(forward, len(images), batch_size, note)
-        if used < self.batch_size:
+        if used < wanted:
             self._fitting_batch = used
         self.runtime_ = {"device": str(device), "precision": precision, "size": size,
                          "weights": loaded.weights, "batch_size": used, "mean": list(loaded.mean),
@@ -527,6 +551,40 @@ class CNNEmbedding(ImageExtractor):
         tags.requires_fit = False  # pretrained: nothing is learned from the images
         tags.non_deterministic = False
         return tags
+
+
+def auto_batch_size(run_blank: Callable[[int], Any], device: torch.device, key: tuple) -> int:
+    """``batch_size="auto"``: AUTO_BATCH off CUDA; on CUDA the probed batch (cached by ``key``).
+
+    ``run_blank(b)`` runs the forward pass on a batch of ``b`` blank images of the
+    input size. The probe (:func:`featbench.runtime.probe_batch_size`) starts at
+    AUTO_BATCH and doubles up to AUTO_MAX_BATCH while the forward pass fits and its
+    peak allocation stays within AUTO_MEMORY_SHARE of the memory free when the probe
+    started; when AUTO_BATCH itself runs out of memory it halves until one fits.
+    """
+    if device.type != "cuda":
+        return AUTO_BATCH
+    with _auto_lock:
+        if key in _auto_batches:
+            return _auto_batches[key]
+        torch.cuda.synchronize(device)
+        free, _ = torch.cuda.mem_get_info(device)
+        base = torch.cuda.memory_allocated(device)
+        # memory the caching allocator holds but no tensor uses is free for the batch too
+        budget = AUTO_MEMORY_SHARE * (free + torch.cuda.memory_reserved(device) - base)
+
+        def trial(batch: int) -> None:
+            torch.cuda.reset_peak_memory_stats(device)
+            run_blank(batch)
+            torch.cuda.synchronize(device)
+
+        def used() -> float:
+            return float(torch.cuda.max_memory_allocated(device) - base)
+
+        batch = probe_batch_size(trial, AUTO_BATCH, AUTO_MAX_BATCH, used, budget)
+        torch.cuda.empty_cache()
+        _auto_batches[key] = batch
+        return batch
 
 
 class _PenultimateFeatures(nn.Module):

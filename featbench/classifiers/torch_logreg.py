@@ -1,0 +1,282 @@
+"""Multinomial logistic regression: scikit-learn's lbfgs on the CPU, torch L-BFGS on a GPU.
+
+:class:`LogReg` minimizes exactly the objective of
+:class:`sklearn.linear_model.LogisticRegression` with its default L2 penalty,
+
+.. math::
+
+    \\tfrac12 \\lVert W \\rVert_F^2 + C \\sum_i s_i \\, \\ell(x_i W^\\top + b, y_i),
+
+where :math:`\\ell` is the softmax cross-entropy (multinomial) for more than two
+classes and the logistic loss of a single coefficient vector for two (the intercept
+``b`` is not penalized), and :math:`s_i = w_{y_i}` is the weight of sample ``i``'s
+class (``class_weight``: all 1 by default; ``"balanced"`` gives class ``k`` the weight
+``n / (K n_k)``, as :func:`sklearn.utils.class_weight.compute_class_weight`).
+scikit-learn solves it with SciPy's L-BFGS-B in float64 on the CPU; the torch solver
+here runs full-batch L-BFGS in float32 on any torch device with the same stopping rule
+(the largest gradient entry of the objective divided by :math:`C \\sum_i s_i` below
+``tol``), so a 50,000 x 6,400 problem that takes minutes on a few CPU cores fits in
+seconds on a GPU. ``solver="auto"`` keeps scikit-learn on the CPU (the
+same numbers as ``LogisticRegression``, bit for bit) and takes torch only where the
+device is not the CPU.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.extmath import softmax
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..errors import ParameterError
+from ..runtime import fit_device
+
+SOLVERS = ("auto", "sklearn", "torch")
+
+
+def logistic_objective(coef: np.ndarray, intercept: np.ndarray, X: np.ndarray,
+                       y_index: np.ndarray, C: float,
+                       sample_weight: np.ndarray | None = None) -> float:
+    """LogisticRegression's L2 objective ``0.5 ||coef||^2 + C sum_i s_i loss_i``, in float64.
+
+    ``coef`` is ``(1, d)`` (binary: logistic loss, class 1 positive) or ``(K, d)``
+    (softmax cross-entropy); ``y_index`` holds each sample's class index;
+    ``sample_weight`` the weights ``s_i`` (all 1 when None; scikit-learn's
+    ``class_weight`` is ``sample_weight = w[y_index]``).
+    """
+    coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+    raw = np.asarray(X, np.float64) @ coef.T + intercept
+    if coef.shape[0] == 1:
+        z = raw[:, 0]
+        loss = np.logaddexp(0.0, z) - (y_index == 1) * z
+    else:
+        top = raw.max(axis=1, keepdims=True)
+        lse = top[:, 0] + np.log(np.exp(raw - top).sum(axis=1))
+        loss = lse - raw[np.arange(len(raw)), y_index]
+    if sample_weight is not None:
+        loss = np.asarray(sample_weight, np.float64) * loss
+    return float(0.5 * (coef * coef).sum() + C * loss.sum())
+
+
+def fit_logistic_lbfgs(X: np.ndarray, y_index: np.ndarray, n_classes: int, C: float,
+                       max_iter: int, tol: float, device: torch.device | str = "cpu",
+                       sample_weight: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Minimize :func:`logistic_objective` with full-batch L-BFGS in float32 on ``device``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        Copied once to ``device`` (and a row-major copy of its transpose for the
+        gradient ``X^T G``).
+    y_index : ndarray of shape (n,)
+        Class index of each sample, in ``range(n_classes)``.
+    n_classes : int
+        Two: one coefficient vector and the logistic loss (class 1 positive), as
+        scikit-learn fits binary problems; more: softmax cross-entropy.
+    C, max_iter, tol : float, int, float
+        As :class:`sklearn.linear_model.LogisticRegression`: L-BFGS stops when the
+        largest gradient entry of the objective divided by ``C sum_i s_i`` (``C n``
+        without weights) is at most ``tol`` (scikit-learn's ``gtol``), or after
+        ``max_iter`` iterations.
+    device : torch.device or str
+    sample_weight : ndarray of shape (n,), optional
+        Non-negative weight ``s_i`` of each sample's loss (None: all 1), as
+        scikit-learn's ``sample_weight``; ``class_weight`` is ``w[y_index]``.
+
+    Returns
+    -------
+    coef : ndarray of shape (1 or n_classes, d)
+    intercept : ndarray of shape (1 or n_classes,)
+    n_iter : int
+
+    References
+    ----------
+    .. [1] D. C. Liu and J. Nocedal, "On the limited memory BFGS method for large
+       scale optimization", Math. Programming 45, 1989.
+    """
+    device = torch.device(device)
+    n, d = X.shape
+    K = 1 if n_classes == 2 else n_classes
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+    XtT = Xt.T.contiguous()  # X^T G reads a row-major copy several times faster
+    labels = torch.from_numpy(np.asarray(y_index, dtype=np.int64)).to(device)
+    if K == 1:
+        T = (labels == 1).to(torch.float32)[:, None]
+    else:
+        T = torch.nn.functional.one_hot(labels, K).to(torch.float32)
+    if sample_weight is None:
+        sw, sw_sum = None, float(n)
+    else:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.shape != (n,):
+            raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({n},)")
+        # scikit-learn sums the weights in X's dtype; float64 here (it differs in the
+        # last bits only)
+        sw_sum = float(sample_weight.sum())
+        if not sw_sum > 0:
+            raise ValueError("the sample weights sum to 0 or less")
+        sw = torch.from_numpy(sample_weight.astype(np.float32)).to(device)[:, None]
+    W = torch.zeros(d, K, device=device, requires_grad=True)
+    b = torch.zeros(K, device=device, requires_grad=True)
+    # the objective divided by C sum_i s_i (C n without weights), as scikit-learn's
+    # LinearModelLoss with l2_reg_strength = 1 / (C sw_sum) (same minimizer, and tol
+    # means the same on both)
+    scale = 1.0 / (C * sw_sum)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=tol, tolerance_change=1e-10,
+                            line_search_fn="strong_wolfe")
+    evals = [0]
+
+    @torch.no_grad()
+    def closure():
+        raw = torch.addmm(b, Xt, W)
+        if K == 1:
+            loss = torch.nn.functional.softplus(raw).sub_(T * raw)
+            G = torch.sigmoid(raw).sub_(T)
+        else:
+            lse = torch.logsumexp(raw, dim=1, keepdim=True)
+            loss = lse - (raw * T).sum(1, keepdim=True)
+            G = raw.sub_(lse).exp_().sub_(T)  # softmax - one-hot
+        if sw is not None:
+            loss.mul_(sw)
+            G.mul_(sw)
+        G.div_(sw_sum)
+        W.grad = scale * W + XtT @ G
+        b.grad = G.sum(0)
+        evals[0] += 1
+        return loss.sum() / sw_sum + 0.5 * scale * (W * W).sum()
+
+    opt.step(closure)
+    state = opt.state[opt._params[0]]
+    n_iter = int(state.get("n_iter", evals[0]))
+    # torch's L-BFGS stops at max_iter iterations or max_iter * 5 / 4 evaluations; either
+    # is the iteration limit (n_iter = max_iter, so that the run flags it)
+    if n_iter >= max_iter or state.get("func_evals", 0) >= int(max_iter * 1.25):
+        n_iter = max(n_iter, max_iter)
+        warnings.warn(f"L-BFGS reached max_iter={max_iter} before the largest gradient "
+                      f"entry fell to tol={tol}", ConvergenceWarning, stacklevel=3)
+    return (W.detach().cpu().numpy().T.astype(np.float64),
+            b.detach().cpu().numpy().astype(np.float64), n_iter)
+
+
+class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
+    """L2-regularized multinomial logistic regression (``LogisticRegression``'s objective).
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse regularization strength.
+    solver : {"auto", "sklearn", "torch"}, default="auto"
+        "sklearn": :class:`sklearn.linear_model.LogisticRegression` (lbfgs, float64,
+        CPU only); "torch": :func:`fit_logistic_lbfgs` (float32) on ``device``; "auto":
+        scikit-learn where ``device`` resolves to the CPU, torch elsewhere.
+    max_iter : int, default=100
+    tol : float, default=1e-4
+        Both solvers stop when the largest gradient entry of the objective divided by
+        ``C sum_i s_i`` (``C n`` without class weights) is at most ``tol``.
+    random_state : int or None, default=None
+        Passed to scikit-learn (lbfgs does not use it).
+    device : str, default="auto"
+        "cpu", "cuda", "cuda:N", "mps", or "auto": CUDA when it is available and
+        ``n_samples * n_features`` is at least
+        :data:`featbench.runtime.AUTO_CUDA_MIN_SIZE`, else the CPU. On a machine
+        without CUDA the defaults fit exactly what ``LogisticRegression`` fits.
+    class_weight : dict, "balanced" or None, default=None
+        As ``LogisticRegression``'s: each sample's loss is weighted by its class's
+        weight, ``{label: weight}`` (labels left out weigh 1), or ``n / (K n_k)`` for
+        "balanced" (classes rare in the training data weigh more). None: all 1.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+    classes_ : ndarray
+    n_iter_ : ndarray of shape (1,)
+    solver_ : str
+        "sklearn" or "torch": the solver that fitted.
+    device_ : str
+        The device it fitted on.
+
+    References
+    ----------
+    .. [1] D. C. Liu and J. Nocedal, "On the limited memory BFGS method for large
+       scale optimization", Math. Programming 45, 1989.
+    .. [2] C. M. Bishop, "Pattern Recognition and Machine Learning", Springer 2006,
+       section 4.3.4 (multiclass logistic regression).
+    """
+
+    def __init__(self, C: float = 1.0, solver: str = "auto", max_iter: int = 100,
+                 tol: float = 1e-4, random_state: int | None = None,
+                 device: str = "auto", class_weight: dict | str | None = None) -> None:
+        self.C = C
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.device = device
+        self.class_weight = class_weight
+
+    def _placement(self, n_samples: int, n_features: int) -> tuple[str, torch.device]:
+        """The solver and device of a fit on ``n_samples x n_features`` data."""
+        if self.solver not in SOLVERS:
+            raise ParameterError(f"solver must be one of {', '.join(SOLVERS)}; "
+                                 f"got {self.solver!r}")
+        device = fit_device(str(self.device), n_samples * n_features)
+        if self.solver == "sklearn" and device.type != "cpu":
+            raise ParameterError(f"solver 'sklearn' runs on the CPU only; got device "
+                                 f"{self.device!r} (use solver='torch' or 'auto')")
+        if self.solver == "auto":
+            return ("sklearn" if device.type == "cpu" else "torch"), device
+        return self.solver, device
+
+    def fit(self, X, y):
+        """Fit on features ``X`` and labels ``y``."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"LogReg needs samples of at least 2 classes in the data, but "
+                             f"the data contains only one class: {classes[0]!r}")
+        solver, device = self._placement(*X.shape)
+        if solver == "sklearn":
+            # the very estimator featbench registered before: on the CPU nothing changes
+            lr = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol,
+                                    random_state=self.random_state,
+                                    class_weight=self.class_weight).fit(X, y)
+            self.classes_, self.coef_, self.intercept_ = lr.classes_, lr.coef_, lr.intercept_
+            self.n_iter_ = lr.n_iter_
+        else:
+            self.classes_ = classes
+            y_index = np.searchsorted(classes, y)
+            sample_weight = None
+            if self.class_weight is not None:
+                # scikit-learn's folding of class_weight into per-sample weights
+                sample_weight = compute_class_weight(self.class_weight, classes=classes,
+                                                     y=y)[y_index]
+            self.coef_, self.intercept_, n_iter = fit_logistic_lbfgs(
+                X, y_index, len(classes), self.C, self.max_iter, self.tol, device,
+                sample_weight=sample_weight)
+            self.n_iter_ = np.array([n_iter], dtype=np.int32)
+        self.solver_, self.device_ = solver, str(device)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (softmax; the logistic function for two classes), as
+        ``LogisticRegression.predict_proba``."""
+        check_is_fitted(self)
+        if len(self.classes_) <= 2:
+            return self._predict_proba_lr(X)
+        return softmax(self.decision_function(X), copy=False)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`."""
+        return np.log(self.predict_proba(X))
