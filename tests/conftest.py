@@ -54,3 +54,36 @@ def natural_images() -> np.ndarray:
         for r, c in ((0, 0), (100, 120), (200, 60)):
             out.append(img[r:r + 48, c:c + 40, :3])
     return np.stack(out)
+
+
+@pytest.fixture
+def counted(monkeypatch) -> list[int]:
+    """Images HOG computed, one entry per call: a spy on the extractor itself, not on
+    featbench's loop (a probe image set up by ``extraction.prepare`` counts as 1)."""
+    from featbench.features.hog import HOG
+
+    calls: list[int] = []
+    original = HOG._extract
+
+    def spy(self, images):
+        calls.append(len(images))
+        return original(self, images)
+
+    monkeypatch.setattr(HOG, "_extract", spy)
+    return calls
+
+
+@pytest.fixture
+def bovw_fits(monkeypatch) -> list[int]:
+    """Images each bag-of-words codebook fit saw, one entry per fit (a spy on ``_fit``)."""
+    from featbench.features.bovw import BagOfVisualWords
+
+    fits: list[int] = []
+    original = BagOfVisualWords._fit
+
+    def spy(self, X, y=None):
+        fits.append(len(X))
+        return original(self, X, y)
+
+    monkeypatch.setattr(BagOfVisualWords, "_fit", spy)
+    return fits

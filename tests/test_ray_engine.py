@@ -108,17 +108,8 @@ def test_cnn_lite0_matches_the_local_engine(tmp_path, digits):
     assert got.runtime["precision"] == "fp32" and got.runtime["size"] == 64
 
 
-def test_learned_codebook_is_fitted_once_and_shipped(tmp_path, digits, monkeypatch):
-    from featbench.features.bovw import BagOfVisualWords
-
-    fits = []
-    original = BagOfVisualWords._fit
-
-    def spy(self, X, y=None):
-        fits.append(len(X))
-        return original(self, X, y)
-
-    monkeypatch.setattr(BagOfVisualWords, "_fit", spy)
+def test_learned_codebook_is_fitted_once_and_shipped(tmp_path, digits, bovw_fits):
+    fits = bovw_fits
     params = {"n_words": 8, "step": 8, "max_descriptors": 500}
     shared = tmp_path / "shared"
     # the local engine fits the codebook (train split) into the shared store ...

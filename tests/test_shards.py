@@ -16,8 +16,6 @@ from featbench import extraction, load_dataset
 from featbench.cli import main
 from featbench.extraction import extract_features, shard_indices
 from featbench.features import get_extractor
-from featbench.features.bovw import BagOfVisualWords
-from featbench.features.hog import HOG
 from featbench.params import parse_shard
 from featbench.store import FeatureStore
 
@@ -28,20 +26,6 @@ BOVW = {"bovw": {"n_words": 8, "step": 8, "max_descriptors": 500}}
 @pytest.fixture
 def ds():
     return load_dataset("digits").subset(300, 100, seed=0)
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Images HOG computed, per call (a spy on the extractor, not on featbench's loop)."""
-    calls = []
-    original = HOG._extract
-
-    def spy(self, images):
-        calls.append(len(images))
-        return original(self, images)
-
-    monkeypatch.setattr(HOG, "_extract", spy)
-    return calls
 
 
 @pytest.mark.parametrize("n_shards", [0, 1, 2, 7, 10, 23])
@@ -103,15 +87,8 @@ def test_shard_run_with_other_parameters_or_code_reuses_nothing(tmp_path, ds, co
     assert len(entries) == 3 * 2  # three keys, two splits: nothing mixed into one folder
 
 
-def test_codebook_fitted_once_and_shared_by_every_shard(tmp_path, ds, monkeypatch):
-    fits = []
-    original = BagOfVisualWords._fit
-
-    def spy(self, X, y=None):
-        fits.append(len(X))
-        return original(self, X, y)
-
-    monkeypatch.setattr(BagOfVisualWords, "_fit", spy)
+def test_codebook_fitted_once_and_shared_by_every_shard(tmp_path, ds, bovw_fits):
+    fits = bovw_fits
     st = FeatureStore(tmp_path / "shared")
     fitted = extract_features("bovw", ds, BOVW, st, shard_size=64, fit_only=True)
     assert fits == [len(ds.train)] and fitted.parts[0]["codebook"]

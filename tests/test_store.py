@@ -30,7 +30,6 @@ from featbench.cli import main
 from featbench.errors import DataError
 from featbench.extraction import extract_features, plan
 from featbench.features import get_extractor
-from featbench.features.hog import HOG
 from featbench.runner import run_benchmark
 from featbench.store import FeatureStore, StoreWarning
 
@@ -40,19 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def ds():
     return load_dataset("digits").subset(200, 100, seed=0)
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    calls = []
-    original = HOG._extract
-
-    def spy(self, images):
-        calls.append(len(images))
-        return original(self, images)
-
-    monkeypatch.setattr(HOG, "_extract", spy)
-    return calls
 
 
 def _photos(root, n=24, classes=("a", "b"), size=(40, 48), splits=("train", "test")):
@@ -197,17 +183,8 @@ def test_train_only_folder_is_refused(tmp_path):
         load_dataset(f"folder:{tmp_path / 'd'}")
 
 
-def test_codebook_fitted_once_and_shared(tmp_path, ds, monkeypatch):
-    from featbench.features.bovw import BagOfVisualWords
-
-    fits = []
-    original = BagOfVisualWords._fit
-
-    def spy(self, X, y=None):
-        fits.append(len(X))
-        return original(self, X, y)
-
-    monkeypatch.setattr(BagOfVisualWords, "_fit", spy)
+def test_codebook_fitted_once_and_shared(tmp_path, ds, bovw_fits):
+    fits = bovw_fits
     params = {"bovw": {"n_words": 8, "step": 8, "max_descriptors": 500}}
     st = FeatureStore(tmp_path)
     first = extract_features("bovw", ds, params, st, shard_size=64)
