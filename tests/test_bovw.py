@@ -235,7 +235,9 @@ def test_through_cli_and_cache(tmp_path):
     first = CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
-    recs = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*.json"))]
+    # in run order: file names start with the time in seconds, and both runs may share one
+    recs = sorted((json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")),
+                  key=lambda r: r["created"])
     assert [r["features"]["cached"] for r in recs] == [False, True]
     assert recs[0]["feature_dim"] == 16 * 5 and recs[0]["test_acc"] == recs[1]["test_acc"]
     assert recs[0]["features"]["params"]["bovw"]["n_words"] == 16
