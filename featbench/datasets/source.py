@@ -227,7 +227,9 @@ class FileSource(ImageSource):
             raise DataError(f"{root}: {len(self.paths)} files but {len(self.labels)} labels")
         self._stats = stats
         self._sizes: np.ndarray | None = None
+        self._digests: np.ndarray | None = None
         self._fp: str | None = None
+        self._listing_fp: str | None = None
 
     def path(self, i: int) -> Path:
         return self.root / self.paths[i]
@@ -244,6 +246,8 @@ class FileSource(ImageSource):
         out = FileSource(self.root, [self.paths[i] for i in idx], self.labels[idx], stats)
         if self._sizes is not None:
             out._sizes = self._sizes[idx]
+        if self._digests is not None:
+            out._digests = self._digests[idx]
         return out
 
     def stats(self) -> list[tuple[int, int]]:
@@ -258,17 +262,75 @@ class FileSource(ImageSource):
         return self._stats
 
     @property
-    def fingerprint(self) -> str:
+    def listing_fingerprint(self) -> str:
         """Hash of the listing: relative path, size and mtime of every file, and labels.
 
-        No file is read; paths are relative to the dataset root, so the key agrees
-        across clones that keep the files' times (``cp -p``, ``rsync -a``).
+        No file is read. It changes whenever a file is touched or the folder is
+        copied without its times, so it only keys memos (file digests, image sizes),
+        never stored features: see :attr:`fingerprint`.
         """
-        if self._fp is None:
+        if self._listing_fp is None:
             listing = json.dumps([[p, s, m] for p, (s, m) in zip(self.paths, self.stats(),
                                                                  strict=True)])
-            self._fp = fingerprint(np.frombuffer(listing.encode(), np.uint8), self.labels)
+            self._listing_fp = fingerprint(np.frombuffer(listing.encode(), np.uint8),
+                                           self.labels)
+        return self._listing_fp
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash: every file's relative path and the BLAKE2 digest of its bytes,
+        and the labels.
+
+        Copies of a folder (``cp`` without ``-p``, a re-provisioned volume, another
+        machine) keep their keys; touching a file does not change it, editing one does.
+        The per-file digests are remembered in the cache folder per
+        :attr:`listing_fingerprint`, so the files are read again only after the
+        listing (a path, size or mtime) changed; an edit that keeps a file's size and
+        puts its mtime back is not seen.
+        """
+        if self._fp is None:
+            names = json.dumps(self.paths).encode()
+            self._fp = fingerprint(np.frombuffer(names, np.uint8), self.file_digests(),
+                                   self.labels)
         return self._fp
+
+    def file_digests(self) -> np.ndarray:
+        """BLAKE2b-128 digest of every file's bytes, shape ``(n, 16)``, uint8."""
+        if self._digests is not None:
+            return self._digests
+        from ..cache import cache_dir
+
+        memo = cache_dir() / "listings" / f"{self.listing_fingerprint}.blake2b.npy"
+        try:
+            digests = np.load(memo, allow_pickle=False)
+            if digests.shape == (len(self), 16) and digests.dtype == np.uint8:
+                self._digests = digests
+                return digests
+        except (OSError, ValueError):
+            pass
+        import hashlib
+
+        from ..parallel import progress
+
+        # one thread: ~30 us per CIFAR-sized file; threads only add GIL traffic
+        out = np.empty((len(self), 16), np.uint8)
+        with progress(total=len(self), desc="hash files", unit="file",
+                      mininterval=0.5) as bar:
+            for k, p in enumerate(self.paths):
+                h = hashlib.blake2b(digest_size=16)
+                try:
+                    with open(self.root / p, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            h.update(chunk)
+                except OSError as exc:
+                    raise DataError(f"cannot read image {self.root / p}: {exc}") from None
+                out[k] = np.frombuffer(h.digest(), np.uint8)
+                if k % 1024 == 1023:
+                    bar.update(1024)
+            bar.update(len(self) % 1024)
+        self._digests = out
+        _save_memo(memo, out)
+        return out
 
     def image_sizes(self) -> np.ndarray:
         """Heights and widths from the file headers (EXIF rotation applied), remembered
@@ -278,7 +340,7 @@ class FileSource(ImageSource):
         from ..cache import cache_dir
 
         # remembered per listing: reading 60,000 headers takes ~15 s on 2 cores
-        memo = cache_dir() / "listings" / f"{self.fingerprint}.sizes.npy"
+        memo = cache_dir() / "listings" / f"{self.listing_fingerprint}.sizes.npy"
         try:
             sizes = np.load(memo, allow_pickle=False)
             if sizes.shape == (len(self), 2):
@@ -296,15 +358,22 @@ class FileSource(ImageSource):
                 sizes.append(header_size(self.root / p))
                 if k % 1024 == 1023:
                     bar.update(1024)
+            bar.update(len(self) % 1024)
         self._sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
-        try:
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}.npy")
-            np.save(tmp, self._sizes, allow_pickle=False)
-            os.replace(tmp, memo)
-        except OSError:
-            pass  # a read-only cache only costs the scan next time
+        _save_memo(memo, self._sizes)
         return self._sizes
+
+
+def _save_memo(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically; a read-only or full cache only costs
+    the scan next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def read_file(path: Path) -> np.ndarray:

@@ -1,0 +1,105 @@
+"""Folder datasets are keyed by the bytes of their files, not by file times.
+
+A re-provisioned or copied folder (new mtimes, another root) must find the features
+it already has; an edited file must not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featbench import load_dataset
+from featbench.extraction import extract_features
+from featbench.store import FeatureStore
+
+
+def _folder(root, n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    for c in ("ant", "bee"):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(
+                root / c / f"{i}.png")
+    return root
+
+
+def _copy_with_new_times(src, dst):
+    shutil.copytree(src, dst, copy_function=shutil.copyfile)  # no times kept
+    for p in dst.rglob("*.png"):
+        os.utime(p, ns=(1_000_000_000, 1_000_000_000))  # and clearly other ones
+
+
+def test_digests_are_blake2b_of_the_file_bytes(tmp_path):
+    root = _folder(tmp_path / "d")
+    src = load_dataset(f"folder:{root}", seed=0).splits()["train"]
+    ref = [hashlib.blake2b((root / p).read_bytes(), digest_size=16).digest()
+           for p in src.paths]
+    assert src.file_digests().tobytes() == b"".join(ref)
+
+
+def test_copy_with_new_times_keeps_the_fingerprint_an_edit_changes_it(tmp_path):
+    a = _folder(tmp_path / "a")
+    _copy_with_new_times(a, tmp_path / "b")
+    da = load_dataset(f"folder:{a}", seed=0)
+    db = load_dataset(f"folder:{tmp_path / 'b'}", seed=0)
+    sa, sb = da.splits()["train"], db.splits()["train"]
+    assert sa.listing_fingerprint != sb.listing_fingerprint  # the times differ ...
+    assert da.fingerprint == db.fingerprint  # ... the content does not
+    for split in ("train", "test"):
+        assert da.split_fingerprint(split) == db.split_fingerprint(split)
+    # one pixel of one image changed: another key
+    p = sorted((tmp_path / "b" / "bee").glob("*.png"))[0]
+    img = np.asarray(Image.open(p)).copy()
+    img[0, 0] ^= 1
+    Image.fromarray(img).save(p)
+    assert load_dataset(f"folder:{tmp_path / 'b'}", seed=0).fingerprint != da.fingerprint
+
+
+def test_digests_are_remembered_per_listing(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "d")
+    first = load_dataset(f"folder:{root}", seed=0).fingerprint
+    memos = list((tmp_path / "cache" / "listings").glob("*.blake2b.npy"))
+    assert memos  # one per split listing
+    # rewrite a file with other bytes of the same size and put its time back: the
+    # listing is unchanged, so the remembered digests are used (the file is not read)
+    p = sorted((root / "ant").glob("*.png"))[0]
+    st = p.stat()
+    data = bytearray(p.read_bytes())
+    data[-5] ^= 0xFF
+    p.write_bytes(bytes(data))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert load_dataset(f"folder:{root}", seed=0).fingerprint == first
+    for m in memos:
+        m.unlink()
+    assert load_dataset(f"folder:{root}", seed=0).fingerprint != first
+
+
+def test_copied_folder_reuses_stored_features(tmp_path, counted):
+    a = _folder(tmp_path / "a")
+    _copy_with_new_times(a, tmp_path / "b")
+    store = FeatureStore(tmp_path / "store")
+    first = extract_features("hog", load_dataset(f"folder:{a}", seed=0), {}, store)
+    assert sum(counted) > 0
+    counted.clear()
+    again = extract_features("hog", load_dataset(f"folder:{tmp_path / 'b'}", seed=0), {},
+                             store)
+    assert counted == [] and again.cached
+    np.testing.assert_array_equal(again.train, first.train)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    root = _folder(tmp_path / "d")
+    src = load_dataset(f"folder:{root}", seed=0).splits()["train"]
+    gone = root / src.paths[0]
+    gone.unlink()
+    from featbench.errors import DataError
+
+    with pytest.raises(DataError, match=str(gone)):
+        src.file_digests()
