@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from featbench import load_dataset
+from featbench.datasets.source import FileSource
 from featbench.extraction import extract_features
 from featbench.store import FeatureStore
 
@@ -61,24 +62,71 @@ def test_copy_with_new_times_keeps_the_fingerprint_an_edit_changes_it(tmp_path):
     assert load_dataset(f"folder:{tmp_path / 'b'}", seed=0).fingerprint != da.fingerprint
 
 
-def test_digests_are_remembered_per_listing(tmp_path, monkeypatch):
+def test_digests_are_remembered_and_any_write_is_seen(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+    from featbench.datasets import source
+
+    hashed: list[str] = []
+    original = source.file_digest
+
+    def spy(path):
+        hashed.append(str(path))
+        return original(path)
+
+    monkeypatch.setattr(source, "file_digest", spy)
     root = _folder(tmp_path / "d")
     first = load_dataset(f"folder:{root}", seed=0).fingerprint
-    memos = list((tmp_path / "cache" / "listings").glob("*.blake2b.npy"))
-    assert memos  # one per split listing
-    # rewrite a file with other bytes of the same size and put its time back: the
-    # listing is unchanged, so the remembered digests are used (the file is not read)
+    assert len(hashed) == 12 and list((tmp_path / "cache" / "listings").glob("*.blake2b.npy"))
+    hashed.clear()
+    assert load_dataset(f"folder:{root}", seed=0).fingerprint == first
+    assert hashed == []  # remembered: no file read
+    # other bytes of the same size with the file's time put back: the write changed
+    # the ctime, so the files are hashed again and the edit is seen
     p = sorted((root / "ant").glob("*.png"))[0]
     st = p.stat()
     data = bytearray(p.read_bytes())
     data[-5] ^= 0xFF
     p.write_bytes(bytes(data))
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert load_dataset(f"folder:{root}", seed=0).fingerprint == first
-    for m in memos:
-        m.unlink()
     assert load_dataset(f"folder:{root}", seed=0).fingerprint != first
+    assert str(p) in hashed
+
+
+def test_truncated_memo_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATBENCH_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "d")
+    first = load_dataset(f"folder:{root}", seed=0)
+    fp, sizes = first.fingerprint, first.splits()["train"].image_sizes()
+    memos = list((tmp_path / "cache" / "listings").glob("*.npy"))
+    assert len(memos) >= 3  # digests per split and the sizes
+    for m in memos:
+        m.write_bytes(b"")  # as a crash between write and rename could leave it
+    again = load_dataset(f"folder:{root}", seed=0)
+    assert again.fingerprint == fp
+    np.testing.assert_array_equal(again.splits()["train"].image_sizes(), sizes)
+    assert all(m.stat().st_size > 0 for m in memos)  # rewritten
+
+
+def test_same_files_with_other_labels_get_another_fingerprint(tmp_path):
+    root = _folder(tmp_path / "d")
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    labels = np.array([p.startswith("bee/") for p in paths], dtype=np.int64)
+    a = FileSource(root, paths, labels)
+    b = FileSource(root, paths, 1 - labels)
+    assert a.file_digests().tobytes() == b.file_digests().tobytes()
+    assert a.fingerprint != b.fingerprint
+    assert FileSource(root, paths, labels).fingerprint == a.fingerprint
+
+
+def test_subset_with_inherited_digests_equals_its_own_hash(tmp_path):
+    root = _folder(tmp_path / "d")
+    src = load_dataset(f"folder:{root}", seed=0).splits()["train"]
+    src.file_digests()  # computed on the whole split, inherited by take()
+    sub = src.take([3, 0, 5])
+    assert sub._digests is not None
+    fresh = FileSource(src.root, list(sub.paths), sub.labels)
+    assert fresh._digests is None
+    assert sub.fingerprint == fresh.fingerprint
 
 
 def test_copied_folder_reuses_stored_features(tmp_path, counted):
@@ -97,6 +145,7 @@ def test_copied_folder_reuses_stored_features(tmp_path, counted):
 def test_unreadable_file_is_named(tmp_path):
     root = _folder(tmp_path / "d")
     src = load_dataset(f"folder:{root}", seed=0).splits()["train"]
+    src.stats()  # listed while the file was there
     gone = root / src.paths[0]
     gone.unlink()
     from featbench.errors import DataError

@@ -169,7 +169,7 @@ class Dataset:
 
     # -- identity -------------------------------------------------------------------
     def split_fingerprint(self, split: str) -> str:
-        """Fingerprint of one split: image content (arrays) or file listing (folders)."""
+        """Fingerprint of one split: the image arrays, or the files' bytes (folders)."""
         return self.split(split).fingerprint
 
     @property

@@ -215,8 +215,8 @@ class FileSource(ImageSource):
     paths : list of str
         POSIX paths relative to ``root``.
     labels : array of int
-    stats : list of (size, mtime_ns), optional
-        File sizes and modification times from the listing (read when absent).
+    stats : list of (size, mtime_ns, inode, ctime_ns), optional
+        ``os.stat`` fields of every file (read when absent).
     """
 
     def __init__(self, root: str | Path, paths: list[str], labels, stats=None) -> None:
@@ -250,7 +250,8 @@ class FileSource(ImageSource):
             out._digests = self._digests[idx]
         return out
 
-    def stats(self) -> list[tuple[int, int]]:
+    def stats(self) -> list[tuple[int, int, int, int]]:
+        """Size, mtime, inode and ctime (ns) of every file, read once."""
         if self._stats is None:
             self._stats = []
             for p in self.paths:
@@ -258,7 +259,7 @@ class FileSource(ImageSource):
                     st = os.stat(self.root / p)
                 except OSError as exc:
                     raise DataError(f"cannot read image {self.root / p}: {exc}") from None
-                self._stats.append((st.st_size, st.st_mtime_ns))
+                self._stats.append((st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
         return self._stats
 
     @property
@@ -270,8 +271,8 @@ class FileSource(ImageSource):
         never stored features: see :attr:`fingerprint`.
         """
         if self._listing_fp is None:
-            listing = json.dumps([[p, s, m] for p, (s, m) in zip(self.paths, self.stats(),
-                                                                 strict=True)])
+            listing = json.dumps([[p, st[0], st[1]] for p, st in zip(self.paths, self.stats(),
+                                                                     strict=True)])
             self._listing_fp = fingerprint(np.frombuffer(listing.encode(), np.uint8),
                                            self.labels)
         return self._listing_fp
@@ -283,10 +284,10 @@ class FileSource(ImageSource):
 
         Copies of a folder (``cp`` without ``-p``, a re-provisioned volume, another
         machine) keep their keys; touching a file does not change it, editing one does.
-        The per-file digests are remembered in the cache folder per
-        :attr:`listing_fingerprint`, so the files are read again only after the
-        listing (a path, size or mtime) changed; an edit that keeps a file's size and
-        puts its mtime back is not seen.
+        The per-file digests are remembered in the cache folder, keyed by the folder's
+        resolved path and every file's path, size, mtime, inode and ctime, so the files
+        are read again only after one of those changed (any write changes the ctime,
+        whatever happens to the mtime).
         """
         if self._fp is None:
             names = json.dumps(self.paths).encode()
@@ -300,16 +301,14 @@ class FileSource(ImageSource):
             return self._digests
         from ..cache import cache_dir
 
-        memo = cache_dir() / "listings" / f"{self.listing_fingerprint}.blake2b.npy"
-        try:
-            digests = np.load(memo, allow_pickle=False)
-            if digests.shape == (len(self), 16) and digests.dtype == np.uint8:
-                self._digests = digests
-                return digests
-        except (OSError, ValueError):
-            pass
-        import hashlib
-
+        where = json.dumps([str(self.root.resolve()), self.paths, self.stats()]).encode()
+        memo = cache_dir() / "listings" / (
+            f"{fingerprint(np.frombuffer(where, np.uint8), self.labels)}.blake2b.npy")
+        digests = _load_memo(memo)
+        if digests is not None and digests.shape == (len(self), 16) \
+                and digests.dtype == np.uint8:
+            self._digests = digests
+            return digests
         from ..parallel import progress
 
         # one thread: ~30 us per CIFAR-sized file; threads only add GIL traffic
@@ -317,14 +316,7 @@ class FileSource(ImageSource):
         with progress(total=len(self), desc="hash files", unit="file",
                       mininterval=0.5) as bar:
             for k, p in enumerate(self.paths):
-                h = hashlib.blake2b(digest_size=16)
-                try:
-                    with open(self.root / p, "rb") as f:
-                        while chunk := f.read(1 << 20):
-                            h.update(chunk)
-                except OSError as exc:
-                    raise DataError(f"cannot read image {self.root / p}: {exc}") from None
-                out[k] = np.frombuffer(h.digest(), np.uint8)
+                out[k] = np.frombuffer(file_digest(self.root / p), np.uint8)
                 if k % 1024 == 1023:
                     bar.update(1024)
             bar.update(len(self) % 1024)
@@ -341,13 +333,10 @@ class FileSource(ImageSource):
 
         # remembered per listing: reading 60,000 headers takes ~15 s on 2 cores
         memo = cache_dir() / "listings" / f"{self.listing_fingerprint}.sizes.npy"
-        try:
-            sizes = np.load(memo, allow_pickle=False)
-            if sizes.shape == (len(self), 2):
-                self._sizes = sizes
-                return sizes
-        except (OSError, ValueError):
-            pass
+        sizes = _load_memo(memo)
+        if sizes is not None and sizes.shape == (len(self), 2):
+            self._sizes = sizes
+            return sizes
         from ..parallel import progress
 
         # one thread: header parsing holds the GIL, threads only slow it down (~85 us/file)
@@ -364,16 +353,42 @@ class FileSource(ImageSource):
         return self._sizes
 
 
+def file_digest(path: Path) -> bytes:
+    """BLAKE2b-128 of the bytes of ``path``; :class:`DataError` naming it if unreadable."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    return h.digest()
+
+
+def _load_memo(path: Path) -> np.ndarray | None:
+    """A memo written by :func:`_save_memo`, or None when absent or unreadable (a
+    truncated or foreign file is ignored and rewritten, never an error)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception:  # noqa: BLE001 - OSError, EOFError, ValueError, ...
+        return None
+
+
 def _save_memo(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` atomically; a read-only or full cache only costs
     the scan next time."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
         np.save(tmp, array, allow_pickle=False)
         os.replace(tmp, path)
     except OSError:
-        pass
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def read_file(path: Path) -> np.ndarray:
