@@ -189,7 +189,7 @@ def test_codebook_fitted_once_and_shared(tmp_path, ds, bovw_fits):
     st = FeatureStore(tmp_path)
     first = extract_features("bovw", ds, params, st, shard_size=64)
     assert fits == [200]
-    assert len(list((tmp_path / "codebooks").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "codebooks").glob("*.npz"))) == 1
     # the test split's shards are gone: recomputed with the stored codebook, no refit
     for f in Path(first.parts[0]["shards"]["test"]["store"]).glob("shard-*"):
         f.unlink()

@@ -160,8 +160,9 @@ def _load_pretrained(name: str, model: nn.Module, state: dict, source: str) -> N
     if name.startswith("densenet"):
         old = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|"
                          r"running_mean|running_var))$")
-        state = {(m.group(1) + m.group(2) if (m := old.match(k)) else k): v
-                 for k, v in state.items()}
+        for key in list(state):  # in place: the dict's _metadata (versions) stays
+            if m := old.match(key):
+                state[m.group(1) + m.group(2)] = state.pop(key)
     _load_into(model, state, source)
     if name == "googlenet":  # the builder's default aux_logits=False
         model.aux_logits = False
