@@ -26,8 +26,8 @@ from featbench.cache import fingerprint
 from featbench.datasets import cifar10
 from featbench.errors import DataError
 from featbench.extraction import extract_features, plan
-from featbench.features import get_extractor
 from featbench.features import cnn as cnn_mod
+from featbench.features import get_extractor
 from featbench.store import FeatureStore, StoreWarning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -373,7 +373,7 @@ def test_pretrained_architecture_equals_torchvisions(name, monkeypatch):
             state = _meta_state(ours)
             cnn_mod._load_pretrained(name, ours, state, "meta")
             with monkeypatch.context() as m:
-                m.setattr(WeightsEnum, "get_state_dict", lambda self, *a, **k: state)
+                m.setattr(WeightsEnum, "get_state_dict", lambda self, *a, _s=state, **k: _s)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
                     theirs = get_model(name, weights=w)
@@ -407,9 +407,8 @@ def test_store_files_follow_the_umask(tmp_path, ds, umask, mode):
     finally:
         os.umask(old)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    kinds = {p.suffix for p in files}
-    assert {".npy", ".json", ".npz", ".sum"} <= kinds
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(mode)}
+    assert {".npy", ".json", ".npz", ".sum"} <= {p.suffix for p in files}
     folders = [p for p in tmp_path.rglob("*") if p.is_dir()]
     assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(0o777 & ~umask)}
 
