@@ -418,6 +418,18 @@ def test_store_files_follow_the_umask(tmp_path, ds, umask, mode):
     assert {oct(p.stat().st_mode & 0o777) for p in folders} == {oct(0o777 & ~umask)}
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_run_records_follow_the_umask(tmp_path, umask, mode):
+    from featbench.results import write_json_atomic
+
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "runs" / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "runs" / "r.json").stat().st_mode & 0o777) == oct(mode)
+
+
 def test_full_disk_leaves_no_orphan_sidecar(tmp_path, monkeypatch):
     entry = FeatureStore(tmp_path).entry("k", 6, shard_size=4, manifest={"dtype": "float32"})
     entry.create()
