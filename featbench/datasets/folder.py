@@ -81,7 +81,7 @@ def _file_id(path: str) -> tuple[int, int] | None:
 def _walk_images(folder: Path, listed: tuple[str, ...]) -> list[tuple[Path, tuple | None]]:
     """Image files below ``folder`` and their (device, inode), sorted by path, each file
     once (see :func:`find_images`)."""
-    found: list[tuple[Path, tuple | None]] = []
+    found: list[tuple[bool, Path, tuple | None]] = []
     walked: set[tuple[int, int]] = set()
 
     def walk(path: str, real: str, chain: list[tuple[int, int]]) -> None:
@@ -101,7 +101,7 @@ def _walk_images(folder: Path, listed: tuple[str, ...]) -> list[tuple[Path, tupl
             elif e.is_symlink() and e.is_dir():
                 walk(e.path, _follow(e.path, real, chain, listed), chain)
             elif _is_image(e.name):
-                found.append((Path(e.path), _file_id(e.path)))
+                found.append((e.is_symlink(), Path(e.path), _file_id(e.path)))
 
     folder = Path(folder)
     if folder.is_symlink():
@@ -109,13 +109,13 @@ def _walk_images(folder: Path, listed: tuple[str, ...]) -> list[tuple[Path, tupl
     else:
         real = os.path.realpath(folder)
     walk(str(folder), real, [])
-    found.sort(key=lambda item: item[0])
+    found.sort(key=lambda item: item[:2])  # files first, then links; each by path
     out, seen = [], set()
-    for path, ident in found:
+    for _, path, ident in found:
         if ident is None or ident not in seen:  # one file reached twice: listed once
             out.append((path, ident))
             seen.add(ident)
-    return out
+    return sorted(out, key=lambda item: item[0])
 
 
 def find_images(folder: Path, listed: tuple[str | Path, ...] = ()) -> list[Path]:
@@ -125,9 +125,9 @@ def find_images(folder: Path, listed: tuple[str | Path, ...] = ()) -> list[Path]
     paths of the folders the dataset lists: its split folders, or its root) are
     walked once. A link to a folder that encloses it (a loop) or into ``listed``
     (its images would be listed twice, or under another class) is refused with a
-    :class:`DataError` naming the link. A file reached twice (two links, hard links)
-    is listed once, under its first path; a broken link is listed (and reported as
-    a bad image when decoded).
+    :class:`DataError` naming the link. A file reached twice (links, hard links) is
+    listed once, under its first path (its own name before a link's); a broken link
+    is listed (and reported as a bad image when decoded).
     """
     return [p for p, _ in _walk_images(folder, tuple(os.path.realpath(d) for d in listed))]
 
