@@ -24,6 +24,7 @@ from .classifiers import CLASSIFIERS
 from .classifiers.tuning import (
     BOUNDS,
     MAX_EXTENSIONS,
+    check_validation_split,
     split_validation,
     tie_margin,
     tune_and_fit,
@@ -40,6 +41,7 @@ from .extraction import (  # noqa: F401 - package_versions re-exported for recor
 from .features import build_extractor, split_spec
 from .parallel import get_n_jobs, progress
 from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
+from .progress import finish
 from .results import confusion_matrix, new_record, write_json_atomic
 from .store import DEFAULT_SHARD_SIZE, FeatureStore
 
@@ -180,9 +182,11 @@ def run_benchmark(
                                  results_dir=results_dir, n_jobs=n_jobs, on_record=on_record,
                                  annotate=annotate, shard_size=shard_size, skip_bad=skip_bad,
                                  dtype=dtype, extend_grid=extend_grid)
+    check_validation_split(ds, val_size)  # before any extraction
     records = []
     pairs = progress(total=len(features) * len(classifiers), desc="pairs", unit="pair",
                      leave=True, position=0)
+    failed = 0
     for spec in features:
         feats, feat_error, feat_tb = None, None, None
         pairs.set_postfix_str(f"extract {spec}")
@@ -195,7 +199,8 @@ def run_benchmark(
             feat_error = f"{type(exc).__name__}: {exc}"
             feat_tb = traceback.format_exc()
         for clf_name in classifiers:
-            pairs.set_postfix_str(f"fit {clf_name} on {spec}")
+            pairs.set_postfix_str(f"fit {clf_name} on {spec}" if feats is not None
+                                  else f"{clf_name} on {spec}: extraction failed")
             rec = new_record(ds, spec, clf_name, seed)
             rec.update(annotate or {})
             if feats is None:  # keep what was asked, so a failed pair can be rerun
@@ -229,10 +234,11 @@ def run_benchmark(
             if results_dir is not None:
                 write_json_atomic(Path(results_dir) / "runs" / f"{rec['run_id']}.json", rec)
             records.append(rec)
+            failed += bool(rec.get("error"))
             pairs.update(1)
             if on_record is not None:
                 on_record(rec)
-    pairs.close()
+    finish(pairs, failed)
     return records
 
 
