@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,9 +308,15 @@ def test_run_records_device_and_uses_cache(tmp_path):
     records = sorted((json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")),
                      key=lambda r: r["created"])
     assert len(records) == 2
-    from featbench.runtime import cpu_has_bf16
-
-    auto = "bf16" if cpu_has_bf16() else "fp32"  # what precision="auto" means on this CPU
+    # what precision="auto" means on this CPU, read here from the kernel's CPU flags
+    # (AVX-512 BF16 or AMX BF16 instructions: bf16, else fp32), not from featbench
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    flags = {flag for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "flags"
+             for flag in line.split(":", 1)[1].split()}
+    auto = "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "fp32"
     for rec in records:
         assert rec["device"]["device"] == "cpu" and rec["device"]["precision"] == auto
         part = rec["features"]["parts"][0]
