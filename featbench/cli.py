@@ -243,7 +243,7 @@ def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[
     """Check the whole plan and the outputs, then list the dataset; echo its first line
     and a note for each option that does not apply to this run."""
     from .datasets import load_dataset
-    from .plan import validate_plan
+    from .plan import check_plan_data, validate_plan
 
     if opts["device"] is not None:
         _set_device(parsed, feature_specs, opts["device"])
@@ -253,6 +253,7 @@ def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[
                       image_size=opts["image_size"], test_fraction=opts["test_fraction"],
                       train_size=opts["train_size"], test_size=opts["test_size"],
                       seed=opts["seed"])
+    check_plan_data(feature_specs, parsed, ds, opts["seed"])
     line, own_views = _first_line(ds, feature_specs, parsed)
     click.echo(line, err=True)
     if opts["image_size"] is not None and own_views and all(own_views.values()):
