@@ -302,8 +302,10 @@ def _store(cache_dir: Path | None):
 @click.option("-c", "--clf", multiple=True, default=("linear-svm",), show_default=True,
               help="Classifier; repeat or comma-separate for several.")
 @click.option("--val-size", type=_ValSize(),
-              help="Validation images held out of train when the dataset has no val/ split "
-                   "(count, or fraction < 1) [default: min(1000, 10% of train)].")
+              help="Validation images held out of train when the dataset has no val/ split: "
+                   "a count (an integer) or a fraction in (0, 1); at least one image per "
+                   "class, and fewer than 5 per class warns [default: min(1000, 10% of "
+                   "train)].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the table here (.csv, .md or .json).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
