@@ -149,11 +149,35 @@ def _can_create_a_file_in(folder) -> bool:
     return True
 
 
+def _without_dac_override(*args) -> tuple[int, str]:
+    """Exit code and stderr of ``featbench ARGS`` in a child process without the
+    capabilities that let root write into read-only folders (util-linux's setpriv)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("this user can create files in read-only folders (root), and setpriv "
+                    "is not there to run the command without that power")
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH",
+                                                                             "")])}
+    res = subprocess.run([setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner",
+                          sys.executable, "-m", "featbench", *map(str, args)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    if res.stderr.startswith("setpriv:"):
+        pytest.skip(f"root can create files in read-only folders, and setpriv cannot drop "
+                    f"that power here ({res.stderr.strip()})")
+    return res.returncode, res.stderr
+
+
 @pytest.mark.parametrize("how", ["chmod", "read-only location"])
 def test_read_only_results_dir_is_refused_up_front(tmp_path, no_loading, how):
-    """An existing runs/ folder that no file can be created in. chmod 555 stops every
-    user but root; a link to a folder of /sys, where even root creates no file, stops
-    root too: each way is probed first and skipped only when the folder is writable."""
+    """An existing runs/ folder that no file can be created in: chmod 555 (root, who
+    ignores it, runs the command under setpriv without that power), or a link to a
+    folder of /sys, where even root creates no file. Probed first, not assumed."""
     ro = tmp_path / "ro"
     ro.mkdir()
     runs = ro / "runs"
@@ -166,15 +190,16 @@ def test_read_only_results_dir_is_refused_up_front(tmp_path, no_loading, how):
             pytest.skip("no /sys folder on this system")
         runs.symlink_to(target, target_is_directory=True)
     try:
-        if _can_create_a_file_in(runs):
-            pytest.skip(f"{how}: this user can create files in {runs} (root ignores "
-                        f"permissions), so there is nothing to refuse")
-        res = invoke(*RUN, "--results-dir", ro)
+        if not _can_create_a_file_in(runs):
+            res = invoke(*RUN, "--results-dir", ro)
+            code, output = res.exit_code, res.output
+        else:  # root: run the command without its power to ignore permissions
+            code, output = _without_dac_override(*RUN, "--results-dir", ro)
     finally:
         if how == "chmod":
             runs.chmod(0o755)
-    assert res.exit_code == 1
-    assert lines(res.output) == [
+    assert code == 1
+    assert lines(output) == [
         f"Error: cannot write run records to {runs}: cannot create files in "
         f"{runs} (Permission denied)"]
 
