@@ -81,22 +81,29 @@ def _check_file(path: Path, what: str = "the table") -> None:
 
 
 class _ValSize(click.ParamType):
-    """``--val-size``: a count (integer >= 1) or a fraction in (0, 1)."""
+    """``--val-size``: a count (an integer >= 1, written as one) or a fraction in (0, 1).
+
+    ``1.0`` or ``2.5`` is neither: refused, not read as a count.
+    """
 
     name = "count|fraction"
 
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            number = value
         else:
+            text = str(value).strip()
             try:
-                number = float(value)
+                number = int(text)
             except ValueError:
-                number = float("nan")
-        if 0 < number < 1:
+                try:
+                    number = float(text)
+                except ValueError:
+                    number = None
+        if isinstance(number, float) and 0 < number < 1:
             return number
-        if number >= 1 and number.is_integer():
-            return int(number)
+        if isinstance(number, int) and number >= 1:
+            return number
         self.fail(f"must be a count (integer >= 1) or a fraction in (0, 1); got {value}",
                   param, ctx)
 
@@ -147,8 +154,33 @@ def main() -> None:
     warnings.formatwarning = _format_warning  # (recording with catch_warnings still works)
 
 
-def _split_multi(values: tuple[str, ...]) -> list[str]:
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+def _split_multi(values: tuple[str, ...], hint: str | None = None,
+                 example: str = "") -> list[str]:
+    """Names of a repeatable, comma-separated option; none at all is a usage error
+    naming the option (``hint``), e.g. ``-f ""``."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if not names and hint is not None:
+        raise click.BadParameter(f"names nothing; give at least one, e.g. {example}",
+                                 param_hint=hint)
+    return names
+
+
+def _parse_params(items: tuple[str, ...]) -> dict:
+    """``-p`` options parsed; one ``NAME.PARAM`` given twice with two values is an error
+    naming both (the last one would silently win)."""
+    from .params import parse_params
+
+    seen: dict[tuple[str, str], tuple[str, object]] = {}
+    for item in items:
+        for name, values in parse_params([item]).items():
+            for key, value in values.items():
+                first = seen.setdefault((name, key), (item, value))
+                if first[1] != value:
+                    raise click.BadParameter(
+                        f"{name}.{key} is given twice, {first[0]!r} and {item!r}; give it "
+                        f"once (a comma list is a grid: {name}.{key}=a,b)",
+                        param_hint="'-p' / '--param'")
+    return parse_params(items)
 
 
 def dataset_options(fn):
@@ -207,11 +239,11 @@ def dataset_options(fn):
 
 
 def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[str],
-          check_outputs: Callable[[], None] = lambda: None):
+          check_outputs: Callable[[], None] = lambda: None, val_size=None):
     """Check the whole plan and the outputs, then list the dataset; echo its first line
     and a note for each option that does not apply to this run."""
     from .datasets import load_dataset
-    from .plan import validate_plan
+    from .plan import check_plan_data, validate_plan
 
     if opts["device"] is not None:
         _set_device(parsed, feature_specs, opts["device"])
@@ -221,6 +253,7 @@ def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[
                       image_size=opts["image_size"], test_fraction=opts["test_fraction"],
                       train_size=opts["train_size"], test_size=opts["test_size"],
                       seed=opts["seed"], skip_bad_images=opts["skip_bad_images"])
+    check_plan_data(feature_specs, parsed, ds, opts["seed"], val_size)
     line, own_views = _first_line(ds, feature_specs, parsed)
     click.echo(line, err=True)
     if opts["image_size"] is not None and own_views and all(own_views.values()):
@@ -271,8 +304,10 @@ def _store(cache_dir: Path | None):
 @click.option("-c", "--clf", multiple=True, default=("linear-svm",), show_default=True,
               help="Classifier; repeat or comma-separate for several.")
 @click.option("--val-size", type=_ValSize(),
-              help="Validation images held out of train when the dataset has no val/ split "
-                   "(count, or fraction < 1) [default: min(1000, 10% of train)].")
+              help="Validation images held out of train when the dataset has no val/ split: "
+                   "a count (an integer) or a fraction in (0, 1); at least one image per "
+                   "class, and fewer than 5 per class warns [default: min(1000, 10% of "
+                   "train)].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the table here (.csv, .md or .json).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -291,12 +326,12 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
     after `featbench extract`) does not recompute them.
     """
     from .parallel import set_options
-    from .params import parse_params
     from .results import format_table, make_table, write_table
     from .runner import run_benchmark
 
     set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
-    feature_specs, classifiers = _split_multi(opts["features"]), _split_multi(clf)
+    feature_specs = _split_multi(opts["features"], "'-f' / '--features'", "-f hog")
+    classifiers = _split_multi(clf, "'-c' / '--clf'", "-c linear-svm")
     if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
         raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
     runs = results_dir / "runs"
@@ -306,7 +341,7 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
                 f"shards are kept in the store")
 
     with _boundary(kept):
-        parsed = parse_params(opts["params"])
+        parsed = _parse_params(opts["params"])
         store = None if no_cache else _store(opts["cache_dir"])
 
         def check_outputs() -> None:
@@ -315,7 +350,7 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
             if output is not None:
                 _check_file(output)
 
-        ds = _load(opts, parsed, feature_specs, classifiers, check_outputs)
+        ds = _load(opts, parsed, feature_specs, classifiers, check_outputs, val_size)
         run_benchmark(ds, feature_specs, classifiers, params=parsed, seed=opts["seed"],
                       val_size=val_size, store=store,
                       results_dir=results_dir, n_jobs=opts["jobs"], on_record=done.append,
@@ -380,10 +415,10 @@ def extract(**opts) -> None:
     import time
 
     from .parallel import set_options
-    from .params import parse_params, parse_shard
+    from .params import parse_shard
 
     set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
-    feature_specs = _split_multi(opts["features"])
+    feature_specs = _split_multi(opts["features"], "'-f' / '--features'", "-f hog")
     store = _store(opts["cache_dir"])
     shard = None
     if opts["shard"] is not None:
@@ -400,13 +435,13 @@ def extract(**opts) -> None:
     with _boundary(lambda: "finished shards are kept; run the same command to resume"):
         from .extraction import extract_features
 
-        parsed = parse_params(opts["params"])
+        parsed = _parse_params(opts["params"])
         from .classifiers import CLASSIFIERS
 
         # a run's command line works here too: its classifier parameters are not used
         parsed = {k: v for k, v in parsed.items() if k not in CLASSIFIERS}
         ds = _load(opts, parsed, feature_specs, [],
-                   lambda: _check_folder(store.root, "features"))
+                   lambda: _check_folder(store.root, "features"), opts["val_size"])
         for spec in feature_specs:
             t0 = time.perf_counter()
             res = extract_features(spec, ds, parsed, store, seed=opts["seed"],

@@ -53,6 +53,9 @@ def validate_plan(features: list[str], classifiers: list[str],
         for name in split_spec(spec):
             names.add(name)
             est = check_extractor(name, params.get(name, {}))
+            hook = getattr(est, "check_plan", None)
+            if hook is not None:  # what the extractor can check without the data
+                hook(name)
             if "device" in params.get(name, {}):
                 check_device(est.device)  # a device this machine lacks: now, not later
     for clf in classifiers:
@@ -67,3 +70,29 @@ def validate_plan(features: list[str], classifiers: list[str],
             f"-p names {', '.join(map(repr, stray))}, which this run does not use "
             f"(features: {', '.join(features)}; classifiers: {', '.join(classifiers)}){hint}"
         )
+
+
+def check_plan_data(features: list[str], params: dict[str, dict[str, Any]], ds,
+                    seed: int = 0, val_size: int | float | None = None) -> None:
+    """Fail before any work when a learned extractor's settings cannot be met on ``ds``
+    (e.g. more codebook words than the descriptors of the training sample): each
+    extractor's ``check_plan`` hook gets ``(n_images, height, width)`` of its fit sample
+    (training images outside the validation split of ``seed`` and ``val_size``), when the
+    images' size is known without decoding them."""
+    from .extraction import fit_sample, is_learned, view_for
+    from .splits import tuning_split
+
+    for name in dict.fromkeys(n for spec in features for n in split_spec(spec)):
+        est = check_extractor(name, params.get(name, {}))
+        hook = getattr(est, "check_plan", None)
+        if hook is None or not is_learned(est):
+            continue
+        view = view_for(est, ds)
+        if view.kind == "resize" and view.size:
+            h = w = int(view.size)
+        elif view.kind == "native" and not view.size and ds.image_scan()["shared_size"]:
+            h, w = (int(v) for v in ds.image_scan()["shared_size"])
+        else:
+            continue
+        pool = tuning_split(ds, seed, val_size).fit
+        hook(name, (len(fit_sample(pool, view, ds, seed)), h, w))

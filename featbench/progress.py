@@ -56,6 +56,25 @@ def _is_terminal() -> bool:
         return False
 
 
+def _ending(exc_type: type[BaseException] | None) -> str:
+    """The last word of a stage's line: how it ended."""
+    if exc_type is None:
+        return "done"
+    return "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+
+
+def finish(bar, failed: int = 0) -> None:
+    """Close ``bar``, a stage of ``bar.total`` items of which ``failed`` failed: its last
+    line says so instead of "done" (a tqdm bar shows it as its postfix)."""
+    if failed:
+        text = f"{failed} of {getattr(bar, 'n', 0)} {getattr(bar, 'unit', 'item')}(s) failed"
+        if isinstance(bar, LineProgress):
+            bar._finish(f"ended: {text}")
+            return
+        bar.set_postfix_str(text)
+    bar.close()
+
+
 class LineProgress:
     """The part of tqdm's interface featbench uses, printing plain lines to stderr.
 
@@ -87,8 +106,8 @@ class LineProgress:
     def __enter__(self) -> LineProgress:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._finish(_ending(exc_type))
 
     def update(self, n: int = 1) -> None:
         with self._lock:
@@ -112,11 +131,16 @@ class LineProgress:
         pass
 
     def close(self) -> None:
+        """End the stage: "done", or "interrupted" / "failed" when called while an
+        exception propagates (a ``finally`` clause after Ctrl-C or an error)."""
+        self._finish(_ending(sys.exc_info()[0]))
+
+    def _finish(self, state: str) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._emit("done")
+        self._emit(state)
 
     def _emit(self, state: str = "") -> None:
         elapsed = time.monotonic() - self._start

@@ -21,12 +21,19 @@ from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
 
 from .classifiers import CLASSIFIERS
-from .classifiers.tuning import BOUNDS, MAX_EXTENSIONS, tie_margin, tune_and_fit
+from .classifiers.tuning import (
+    BOUNDS,
+    MAX_EXTENSIONS,
+    check_validation_split,
+    tie_margin,
+    tune_and_fit,
+)
 from .datasets import Dataset
 from .extraction import FeatureResult, extract_features
 from .features import build_extractor, split_spec
 from .parallel import get_n_jobs, progress
 from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
+from .progress import finish
 from .provenance import canonical
 from .results import confusion_matrix, new_record, write_json_atomic
 from .splits import TuningSplit, tuning_split
@@ -169,11 +176,13 @@ def run_benchmark(
                                  results_dir=results_dir, n_jobs=n_jobs, on_record=on_record,
                                  annotate=annotate, shard_size=shard_size, skip_bad=skip_bad,
                                  dtype=dtype, extend_grid=extend_grid)
+    check_validation_split(ds, val_size)  # before any extraction
     # the tuning split is decided before any extractor is fitted (see featbench.splits)
     split = tuning_split(ds, seed, val_size)
     records = []
     pairs = progress(total=len(features) * len(classifiers), desc="pairs", unit="pair",
                      leave=True, position=0)
+    failed = 0
     for spec in features:
         feats, feat_error, feat_tb = None, None, None
         pairs.set_postfix_str(f"extract {spec}")
@@ -187,7 +196,8 @@ def run_benchmark(
             feat_error = f"{type(exc).__name__}: {exc}"
             feat_tb = traceback.format_exc()
         for clf_name in classifiers:
-            pairs.set_postfix_str(f"fit {clf_name} on {spec}")
+            pairs.set_postfix_str(f"fit {clf_name} on {spec}" if feats is not None
+                                  else f"{clf_name} on {spec}: extraction failed")
             rec = new_record(ds, spec, clf_name, seed)
             rec["dataset"]["tuning_split"] = split.describe()
             rec.update(annotate or {})
@@ -222,10 +232,11 @@ def run_benchmark(
             if results_dir is not None:
                 write_json_atomic(Path(results_dir) / "runs" / f"{rec['run_id']}.json", rec)
             records.append(rec)
+            failed += bool(rec.get("error"))
             pairs.update(1)
             if on_record is not None:
                 on_record(rec)
-    pairs.close()
+    finish(pairs, failed)
     return records
 
 

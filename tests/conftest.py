@@ -13,6 +13,23 @@ from featbench.parallel import set_options
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "not_applicable(reason): a test case that cannot apply (e.g. a scikit-learn "
+                   "check that feeds tabular data to an image extractor); deselected at "
+                   "collection, so that a skip in the summary always means something")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Deselect the cases marked ``not_applicable`` (their reason stays on the mark)."""
+    keep, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("not_applicable") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory, monkeypatch):
     """Every test gets its own cache folder and no progress bars."""

@@ -136,20 +136,72 @@ def test_unwritable_results_dir_is_refused_up_front(tmp_path, no_loading):
         "folder /proc/featbench-results/runs (No such file or directory)"]
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="root writes into read-only folders")
-def test_read_only_results_dir_is_refused_up_front(tmp_path, no_loading):
-    ro = tmp_path / "ro"
-    (ro / "runs").mkdir(parents=True)
-    ro.joinpath("runs").chmod(0o555)
+def _can_create_a_file_in(folder) -> bool:
+    """Whether this process can create a file in ``folder``: tried for real."""
+    import tempfile
+
     try:
-        res = invoke(*RUN, "--results-dir", ro)
+        fd, tmp = tempfile.mkstemp(dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
+def _without_dac_override(*args) -> tuple[int, str]:
+    """Exit code and stderr of ``featbench ARGS`` in a child process without the
+    capabilities that let root write into read-only folders (util-linux's setpriv)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("this user can create files in read-only folders (root), and setpriv "
+                    "is not there to run the command without that power")
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH",
+                                                                             "")])}
+    res = subprocess.run([setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner",
+                          sys.executable, "-m", "featbench", *map(str, args)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    if res.stderr.startswith("setpriv:"):
+        pytest.skip(f"root can create files in read-only folders, and setpriv cannot drop "
+                    f"that power here ({res.stderr.strip()})")
+    return res.returncode, res.stderr
+
+
+@pytest.mark.parametrize("how", ["chmod", "read-only location"])
+def test_read_only_results_dir_is_refused_up_front(tmp_path, no_loading, how):
+    """An existing runs/ folder that no file can be created in: chmod 555 (root, who
+    ignores it, runs the command under setpriv without that power), or a link to a
+    folder of /sys, where even root creates no file. Probed first, not assumed."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    runs = ro / "runs"
+    if how == "chmod":
+        runs.mkdir()
+        runs.chmod(0o555)
+    else:
+        target = next((d for d in ("/sys/kernel", "/sys") if os.path.isdir(d)), None)
+        if target is None:
+            pytest.skip("no /sys folder on this system")
+        runs.symlink_to(target, target_is_directory=True)
+    try:
+        if not _can_create_a_file_in(runs):
+            res = invoke(*RUN, "--results-dir", ro)
+            code, output = res.exit_code, res.output
+        else:  # root: run the command without its power to ignore permissions
+            code, output = _without_dac_override(*RUN, "--results-dir", ro)
     finally:
-        ro.joinpath("runs").chmod(0o755)
-    assert res.exit_code == 1
-    assert lines(res.output) == [
-        f"Error: cannot write run records to {ro / 'runs'}: cannot create files in "
-        f"{ro / 'runs'} (Permission denied)"]
+        if how == "chmod":
+            runs.chmod(0o755)
+    assert code == 1
+    assert lines(output) == [
+        f"Error: cannot write run records to {runs}: cannot create files in "
+        f"{runs} (Permission denied)"]
 
 
 def test_table_output_checked_before_reading_records(tmp_path):
@@ -280,7 +332,7 @@ def test_train_size_below_the_number_of_classes(tmp_path):
         "(10 classes)"]
 
 
-@pytest.mark.parametrize("value", ["0", "-0.5", "2.5", "x"])
+@pytest.mark.parametrize("value", ["0", "-0.5", "2.5", "x", "1.0", "20.0", "1e3"])
 def test_val_size_checked_when_parsing(tmp_path, no_loading, value):
     res = invoke(*RUN, "--val-size", value, "--results-dir", tmp_path)
     assert res.exit_code == 2
@@ -435,3 +487,80 @@ def test_interrupted_extract_is_one_line(monkeypatch):
     assert res.exit_code == 130
     assert lines(res.stderr)[-1] == (
         "interrupted: finished shards are kept; run the same command to resume")
+
+
+@pytest.fixture
+def no_extraction(monkeypatch):
+    """Fail the test if any extraction starts (the check must come before)."""
+    import featbench.runner
+
+    def extract(*args, **kwargs):
+        raise AssertionError("extraction started before the check")
+
+    monkeypatch.setattr(featbench.runner, "extract_features", extract)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("5", "Error: --val-size 5 gives 5 validation image(s) for 10 classes: the validation "
+          "split needs at least one image per class; pass --val-size 10 or more"),
+    ("2000", "Error: --val-size 2000 (2000) leaves no training or no validation images (the "
+             "training set has 1347); pass --val-size or a larger --train-size"),
+    ("0.005", "Error: --val-size 0.005 gives 7 validation image(s) for 10 classes: the "
+              "validation split needs at least one image per class; pass --val-size 10 or "
+              "more"),
+])
+def test_val_size_refused_before_extraction(tmp_path, no_extraction, value, message):
+    # digits: 1,347 training images of 10 classes
+    res = invoke(*BASE, "-f", "raw", "--val-size", value, "--results-dir", tmp_path)
+    assert res.exit_code == 1
+    assert lines(res.output)[-1] == message
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_small_val_size_warns_before_extraction(tmp_path, monkeypatch):
+    import featbench.runner
+
+    def extract(*args, **kwargs):
+        raise KeyboardInterrupt  # stop at the first extraction
+
+    monkeypatch.setattr(featbench.runner, "extract_features", extract)
+    with pytest.warns(UserWarning) as caught:
+        res = CliRunner().invoke(main, [*BASE, "-f", "raw", "--val-size", "20",
+                                        "--results-dir", str(tmp_path)])
+    assert res.exit_code == 130  # the warning came before the first extraction
+    assert [str(w.message) for w in caught] == [
+        "--val-size 20 gives 20 validation images for 10 classes, fewer than 5 per class: "
+        "the tuning choice rests on few images"]
+
+
+@pytest.mark.parametrize("option", [["-f", ""], ["-f", " , "], ["-c", ""]])
+def test_empty_feature_or_classifier_list_is_a_usage_error(tmp_path, no_loading, option):
+    res = invoke("run", "-q", *option, "--results-dir", tmp_path)
+    assert res.exit_code == 2
+    flag = "'-f' / '--features'" if option[0] == "-f" else "'-c' / '--clf'"
+    example = "-f hog" if option[0] == "-f" else "-c linear-svm"
+    assert lines(res.output)[-1] == (
+        f"Error: Invalid value for {flag}: names nothing; give at least one, e.g. {example}")
+
+
+def test_empty_feature_list_in_extract_is_a_usage_error(tmp_path, no_loading):
+    res = invoke("extract", "-q", "-f", "", "--cache-dir", tmp_path)
+    assert res.exit_code == 2
+    assert "Invalid value for '-f' / '--features': names nothing" in lines(res.output)[-1]
+
+
+def test_a_parameter_given_twice_is_refused(tmp_path, no_loading):
+    res = invoke(*RUN, "-p", "hog.orientations=9", "-p", "ridge.alpha=1",
+                 "-p", "hog.orientations=12", "--results-dir", tmp_path)
+    assert res.exit_code == 2
+    assert lines(res.output)[-1] == (
+        "Error: Invalid value for '-p' / '--param': hog.orientations is given twice, "
+        "'hog.orientations=9' and 'hog.orientations=12'; give it once (a comma list is a "
+        "grid: hog.orientations=a,b)")
+
+
+def test_a_parameter_repeated_with_the_same_value_is_accepted(tmp_path, no_running):
+    res = invoke(*RUN, "-p", "hog.orientations=12", "-p", "hog.orientations=12",
+                 "--results-dir", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert no_running[0]["params"]["hog"] == {"orientations": 12}

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
@@ -205,3 +206,86 @@ def test_grid_points_fit_in_threads_only_where_that_helps(monkeypatch):
     assert pools == []  # one by one: L-BFGS already uses every core
     tune_and_fit(get_classifier("linear-svm"), {"C": [0.01, 0.1, 1.0]}, X, y, mask, n_jobs=2)
     assert pools == [2]
+
+
+def test_record_val_acc_is_the_validation_accuracy_not_the_test_accuracy(tmp_path):
+    """The record's val_acc, recomputed by hand: features, the seeded stratified split
+    of the default size, and the pipeline refitted with scikit-learn on the fit rows."""
+    from sklearn.model_selection import train_test_split
+
+    ds = _dataset()
+    rec = run_benchmark(ds, ["raw"], ["ridge"], params={"ridge": {"alpha": 10.0}},
+                        results_dir=tmp_path, n_jobs=1, extend_grid=False)[0]
+    F = ds.X_train.reshape(len(ds.X_train), -1).astype(np.float32) / 255.0
+    Ft = ds.X_test.reshape(len(ds.X_test), -1).astype(np.float32) / 255.0
+    y, yt = ds.y_train, ds.y_test
+    n_val = 18  # the default: a tenth of 180 training images
+    assert rec["dataset"]["n_val"] == n_val
+    _, val_idx = train_test_split(np.arange(len(y)), test_size=n_val, random_state=0,
+                                  stratify=y)
+    val = np.zeros(len(y), bool)
+    val[val_idx] = True
+    pipe = make_pipeline(StandardScaler(), RidgeClassifier(alpha=10.0)).fit(F[~val], y[~val])
+    val_acc = float(np.mean(pipe.predict(F[val]) == y[val]))
+    test_acc = float(np.mean(pipe.fit(F, y).predict(Ft) == yt))
+    assert val_acc != pytest.approx(test_acc)  # the fixture tells them apart
+    assert rec["val_acc"] == pytest.approx(val_acc)
+    assert rec["classifier"]["val_scores"][0]["val_acc"] == pytest.approx(val_acc)
+    assert rec["test_acc"] == pytest.approx(test_acc)
+    on_disk = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
+    assert on_disk["val_acc"] == pytest.approx(val_acc)
+
+
+class _LogCAccuracy(ClassifierMixin, BaseEstimator):
+    """A classifier whose validation accuracy grows with log10(C) without end: row
+    ``i`` of X holds its label (column 0) and a rank in [0, 1) (column 1), and it
+    predicts the right label for ranks below ``0.05 * (log10(C) + 10)``."""
+
+    def __init__(self, C: float = 1.0) -> None:
+        self.C = C
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        right = X[:, 1] < 0.05 * (np.log10(self.C) + 10)
+        return np.where(right, X[:, 0], X[:, 0] + 1).astype(int)
+
+
+def test_extension_stops_after_exactly_four_values_on_a_side():
+    """A grid whose optimum keeps moving up: exactly four values are added above it
+    (C = 10, 100, 1e3, 1e4; the bound 1e5 is not reached), and the edge says so."""
+    from sklearn.pipeline import Pipeline
+
+    n = 400
+    y = np.arange(n) % 2
+    X = np.c_[y, (np.arange(n) * 0.618) % 1.0]
+    mask = np.zeros(n, bool)
+    mask[::4] = True
+    grid = {"C": [1e-3, 1e-2, 1e-1, 1.0]}
+    res = tune_and_fit(Pipeline([("clf", _LogCAccuracy())]), grid, X, y, mask, extend=True,
+                       margin=0.01)
+    tried = [s["params"]["C"] for s in res.val_scores]
+    assert tried == [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
+    accs = [s["val_acc"] for s in res.val_scores]
+    assert all(b > a + 0.01 for a, b in zip(accs, accs[1:], strict=False))  # always moving
+    assert [s["extended"] for s in res.val_scores] == [False] * 4 + [True] * 4
+    assert res.best_params == {"C": 10000.0}
+    assert res.edge == "highest value tried after 4 extensions (bound)"
+
+
+def test_validation_size_counts_fractions_and_classes():
+    from featbench.classifiers.tuning import validation_size
+    from featbench.errors import DataError
+
+    assert validation_size(1347, 0.1) == 135 and validation_size(1347, 135) == 135
+    assert validation_size(100, 10, n_classes=10) == 10
+    for bad in (1.0, 2.5, 0.0, -0.5, True, "5"):  # 1.0 is not a count of one image
+        with pytest.raises(DataError, match="--val-size"):
+            validation_size(1347, bad)
+    with pytest.raises(DataError, match=r"--val-size 5 gives 5 validation image\(s\) for "
+                                        r"10 classes"):
+        validation_size(1347, 5, n_classes=10)
+    with pytest.raises(DataError, match=r"--val-size 2000 \(2000\) leaves no training"):
+        validation_size(1347, 2000, n_classes=10)

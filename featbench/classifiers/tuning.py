@@ -15,7 +15,10 @@ reached). Every value tried is recorded with its validation scores.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -38,25 +41,83 @@ MAX_EXTENSIONS = 4
 BOUNDS: dict[str, tuple[float, float]] = {"C": (1e-9, 1e5), "alpha": (1e-9, 1e9)}
 
 
-def validation_size(n_train: int, val_size: int | float | None) -> int:
+#: validation images per class below which :func:`check_validation_split` warns that
+#: the tuning choice rests on too few images (accuracies move in steps of 1 / n_val)
+MIN_VAL_PER_CLASS = 5
+
+
+def validation_size(n_train: int, val_size: int | float | None,
+                    n_classes: int | None = None) -> int:
     """Number of validation images: ``val_size`` (count or fraction) or the default.
 
     The default is ``min(1000, round(0.1 * n_train))``: 1,000 images on full CIFAR-10,
     as in CS231n, and a tenth of smaller training sets.
+
+    Parameters
+    ----------
+    n_train : int
+        Training images the validation split is drawn from.
+    val_size : int, float or None
+        A count (an int >= 1), a fraction (a float strictly between 0 and 1), or None
+        for the default. A float outside (0, 1), ``1.0`` included, is refused: it is
+        neither (a count is an int).
+    n_classes : int, optional
+        Classes of the training set: a split with fewer images than classes, which
+        cannot hold one image of each, is refused.
+
+    Raises
+    ------
+    DataError
+        One line naming ``--val-size`` when the size is not a count or a fraction,
+        leaves no training or no validation image, or is below ``n_classes``.
     """
+    shown = "the default validation size" if val_size is None else f"--val-size {val_size!r}"
     if val_size is None:
         n_val = min(1000, round(0.1 * n_train))
-    elif isinstance(val_size, float) and 0 < val_size < 1:
-        n_val = round(val_size * n_train)
+    elif isinstance(val_size, bool) or not isinstance(val_size, (int, float, np.integer,
+                                                                 np.floating)):
+        raise DataError(f"{shown}: must be a count (an integer >= 1) or a fraction in (0, 1)")
+    elif isinstance(val_size, (float, np.floating)):
+        if not 0 < val_size < 1:
+            raise DataError(f"{shown}: a fraction must be in (0, 1) and a count an integer "
+                            f"(e.g. --val-size 0.1 or --val-size 100)")
+        n_val = round(float(val_size) * n_train)
     else:
         n_val = int(val_size)
     if n_val < 1 or n_val >= n_train:
-        asked = "the default validation size" if val_size is None else \
-            f"validation size {val_size!r}"
         raise DataError(
-            f"{asked} ({n_val}) leaves no training or no validation images (the training "
+            f"{shown} ({n_val}) leaves no training or no validation images (the training "
             f"set has {n_train}); pass --val-size or a larger --train-size"
         )
+    if n_classes is not None and n_val < n_classes:
+        raise DataError(
+            f"{shown} gives {n_val} validation image(s) for {n_classes} classes: the "
+            f"validation split needs at least one image per class; pass --val-size "
+            f"{n_classes} or more" + ("" if n_train - n_classes > n_classes else
+                                      " (or a larger --train-size)"))
+    return n_val
+
+
+def check_validation_split(ds, val_size: int | float | None) -> int | None:
+    """Validate the planned validation split of dataset ``ds`` before any work.
+
+    Returns the number of validation images :func:`validation_size` gives for the
+    training split (None when ``ds`` has its own ``val/`` split, which is used as it
+    is) and warns (one line) when it holds fewer than :data:`MIN_VAL_PER_CLASS`
+    images per class.
+    """
+    if ds.val is not None:
+        return None
+    y = np.asarray(ds.y_train)
+    n_classes = len(np.unique(y))
+    n_val = validation_size(len(y), val_size, n_classes)
+    if n_val < MIN_VAL_PER_CLASS * n_classes:
+        shown = "the default validation size" if val_size is None else \
+            f"--val-size {val_size!r}"
+        warnings.warn(
+            f"{shown} gives {n_val} validation images for {n_classes} classes, fewer than "
+            f"{MIN_VAL_PER_CLASS} per class: the tuning choice rests on few images",
+            UserWarning, stacklevel=2)
     return n_val
 
 
@@ -173,6 +234,53 @@ def tune_and_fit(
     then the extensions). Warnings raised by the fits (e.g. ConvergenceWarning)
     are returned in ``warnings``, one line each, whatever ``n_jobs`` is.
     """
+    with interrupts_stop_fits() as interrupted:
+        return _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, extend=extend,
+                             margin=margin, bar=bar, interrupted=interrupted)
+
+
+class _Interrupted:
+    """Whether Ctrl-C arrived during a fit (see :func:`interrupts_stop_fits`)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C arrived, even if a fit swallowed it."""
+        if self.seen:
+            raise KeyboardInterrupt("interrupted during a classifier fit")
+
+
+@contextlib.contextmanager
+def interrupts_stop_fits():
+    """Make Ctrl-C stop classifier fits that catch it.
+
+    scikit-learn's MLP catches KeyboardInterrupt in its training loop, warns "Training
+    interrupted by user" and returns a half-trained model as if it had finished. Inside
+    this context, SIGINT is recorded before KeyboardInterrupt is raised, so that
+    :meth:`_Interrupted.check` after each fit (and the end of the context) raises it
+    again: every fit stops the same way, and nothing half-trained is scored. Only where
+    Python's own handler is installed, in the main thread; elsewhere it changes nothing.
+    """
+    state = _Interrupted()
+    installed = (threading.current_thread() is threading.main_thread()
+                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if installed:
+        def handler(signum, frame):
+            state.seen = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    state.check()
+
+
+def _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, *, extend, margin, bar,
+                  interrupted: _Interrupted) -> TuneResult:
     val_mask = np.asarray(val_mask, dtype=bool)
     X_fit, y_fit, X_val, y_val = X[~val_mask], y[~val_mask], X[val_mask], y[val_mask]
     margin = tie_margin(len(y_val)) if margin is None else margin
@@ -188,11 +296,13 @@ def tune_and_fit(
         t0 = time.perf_counter()
         if path is not None:
             est = path.fit(params[path_param])
+            interrupted.check()
             fit_s = time.perf_counter() - t0
             pred = est.predict(path.X_val)
         else:
             est = clone(pipeline).set_params(**{f"clf__{k}": v for k, v in params.items()})
             est.fit(X_fit, y_fit)
+            interrupted.check()
             fit_s = time.perf_counter() - t0
             pred = est.predict(X_val)
         if bar is not None:
@@ -240,6 +350,7 @@ def tune_and_fit(
     with warnings.catch_warnings(record=True) as caught:
         _record_warnings()
         estimator.fit(X, y, **start)
+    interrupted.check()
     caught_all.extend(_one_line(w) for w in caught)
     if bar is not None:
         bar.update(1)

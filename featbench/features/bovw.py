@@ -14,8 +14,9 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ..errors import DataError, ParameterError
 from .base import ImageExtractor, as_tuple
-from .local import dense_descriptors
+from .local import dense_descriptors, grid_centers
 
 
 def power_l2(F: np.ndarray, power: bool = True) -> np.ndarray:
@@ -72,6 +73,42 @@ class CodebookExtractor(ImageExtractor):
             setattr(self, name, state[name])
         return self
 
+    #: how users name the extractor in ``-p NAME.PARAM=VALUE`` (in messages)
+    _param_name = "bovw"
+
+    def _count_limits(self) -> dict[str, int]:
+        """Parameters that must not exceed the number of descriptors fitted on."""
+        return {"n_words": int(self.n_words)}
+
+    def check_plan(self, name: str, fit_images: tuple[int, int, int] | None = None) -> None:
+        """Fail before any work on settings the fit cannot meet (featbench's names).
+
+        ``fit_images`` is ``(n_images, height, width)`` of the training images the
+        codebook will be fitted on, when known: the descriptors they give (at most
+        ``max_descriptors``) must be at least the codebook size.
+        """
+        if fit_images is None:
+            return
+        n, h, w = fit_images
+        sizes = as_tuple(self.patch_sizes)
+        too_big = [p for p in sizes if int(p) > min(h, w)]
+        if too_big:
+            raise ParameterError(
+                f"-p {name}.patch_sizes={','.join(map(str, sizes))}: a patch of {too_big[0]} "
+                f"px does not fit in the {h}x{w} px images the extractor sees")
+        per_image = sum(len(grid_centers(h, w, int(self.step), int(p))) for p in sizes)
+        available = min(int(self.max_descriptors), n * per_image)
+        self._check_counts(name, available, ParameterError,
+                           f" ({n} training images of {h}x{w} px, {per_image} each; "
+                           f"max_descriptors={self.max_descriptors})")
+
+    def _check_counts(self, name: str, available: int, error: type[Exception],
+                      why: str = "") -> None:
+        for param, value in self._count_limits().items():
+            if value > available:
+                raise error(f"-p {name}.{param}={value}: must be at most {available}, the "
+                            f"number of descriptors the codebook is fitted on{why}")
+
     def _descriptors(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return dense_descriptors(images, self.descriptor, self.step, as_tuple(self.patch_sizes))
 
@@ -96,7 +133,11 @@ class CodebookExtractor(ImageExtractor):
         return D, P
 
     def _fit(self, X, y=None) -> None:
-        self._fit_codebook(*self._sample_descriptors(X))
+        self.check_plan(self._param_name)
+        D, P = self._sample_descriptors(X)
+        self._check_counts(self._param_name, len(D), DataError,
+                           f" ({len(X)} training images of {X.shape[1]}x{X.shape[2]} px)")
+        self._fit_codebook(D, P)
 
     def _kmeans_centers(self, D: np.ndarray) -> np.ndarray:
         """``n_words`` k-means centers of descriptors ``D`` (seeded MiniBatchKMeans)."""

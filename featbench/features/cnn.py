@@ -502,6 +502,18 @@ class CNNEmbedding(ImageExtractor):
                     f"{', '.join(nodes[:6])}, ..., {', '.join(nodes[-4:])}")
             return create_feature_extractor(model, return_nodes={layer: "out"})
 
+    def check_plan(self, name: str, fit_images: tuple[int, int, int] | None = None) -> None:
+        """Fail before any work on a ``weights_path`` that is not a file or a ``layer``
+        the model does not have (names taken from the model built with random weights:
+        they do not depend on the weights); messages name ``-p NAME.PARAM``."""
+        if self.weights_path:
+            path = Path(self.weights_path).expanduser()
+            if not path.is_file():
+                why = "is a folder, not a file" if path.is_dir() else "no such file"
+                raise ParameterError(f"-p {name}.weights_path={self.weights_path}: {why}")
+        if self.layer is not None:
+            _check_layer(self, name, str(self.layer))
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_net", None)  # the network reloads on demand; keep pickles small
@@ -571,6 +583,28 @@ class CNNEmbedding(ImageExtractor):
         tags.requires_fit = False  # pretrained: nothing is learned from the images
         tags.non_deterministic = False
         return tags
+
+
+@functools.lru_cache(maxsize=32)
+def _layer_error(model: str, layer: str) -> str | None:
+    """Why ``cnn:<model>`` has no node ``layer`` (None when it has), from the model built
+    with random weights; the model's own package missing is no error here (it is said
+    when the model is loaded)."""
+    try:
+        net = load_model(model, None, None, 0).model
+    except DataError:
+        return None
+    try:
+        CNNEmbedding(model, weights=None)._tap(net, layer)
+    except ParameterError as exc:
+        return str(exc)
+    return None
+
+
+def _check_layer(est: CNNEmbedding, name: str, layer: str) -> None:
+    error = _layer_error(est.model, layer)
+    if error is not None:
+        raise ParameterError(f"-p {name}.layer={layer}: {error}")
 
 
 def auto_batch_size(run_blank: Callable[[int], Any], device: torch.device, key: tuple) -> int:

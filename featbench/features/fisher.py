@@ -7,6 +7,7 @@ from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.validation import check_is_fitted
 
+from ..errors import ParameterError
 from .bovw import CodebookExtractor, power_l2
 
 #: what a fitted PCA needs to project (``transform``), and a diagonal GMM to give
@@ -74,6 +75,24 @@ class FisherVector(CodebookExtractor):
     .. [2] J. Sanchez, F. Perronnin and T. de Campos, "Modeling the spatial layout of
        images beyond spatial pyramids", Pattern Recognition Letters 33(16), 2012.
     """
+
+    _param_name = "fisher"
+
+    def _count_limits(self) -> dict[str, int]:
+        # the GMM needs a sample per Gaussian, PCA one per component kept
+        limits = {"n_components": int(self.n_components)}
+        if self.pca_dim is not None:
+            limits["pca_dim"] = int(self.pca_dim)
+        return limits
+
+    def check_plan(self, name: str, fit_images: tuple[int, int, int] | None = None) -> None:
+        """As :meth:`CodebookExtractor.check_plan`, and ``pca_dim`` at most the
+        descriptors' dimension."""
+        dim = 64 if self.descriptor == "patch" else 128
+        if self.pca_dim is not None and int(self.pca_dim) > dim:
+            raise ParameterError(f"-p {name}.pca_dim={self.pca_dim}: must be at most {dim}, "
+                                 f"the dimension of {self.descriptor} descriptors")
+        super().check_plan(name, fit_images)
 
     def __init__(self, n_components: int = 64, pca_dim: int | None = 64,
                  descriptor: str = "sift", step: int = 2, patch_sizes: tuple[int, ...] = (8,),

@@ -195,7 +195,21 @@ class KMeansPatches(ImageExtractor):
             setattr(self, name, state[name])
         return self
 
+    def check_plan(self, name: str, fit_images: tuple[int, int, int] | None = None) -> None:
+        """Fail before any work on settings the fit cannot meet: more centroids than
+        sampled patches, or patches larger than the ``(n, height, width)`` fit images."""
+        if int(self.n_centroids) > int(self.n_patches):
+            raise ParameterError(
+                f"-p {name}.n_centroids={self.n_centroids}: must be at most n_patches="
+                f"{self.n_patches}, the patches k-means is fitted on")
+        if fit_images is not None and int(self.patch_size) > min(fit_images[1:]):
+            raise ParameterError(
+                f"-p {name}.patch_size={self.patch_size}: must be at most "
+                f"{min(fit_images[1:])}, the side of the {fit_images[1]}x{fit_images[2]} px "
+                f"images the extractor sees")
+
     def _fit(self, X, y=None) -> None:
+        self.check_plan("kmeans-patches")
         rng = check_random_state(self.random_state)
         n, h, w, _ = X.shape
         p = self.patch_size

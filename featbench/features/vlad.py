@@ -62,6 +62,8 @@ class VLAD(CodebookExtractor):
        into a compact image representation", CVPR 2010.
     """
 
+    _param_name = "vlad"
+
     def __init__(self, n_words: int = 64, descriptor: str = "sift", step: int = 2,
                  patch_sizes: tuple[int, ...] = (8,), intra_norm: bool = False,
                  power_norm: bool = True, max_descriptors: int = 100_000,
