@@ -8,7 +8,7 @@ decoded images (plus the next one being decoded) and its features.
 Each extractor of a feature spec (``hog+color-hist`` has two) gets one store
 entry per split, keyed by everything that determines its numbers: the
 extractor's class, parameters (device and batch size excluded), resolved
-precision, source code, library versions, the view it saw, the split's
+precision and device type (torch extractors), source code, library versions, the view it saw, the split's
 fingerprint and, for learned extractors, the codebook's key (the training
 images it was fitted on). Learned extractors (bovw, vlad, fisher,
 kmeans-patches) fit once on a seeded, bounded sample of training images read
@@ -43,6 +43,9 @@ from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
 #: CIFAR-10's 50,000 training images, ~21,000 photos at 128 px).
 FIT_SAMPLE_BYTES = 1 << 30
 STORE_DTYPES = ("float32", "float16")
+#: what an extractor's ``cache_token()`` says about the machine's arithmetic: the resolved
+#: precision and the device type; in the features' key (``Plan.base["runtime"]``)
+RUNTIME_KEYS = ("precision", "device")
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,6 +142,11 @@ class Plan:
         out = {"name": self.name, "view": self.view.describe()}
         if self.fit_indices is not None:
             out["fit_images"] = int(len(self.fit_indices))
+        runtime = self.base.get("runtime", {})
+        if "precision" in runtime:  # as resolved here (part of the key)
+            out["precision"] = runtime["precision"]
+        if "device" in runtime:
+            out["device_type"] = runtime["device"]
         return out
 
 
@@ -147,7 +155,10 @@ def plan(name: str, ds: Dataset, params: dict[str, Any], seed: int = 0) -> Plan:
     est = set_params_checked(build_extractor(name), params, f"feature {name!r}")
     est_params = canonical(est.get_params(deep=False))
     exclude = getattr(est, "_cache_exclude", ())
-    token = est.cache_token() if hasattr(est, "cache_token") else None
+    token = dict(est.cache_token()) if hasattr(est, "cache_token") else {}
+    # the arithmetic as resolved on this machine: in the features' key, not the codebook's
+    # (learned extractors fit on the CPU in float32/64 whatever they encode with)
+    runtime = {k: token.pop(k) for k in RUNTIME_KEYS if k in token}
     view = view_for(est, ds)
     base = {"cls": f"{type(est).__module__}.{type(est).__qualname__}",
             "params": {k: v for k, v in est_params.items() if k not in exclude},
@@ -158,6 +169,8 @@ def plan(name: str, ds: Dataset, params: dict[str, Any], seed: int = 0) -> Plan:
     if is_learned(est):
         fit_indices = fit_sample(len(ds.train), view, ds, seed)
         fit_key = make_key(**base, fit=ds.split_fingerprint("train"), sample=fit_indices)
+    if runtime:
+        base["runtime"] = runtime
     return Plan(name, est, est_params, view, base, fit_key, fit_indices)
 
 
