@@ -8,9 +8,9 @@ decoded images (plus the next one being decoded) and its features.
 Each extractor of a feature spec (``hog+color-hist`` has two) gets one store
 entry per split, keyed by everything that determines its numbers: the
 extractor's class, parameters (device and batch size excluded), resolved
-precision and device type (torch extractors), source code, library versions, the view it saw, the split's
-fingerprint and, for learned extractors, the codebook's key (the training
-images it was fitted on). Learned extractors (bovw, vlad, fisher,
+precision and device type (torch extractors), source code, library versions,
+the view it saw, the split's fingerprint and, for learned extractors, the
+codebook's key (the training images it was fitted on). Learned extractors (bovw, vlad, fisher,
 kmeans-patches) fit once on a seeded, bounded sample of training images read
 through the same source, and store the codebook beside the features.
 """
