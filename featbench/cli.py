@@ -431,6 +431,14 @@ def _extract_line(part: dict, n_img: int, shard: tuple[int, int] | None,
         if "codebook" not in part:
             return f"{name}: nothing to fit (not a learned extractor)"
         return f"{name}: codebook {part['codebook'][:12]} in the store"
+    resolved = f"; {part['precision']} on {part.get('device_type', 'cpu')}" \
+        if part.get("precision") else ""  # as resolved on this machine (in the store key)
+    return _shards_line(part, n_img, shard) + resolved
+
+
+def _shards_line(part: dict, n_img: int, shard: tuple[int, int] | None) -> str:
+    """What ``extract`` computed of an extractor's shards and what is still missing."""
+    name = part["name"]
     sh = part["shards"]
     computed = sum(v["computed"] for v in sh.values())
     total = sum(v["n"] for v in sh.values())

@@ -22,6 +22,7 @@ import functools
 import importlib.metadata
 import platform
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,6 +420,75 @@ def entry_for(p: Plan, ds: Dataset, split: str, store: FeatureStore,
     return entry
 
 
+class RuntimeMismatch(DataError):
+    """The store holds part of an entry that differs from this one only in the
+    precision or device type resolved from ``auto`` (another machine's)."""
+
+
+def other_runtimes(p: Plan, ds: Dataset, split: str, store: FeatureStore,
+                   dtype: str = "float32") -> list[tuple[dict[str, str], StoreEntry, int]]:
+    """Entries of ``p`` on ``split`` that differ from its own only in the resolved
+    precision or device type and have stored shards: ``(runtime, entry, n_stored)``."""
+    own = p.base.get("runtime")
+    if not own:
+        return []
+    from .runtime import PRECISIONS
+
+    out = []
+    precisions = [x for x in PRECISIONS if x != "auto"] if "precision" in own else [None]
+    devices = ["cpu", "cuda", "mps"] if "device" in own else [None]
+    for precision in precisions:
+        for device in devices:
+            alt = {k: v for k, v in (("precision", precision), ("device", device))
+                   if v is not None}
+            if alt == own:
+                continue
+            key = make_key(**{**p.base, "runtime": alt}, fit=p.fit_key, codebook=p.codebook,
+                           data=ds.split_fingerprint(split), dtype=dtype)
+            for entry in store.entries_of(key):
+                stored = entry.n_shards - len(entry.missing())
+                if stored:
+                    out.append((alt, entry, stored))
+    return out
+
+
+def check_runtime(p: Plan, ds: Dataset, split: str, store: FeatureStore, todo: int,
+                  dtype: str = "float32") -> None:
+    """Refuse to start a second, half-filled entry of ``p`` on ``split`` next to another
+    machine's (shard workers that resolve ``auto`` differently).
+
+    Called before ``todo`` (> 0) shards of ``p``'s own entry are computed. For every
+    entry that differs only in precision or device type and has shards stored:
+
+    - when it differs in a setting that this process resolved from ``auto`` (the
+      extractor's ``precision`` or ``device`` parameter) and it is incomplete, a
+      :class:`RuntimeMismatch` (one line: which entry, its precision and device,
+      how many of its shards are stored, what this machine resolved and how to pin
+      it); nothing is computed;
+    - when it is complete (or the differing settings were set explicitly), a
+      :class:`UserWarning` in one line, and this entry is computed beside it.
+    """
+    params = p.estimator.get_params(deep=False)
+    own = p.base["runtime"] if p.base.get("runtime") else {}
+    here = " on ".join(own[k] for k in RUNTIME_KEYS if k in own)
+    for alt, entry, stored in other_runtimes(p, ds, split, store, dtype):
+        there = " on ".join(alt[k] for k in RUNTIME_KEYS if k in alt)
+        pins = [f"-p {p.name}.{k}={alt[k]}" for k in RUNTIME_KEYS
+                if alt.get(k) != own.get(k)]
+        auto = [k for k in RUNTIME_KEYS
+                if alt.get(k) != own.get(k) and params.get(k, "auto") == "auto"]
+        what = (f"{p.name} on {split}: the store holds {stored} of {entry.n_shards} shard(s) "
+                f"computed in {there} ({entry.path})")
+        if auto and stored < entry.n_shards:
+            raise RuntimeMismatch(
+                f"{what}, but this machine resolves {here} and would start a second entry "
+                f"({todo} shard(s) to compute); to complete that one, pin {' '.join(pins)} "
+                f"on every worker, or set {'/'.join(auto)} explicitly to compute {here} "
+                f"features")
+        warnings.warn(f"{what}; computing {todo} shard(s) in {here} as resolved here "
+                      f"(pin {' '.join(pins)} to use those)", UserWarning, stacklevel=3)
+
+
 def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
                   shard_size: int = DEFAULT_SHARD_SIZE, shards: list[int] | None = None,
                   n_workers: int | None = None, skip_bad: bool = False,
@@ -437,12 +507,13 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
         raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
     source = ds.split(split)
     entry = entry_for(p, ds, split, store, shard_size, dtype)
-    entry.create()
     wanted = set(range(entry.n_shards) if shards is None else shards)
     todo = [j for j in entry.missing() if j in wanted]
     result = SplitResult(entry, reused=len(wanted) - len(todo))
     if not todo:
         return result
+    check_runtime(p, ds, split, store, len(todo), dtype)  # before the entry is created
+    entry.create()
     if ready is not None:
         ready()
     est = p.estimator
@@ -587,6 +658,13 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         ``"local"``: this process (threads or DataLoader workers decode); ``"ray"``: a
         Ray Data pipeline (:mod:`featbench.engines.ray_data`), on the cluster at
         ``ray_address`` or a local Ray instance.
+
+    Raises
+    ------
+    RuntimeMismatch
+        Shards are to be computed while the store holds an incomplete entry that
+        differs only in the precision or device type this machine resolved from
+        ``auto`` (see :func:`check_runtime`): nothing is computed for it.
     """
     from .engines import get_engine
 

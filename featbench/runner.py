@@ -252,7 +252,11 @@ def feature_defaults(spec: str) -> dict[str, dict[str, Any]]:
 
 
 def _is_user_stop(exc: BaseException) -> bool:
-    """A bad image stops the whole run at once (one line naming the file)."""
+    """A bad image stops the whole run at once (one line naming the file), and so does a
+    store entry half filled on a machine that resolved ``auto`` differently
+    (:class:`~featbench.extraction.RuntimeMismatch`)."""
     from .errors import DataError
+    from .extraction import RuntimeMismatch
 
-    return isinstance(exc, DataError) and str(exc).startswith("cannot read image")
+    return isinstance(exc, RuntimeMismatch) or (
+        isinstance(exc, DataError) and str(exc).startswith("cannot read image"))

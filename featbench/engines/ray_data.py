@@ -52,6 +52,7 @@ from ..extraction import (
     _decode,
     _device_of,
     _first_good,
+    check_runtime,
     entry_for,
 )
 from ..parallel import progress, set_options
@@ -400,12 +401,13 @@ def extract_split_ray(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
         raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
     source = ds.split(split)
     entry = entry_for(p, ds, split, store, shard_size, dtype)
-    entry.create()
     wanted = set(range(entry.n_shards) if shards is None else shards)
     todo = [j for j in entry.missing() if j in wanted]
     result = SplitResult(entry, reused=len(wanted) - len(todo))
     if not todo:
         return result
+    check_runtime(p, ds, split, store, len(todo), dtype)  # before the entry is created
+    entry.create()
     ray = _import_ray()
     if ready is not None:
         ready()

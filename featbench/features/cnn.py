@@ -360,8 +360,9 @@ class CNNEmbedding(ImageExtractor):
 
     _chunk_size = 2048
     _n_jobs = 1  # torch parallelizes inside each forward pass
-    #: parameters that do not change the features: left out of the cache key
-    _cache_exclude = ("device", "batch_size")
+    #: parameters that do not change the features (``precision`` is in the key as
+    #: resolved, see :meth:`cache_token`: "auto" and what it resolves to share entries)
+    _cache_exclude = ("device", "batch_size", "precision")
 
     def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT",
                  weights_path: str | None = None, size: int | None = None,
