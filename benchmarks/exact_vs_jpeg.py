@@ -332,9 +332,10 @@ def paired_stats(right_a: np.ndarray, right_b: np.ndarray, n_boot: int, seed: in
 def run(args: argparse.Namespace) -> dict:
     from featbench.cache import cache_dir
     from featbench.datasets.folder import load_list_file
-    from featbench.extraction import extract_features, package_versions
+    from featbench.extraction import extract_features
     from featbench.params import parse_params
     from featbench.plan import validate_plan
+    from featbench.provenance import package_versions
     from featbench.store import FeatureStore
 
     t_start, load_start = time.perf_counter(), _load()

@@ -359,6 +359,9 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
 @click.option("--ray-address", metavar="ADDRESS",
               help="Ray cluster to connect to (e.g. auto, ray://head:10001) [default: "
                    "start a local Ray instance]. Only with --engine ray.")
+@click.option("--val-size", type=_ValSize(),
+              help="As in `run`: learned extractors fit on train minus these validation "
+                   "images, so use the value `run` will use [default: as in run].")
 def extract(**opts) -> None:
     """Compute and store the features of a dataset, without fitting any classifier.
 
@@ -409,7 +412,8 @@ def extract(**opts) -> None:
                                    skip_bad=opts["skip_bad_images"],
                                    dtype=opts["feature_dtype"], n_workers=opts["jobs"],
                                    load=False, shard=shard, fit_only=opts["fit_only"],
-                                   engine=opts["engine"], ray_address=opts["ray_address"])
+                                   engine=opts["engine"], ray_address=opts["ray_address"],
+                                   val_size=opts["val_size"])
             wall = time.perf_counter() - t0
             n_img = sum(len(src) for src in ds.splits().values())
             for part in res.parts:

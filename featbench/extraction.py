@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
-import importlib.metadata
-import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +35,14 @@ from .datasets.source import ImageSource, View
 from .errors import DataError
 from .features import build_extractor, set_params_checked, split_spec
 from .parallel import get_n_jobs, progress
+from .provenance import (  # noqa: F401 - re-exported: records and studies used to import them here
+    NOT_HASHED,
+    canonical,
+    estimator_provenance,
+    fit_provenance,
+    package_versions,
+)
+from .splits import TuningSplit, tuning_split
 from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
 
 #: Decoded working-size images a learned extractor may fit on (bounds memory: all of
@@ -47,61 +52,6 @@ STORE_DTYPES = ("float32", "float16")
 #: what an extractor's ``cache_token()`` says about the machine's arithmetic: the resolved
 #: precision and the device type; in the features' key (``Plan.base["runtime"]``)
 RUNTIME_KEYS = ("precision", "device")
-
-
-@functools.lru_cache(maxsize=1)
-def package_versions() -> dict[str, str]:
-    """Versions of featbench, Python and the libraries that compute results."""
-    out = {"featbench": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "scikit-learn", "scikit-image", "opencv-python-headless", "pillow",
-                 "torch", "torchvision"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-#: modules that cannot change a number (exception classes, progress display): edits
-#: leave stored features valid
-NOT_HASHED = ("featbench.errors", "featbench.progress")
-
-
-@functools.cache
-def extractor_code_hash(cls: type) -> str:
-    """Hash of the source of ``cls``'s module and every featbench module it uses.
-
-    Editing an extractor (or a helper it imports) invalidates its stored features,
-    and only its own: adding an extractor leaves the others' entries valid.
-    """
-    import hashlib
-    import inspect
-    import sys
-
-    seen: set[str] = set()
-    stack = [cls.__module__]
-    while stack:
-        name = stack.pop()
-        module = sys.modules.get(name)
-        if name in seen or module is None or not name.startswith("featbench.") \
-                or name in NOT_HASHED:
-            continue
-        seen.add(name)
-        for value in vars(module).values():
-            dep = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-            if isinstance(dep, str) and dep.startswith("featbench.") and dep not in seen:
-                stack.append(dep)
-    h = hashlib.sha256()
-    for name in sorted(seen):
-        file = getattr(sys.modules[name], "__file__", None)
-        if file:
-            h.update(name.encode() + Path(file).read_bytes())
-    return h.hexdigest()[:16]
-
-
-def canonical(params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters sorted, tuples as lists (JSON-stable)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(params.items())}
 
 
 def view_for(est: BaseEstimator, ds: Dataset) -> View:
@@ -151,33 +101,43 @@ class Plan:
         return out
 
 
-def plan(name: str, ds: Dataset, params: dict[str, Any], seed: int = 0) -> Plan:
-    """Build extractor ``name`` with ``params`` and work out its view and keys."""
+def plan(name: str, ds: Dataset, params: dict[str, Any], seed: int = 0,
+         split: TuningSplit | None = None) -> Plan:
+    """Build extractor ``name`` with ``params`` and work out its view and keys.
+
+    A learned extractor is fitted on training images outside the tuning split's
+    validation images (``split``, default :func:`~featbench.splits.tuning_split` of
+    ``ds`` and ``seed``): a seeded sample of ``split.fit`` (see :func:`fit_sample`).
+    Its fit key holds the indices of those images, the digest of their labels and
+    the seed.
+    """
     est = set_params_checked(build_extractor(name), params, f"feature {name!r}")
     est_params = canonical(est.get_params(deep=False))
-    exclude = getattr(est, "_cache_exclude", ())
-    token = dict(est.cache_token()) if hasattr(est, "cache_token") else {}
+    view = view_for(est, ds)
+    base = estimator_provenance(est, view.describe(), View)
     # the arithmetic as resolved on this machine: in the features' key, not the codebook's
     # (learned extractors fit on the CPU in float32/64 whatever they encode with)
+    token = dict(base.pop("token", None) or {})
     runtime = {k: token.pop(k) for k in RUNTIME_KEYS if k in token}
-    view = view_for(est, ds)
-    base = {"cls": f"{type(est).__module__}.{type(est).__qualname__}",
-            "params": {k: v for k, v in est_params.items() if k not in exclude},
-            **({"token": token} if token else {}), "version": __version__,
-            "code": extractor_code_hash(type(est)), "libs": package_versions(),
-            "view": view.describe(), "view_code": extractor_code_hash(View)}
+    if token:
+        base["token"] = token
     fit_key, fit_indices = None, None
     if is_learned(est):
-        fit_indices = fit_sample(len(ds.train), view, ds, seed)
-        fit_key = make_key(**base, fit=ds.split_fingerprint("train"), sample=fit_indices)
+        split = split if split is not None else tuning_split(ds, seed)
+        fit_indices = fit_sample(split.fit, view, ds, seed)
+        fit_key = make_key(**base, fit=fit_provenance(
+            ds.split_fingerprint("train"), fit_indices, ds.train.labels[fit_indices], seed))
     if runtime:
         base["runtime"] = runtime
     return Plan(name, est, est_params, view, base, fit_key, fit_indices)
 
 
-def fit_sample(n: int, view: View, ds: Dataset, seed: int) -> np.ndarray:
-    """Training images a learned extractor fits on: all, or a seeded sample within
-    :data:`FIT_SAMPLE_BYTES` of decoded images (sorted indices)."""
+def fit_sample(pool: np.ndarray | int, view: View, ds: Dataset, seed: int) -> np.ndarray:
+    """Training images a learned extractor fits on: every index of ``pool`` (indices
+    into the training split; an int ``n`` means ``range(n)``), or a seeded sample of
+    them within :data:`FIT_SAMPLE_BYTES` of decoded images (sorted indices)."""
+    pool = np.arange(pool) if isinstance(pool, (int, np.integer)) else np.asarray(pool)
+    n = len(pool)
     if view.size:
         h = w = view.size
     else:
@@ -185,9 +145,9 @@ def fit_sample(n: int, view: View, ds: Dataset, seed: int) -> np.ndarray:
     per_image = max(1, h * w * 3)
     m = min(n, max(1, FIT_SAMPLE_BYTES // per_image))
     if m == n:
-        return np.arange(n)
+        return np.sort(pool)
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, m, replace=False))
+    return np.sort(rng.choice(pool, m, replace=False))
 
 
 # -- decoding -----------------------------------------------------------------------
@@ -367,9 +327,11 @@ def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None 
     stored = store.load_codebook(p.fit_key)
     t0 = time.perf_counter()
     if stored is None:
-        images = _decode_all(ds.train, p.view, p.fit_indices, n_workers or get_n_jobs(),
-                             skip_bad, desc=f"{p.name}: decode fit sample")
-        est.fit(images)
+        images, bad = _decode_all(ds.train, p.view, p.fit_indices, n_workers or get_n_jobs(),
+                                  skip_bad, desc=f"{p.name}: decode fit sample")
+        # the labels of the images decoded (undecodable ones left out with theirs)
+        labels = np.delete(np.asarray(ds.train.labels)[p.fit_indices], bad)
+        est.fit(images, labels)
         del images
         state = {k: v for k, v in vars(est).items()
                  if k.endswith("_") and not k.startswith("_")}
@@ -389,16 +351,18 @@ def _first_good(source: ImageSource, view: View) -> np.ndarray:
     return _decode(source, view, 0)  # raises the error naming the file
 
 
-def _decode_all(source, view, indices, n_workers, skip_bad, desc) -> np.ndarray:
-    """A bounded sample of images, decoded into one array (learned extractors' fit)."""
+def _decode_all(source, view, indices, n_workers, skip_bad, desc
+                ) -> tuple[np.ndarray, list[int]]:
+    """A bounded sample of images, decoded into one array (learned extractors' fit), and
+    the positions in ``indices`` of those that could not be decoded (``skip_bad``)."""
     dec = Decoder(source, view, n_workers, skip_bad)
     try:
         with progress(total=len(indices), desc=desc, unit="img") as bar:
-            images, _, _ = dec.collect(dec.submit(indices), bar)
+            images, bad, _ = dec.collect(dec.submit(indices), bar)
         if images is None:
             raise DataError(f"none of the {len(indices)} training images sampled to fit "
                             f"could be decoded")
-        return images
+        return images, bad
     finally:
         dec.close()
 
@@ -638,7 +602,8 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                      dtype: str = "float32", n_workers: int | None = None,
                      load: bool = True, shard: tuple[int, int] | None = None,
                      fit_only: bool = False, engine: str = "local",
-                     ray_address: str | None = None) -> FeatureResult:
+                     ray_address: str | None = None, split: TuningSplit | None = None,
+                     val_size: int | float | None = None) -> FeatureResult:
     """Extract ``spec``'s features on every split of ``ds`` through ``store``.
 
     With ``load=False`` the features are computed and stored but not read back
@@ -658,6 +623,10 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         ``"local"``: this process (threads or DataLoader workers decode); ``"ray"``: a
         Ray Data pipeline (:mod:`featbench.engines.ray_data`), on the cluster at
         ``ray_address`` or a local Ray instance.
+    split : TuningSplit, optional
+        The tuning split, decided before anything is fitted: learned extractors fit
+        only on its ``fit`` images. Default: :func:`~featbench.splits.tuning_split` of
+        ``ds``, ``seed`` and ``val_size`` (computed when a learned extractor needs it).
 
     Raises
     ------
@@ -675,8 +644,16 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
     parts, all_params, total_s, all_cached = [], {}, 0.0, True
     entries: dict[str, list[StoreEntry]] = {s: [] for s in ds.splits()}
     bad_files: list[str] = []
+    given = split  # (``split`` names each split in the loop below)
+
+    @functools.cache
+    def the_split() -> TuningSplit:
+        return given if given is not None else tuning_split(ds, seed, val_size)
+
     for name in split_spec(spec):
-        p = plan(name, ds, params.get(name, {}), seed)
+        est = build_extractor(name)
+        p = plan(name, ds, params.get(name, {}), seed,
+                 the_split() if is_learned(est) else None)
         all_params[name] = p.params
         part = {"name": name, **p.describe(), "cached": True, "extract_s": 0.0,
                 "shards": {}}

@@ -19,11 +19,13 @@ from .cache import make_key
 from .classifiers import large_fit_placement
 from .classifiers.tuning import BOUNDS, MAX_EXTENSIONS
 from .datasets import Dataset
-from .extraction import canonical, package_versions, plan
+from .extraction import plan
 from .features import split_spec
 from .plan import classifier_setup
+from .provenance import canonical, package_versions
 from .results import load_records, tuning_note
 from .runner import run_benchmark
+from .splits import tuning_split
 from .store import FeatureStore
 from .studies import Row, Study
 
@@ -49,8 +51,9 @@ def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: boo
     params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
               for name, values in params.items()}
     parts = {}
+    split = tuning_split(ds, seed)
     for name in split_spec(row.features):
-        p = plan(name, ds, params.get(name, {}), seed)
+        p = plan(name, ds, params.get(name, {}), seed, split)
         base = {k: v for k, v in p.base.items() if k != "params"}
         base["params"] = {k: v for k, v in p.params.items() if k not in PLACEMENT}
         parts[name] = make_key(**base, fit=p.fit_key)

@@ -340,7 +340,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> list[list[int]]:
 
 def new_record(ds, spec: str, clf_name: str, seed: int) -> dict:
     """The fields every record has, before results are in."""
-    from .extraction import package_versions
+    from .provenance import package_versions
 
     now = _dt.datetime.now(_dt.timezone.utc)
     run_id = (f"{now:%Y%m%dT%H%M%S}-{slug(ds.name)}-{slug(spec)}-{slug(clf_name)}-"

@@ -21,62 +21,51 @@ from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
 
 from .classifiers import CLASSIFIERS, resolve_placement
-from .classifiers.tuning import (
-    BOUNDS,
-    MAX_EXTENSIONS,
-    split_validation,
-    tie_margin,
-    tune_and_fit,
-    validation_size,
-)
+from .classifiers.tuning import BOUNDS, MAX_EXTENSIONS, tie_margin, tune_and_fit
 from .datasets import Dataset
-from .extraction import (  # noqa: F401 - package_versions re-exported for records
-    FeatureResult,
-    canonical,
-    extract_features,
-    extractor_code_hash,
-    package_versions,
-)
+from .extraction import FeatureResult, extract_features
 from .features import build_extractor, split_spec
 from .parallel import get_n_jobs, progress
 from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
+from .provenance import canonical
 from .results import confusion_matrix, new_record, write_json_atomic
+from .splits import TuningSplit, tuning_split
 from .store import DEFAULT_SHARD_SIZE, FeatureStore
 
 
-def fit_data(ds: Dataset, feats: FeatureResult, seed: int, val_size
+def fit_data(ds: Dataset, feats: FeatureResult, split: TuningSplit
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Features and labels to tune on (with the validation mask) and to score on.
 
-    The validation split is the dataset's own ``val/`` when it has one, else a
+    The validation images are the tuning split's (``split``, decided before any
+    extractor was fitted): the dataset's own ``val/`` when it has one, else a
     seeded, stratified part of train. Rows of images that could not be decoded
-    (``--skip-bad-images``) are left out.
+    (``--skip-bad-images``) are left out, from the validation images too.
     """
-    def rows(split: str) -> tuple[np.ndarray, np.ndarray]:
-        F, y = feats.splits[split], ds.split(split).labels
-        bad = feats.bad.get(split) or []
+    def rows(split_name: str, mask: np.ndarray | None = None):
+        F, y = feats.splits[split_name], ds.split(split_name).labels
+        bad = feats.bad.get(split_name) or []
         if bad:
             keep = np.setdiff1d(np.arange(len(y)), bad)
-            return np.asarray(F[keep]), y[keep]
-        return F, y
+            return np.asarray(F[keep]), y[keep], None if mask is None else mask[keep]
+        return F, y, mask
 
-    X_train, y_train = rows("train")
-    X_test, y_test = rows("test")
+    X_train, y_train, val_mask = rows("train", split.val_mask(len(ds.train)))
+    X_test, y_test, _ = rows("test")
     if ds.val is not None:
-        X_val, y_val = rows("val")
+        X_val, y_val, _ = rows("val")
         X = np.concatenate([X_train, X_val])
         y = np.concatenate([y_train, y_val])
         mask = np.r_[np.zeros(len(y_train), bool), np.ones(len(y_val), bool)]
         return X, y, mask, X_test, y_test, len(y_val)
-    n_val = validation_size(len(y_train), val_size)
-    return X_train, y_train, split_validation(y_train, n_val, seed), X_test, y_test, n_val
+    return X_train, y_train, val_mask, X_test, y_test, int(val_mask.sum())
 
 
 def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
-             params: dict[str, Any], *, seed: int, val_size, n_jobs: int | None,
+             params: dict[str, Any], *, seed: int, split: TuningSplit, n_jobs: int | None,
              extend_grid: bool = True) -> dict:
     """Tune, refit and score one classifier on extracted features; return the record."""
-    X, y, val_mask, X_test, y_test, n_val = fit_data(ds, feats, seed, val_size)
+    X, y, val_mask, X_test, y_test, n_val = fit_data(ds, feats, split)
     pipe, grid = classifier_setup(clf_name, params, seed)
     # the parameters as asked (solver "auto" stays "auto" in the record) ...
     clf_params = canonical(pipe.named_steps["clf"].get_params(deep=False))
@@ -188,6 +177,8 @@ def run_benchmark(
                                  results_dir=results_dir, n_jobs=n_jobs, on_record=on_record,
                                  annotate=annotate, shard_size=shard_size, skip_bad=skip_bad,
                                  dtype=dtype, extend_grid=extend_grid)
+    # the tuning split is decided before any extractor is fitted (see featbench.splits)
+    split = tuning_split(ds, seed, val_size)
     records = []
     pairs = progress(total=len(features) * len(classifiers), desc="pairs", unit="pair",
                      leave=True, position=0)
@@ -196,7 +187,8 @@ def run_benchmark(
         pairs.set_postfix_str(f"extract {spec}")
         try:
             feats = extract_features(spec, ds, params, store, seed=seed, shard_size=shard_size,
-                                     skip_bad=skip_bad, dtype=dtype, n_workers=n_jobs)
+                                     skip_bad=skip_bad, dtype=dtype, n_workers=n_jobs,
+                                     split=split)
         except Exception as exc:  # recorded in the pair's record; the sweep goes on
             if _is_user_stop(exc):
                 raise
@@ -205,6 +197,7 @@ def run_benchmark(
         for clf_name in classifiers:
             pairs.set_postfix_str(f"fit {clf_name} on {spec}")
             rec = new_record(ds, spec, clf_name, seed)
+            rec["dataset"]["tuning_split"] = split.describe()
             rec.update(annotate or {})
             if feats is None:  # keep what was asked, so a failed pair can be rerun
                 rec["features"]["params"] = {n: canonical(params.get(n, {}))
@@ -224,7 +217,7 @@ def run_benchmark(
                 if feat_error:
                     raise RuntimeError(feat_error)
                 out = run_pair(ds, feats, spec, clf_name, params.get(clf_name, {}),
-                               seed=seed, val_size=val_size, n_jobs=n_jobs,
+                               seed=seed, split=split, n_jobs=n_jobs,
                                extend_grid=extend_grid)
                 rec["dataset"]["n_val"] = out.pop("n_val")
                 rec["dataset"]["n_train_fit"] = out.pop("n_fit")

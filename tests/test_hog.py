@@ -73,3 +73,70 @@ def test_size_arithmetic_and_too_small():
     with pytest.raises(ValueError, match="block_norm must be one of"):
         HOG(block_norm="L3").fit(np.zeros((1, 32, 32, 3), np.uint8))
 
+
+
+def _reference_bins(g_row: np.ndarray, g_col: np.ndarray, orientations: int) -> np.ndarray:
+    """skimage's binning: angle = rad2deg(arctan2) % 180, bin i holds [i, i + 1) * 180 / o
+    (``orientations``: no bin, for angles that round to 180)."""
+    angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    return np.searchsorted(180.0 / orientations * np.arange(1, orientations + 1), angle,
+                           side="right")
+
+
+@pytest.mark.parametrize("orientations", [9, 4, 8, 12])
+def test_orientation_bins_on_edges_equal_skimage_binning(orientations):
+    from featbench.features.hog import _orientation_bins
+
+    per180 = 180.0 / orientations
+    phi = np.deg2rad(per180 * np.arange(orientations + 1))
+    rows, cols = [], []
+    for s, c in zip(np.sin(phi), np.cos(phi), strict=True):  # gradients on every edge ...
+        for ds in (-1, 0, 1):  # ... and one ulp either side
+            rows += [np.nextafter(s, s + ds) if ds else s, -s]
+            cols += [c, -np.nextafter(c, c + ds) if ds else -c]
+    # zero and tiny gradients: angles of exactly 0 and 180, and those rounding to 180
+    for r, c in [(0.0, 1.0), (0.0, -1.0), (-0.0, 1.0), (0.0, 0.0), (-1e-300, 1.0),
+                 (1e-300, -1.0), (-1e-17, 1.0), (1.0, 0.0), (-1.0, 0.0), (-1e-300, -1.0)]:
+        rows.append(r)
+        cols.append(c)
+    g_row, g_col = np.array(rows), np.array(cols)
+    theta = np.rad2deg(np.arctan2(g_row, g_col))
+    theta = np.where(theta < 0, theta + 180.0, np.where(theta == 180.0, 0.0, theta))
+    np.testing.assert_array_equal(_orientation_bins(theta, orientations),
+                                  _reference_bins(g_row, g_col, orientations))
+
+
+@pytest.mark.parametrize("orientations", [4, 8, 9])
+def test_exact_diagonals_and_vanishing_gradients_equal_skimage(orientations):
+    # diagonal steps give angles of exactly 45 and 135 degrees (bin edges for 4 and 8
+    # orientations); rows of -1e-300 next to 0 give angles that round to exactly 180
+    img = np.zeros((16, 16))
+    img[np.triu_indices(16)] = 1.0
+    img[8:, :] = np.fliplr(img[8:, :])
+    img[::3, 5] = -1e-300
+    img[1::3, 9] = 1e-300
+    kw = dict(orientations=orientations, pixels_per_cell=(4, 4), cells_per_block=(1, 1))
+    ours = hog_batch(img[None], block_norm=None, **kw)[0].reshape(-1, orientations)
+    ref = sk_hog(img, block_norm="L1", feature_vector=True, **kw).reshape(-1, orientations)
+    norm = ours / (ours.sum(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(norm, ref, rtol=0, atol=1e-6)  # skimage sums in float32
+
+
+def test_chunked_extraction_equals_one_batch(cifar_sample):
+    images, _ = cifar_sample
+    est = HOG().fit(images)
+    whole = hog_batch(rgb2gray(images), block_norm="L2-Hys")
+    np.testing.assert_allclose(est.transform(images), whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientations", range(1, 25))
+def test_orientation_bins_of_angles_on_and_beside_every_edge(orientations):
+    from featbench.features.hog import _orientation_bins
+
+    edges = 180.0 / orientations * np.arange(orientations + 1)
+    theta = np.concatenate([edges, np.nextafter(edges, -1.0), np.nextafter(edges, 181.0),
+                            np.linspace(0, 180, 1001)])
+    theta = theta[(theta >= 0) & (theta <= 180)]
+    upper = 180.0 / orientations * np.arange(1, orientations + 1)
+    np.testing.assert_array_equal(_orientation_bins(theta, orientations),
+                                  np.searchsorted(upper, theta, side="right"))

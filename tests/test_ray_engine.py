@@ -142,10 +142,11 @@ def test_learned_codebook_is_fitted_once_and_shipped(tmp_path, digits, bovw_fits
     shared = tmp_path / "shared"
     # the local engine fits the codebook (train split) into the shared store ...
     local, p_local = _run(extract_split, "bovw", digits, "train", shared, params, shard_size=64)
-    assert fits == [200] and p_local.codebook is not None
+    n_fit = 200 - 20  # train minus the default validation split (10 %), held out of the fit
+    assert fits == [n_fit] and p_local.codebook is not None
     # ... the Ray engine loads it (no refit) and ships it to its actors
     got, p_ray = _run(extract_split_ray, "bovw", digits, "test", shared, params, shard_size=64)
-    assert fits == [200] and p_ray.codebook == p_local.codebook
+    assert fits == [n_fit] and p_ray.codebook == p_local.codebook
     assert got.computed == 2 and got.entry.manifest["codebook"] == p_local.codebook
     ref = extract_split(p_local, digits, "test", FeatureStore(tmp_path / "other"),
                         shard_size=64)

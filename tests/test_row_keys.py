@@ -36,15 +36,15 @@ def test_key_changes_with_version_code_grid_and_tuning(digits, monkeypatch):
                                             "batch_size": 2}})
     assert _key(digits, km) == _key(digits, km_cpu)
     # featbench's version
-    import featbench.extraction as extraction
+    import featbench.provenance as provenance
 
-    monkeypatch.setattr(extraction, "__version__", "99.0")
+    monkeypatch.setattr(provenance, "__version__", "99.0")
     assert _key(digits, row) != base
     monkeypatch.undo()
     assert _key(digits, row) == base
     # the extractor's code
-    real = extraction.extractor_code_hash
-    monkeypatch.setattr(extraction, "extractor_code_hash",
+    real = provenance.code_hash
+    monkeypatch.setattr(provenance, "code_hash",
                         lambda cls: "edited" if cls.__name__ == "HOG" else real(cls))
     assert _key(digits, row) != base
     monkeypatch.undo()

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from featbench import extraction, load_dataset
+from featbench import load_dataset, provenance
 from featbench.cli import main
 from featbench.extraction import extract_features, shard_indices
 from featbench.features import get_extractor
 from featbench.params import parse_shard
+from featbench.splits import tuning_split
 from featbench.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def test_shard_run_with_other_parameters_or_code_reuses_nothing(tmp_path, ds, co
                              shard=(1, 2))
     assert sum(counted) == first and other.parts[0]["shards"]["train"]["reused"] == 0
     counted.clear()
-    monkeypatch.setattr(extraction, "__version__", "99.0")  # another featbench version
+    monkeypatch.setattr(provenance, "__version__", "99.0")  # another featbench version
     again = extract_features("hog", ds, {}, st, shard_size=64, shard=(1, 2))
     assert sum(counted) == first and again.parts[0]["shards"]["train"]["reused"] == 0
     entries = list((tmp_path / "features").iterdir())
@@ -91,7 +92,7 @@ def test_codebook_fitted_once_and_shared_by_every_shard(tmp_path, ds, bovw_fits)
     fits = bovw_fits
     st = FeatureStore(tmp_path / "shared")
     fitted = extract_features("bovw", ds, BOVW, st, shard_size=64, fit_only=True)
-    assert fits == [len(ds.train)] and fitted.parts[0]["codebook"]
+    assert fits == [len(tuning_split(ds, 0).fit)] and fitted.parts[0]["codebook"]
     assert not list((tmp_path / "shared" / "features").glob("*"))  # no features yet
     out, errors = [], []
 
@@ -106,12 +107,12 @@ def test_codebook_fitted_once_and_shared_by_every_shard(tmp_path, ds, bovw_fits)
         t.start()
     for t in threads:
         t.join()
-    assert not errors and fits == [len(ds.train)]  # no shard refitted
+    assert not errors and fits == [len(tuning_split(ds, 0).fit)]  # no shard refitted
     assert {r.parts[0]["codebook"] for r in out} == {fitted.parts[0]["codebook"]}
     assert len(list((tmp_path / "shared" / "codebooks").glob("*.pkl"))) == 1
     assert len(list((tmp_path / "shared" / "features").iterdir())) == 2  # train, test
     whole = extract_features("bovw", ds, BOVW, st, shard_size=64)
-    assert whole.cached and fits == [len(ds.train)]
+    assert whole.cached and fits == [len(tuning_split(ds, 0).fit)]
     fresh = extract_features("bovw", ds, BOVW, FeatureStore(tmp_path / "fresh"),
                              shard_size=64)
     np.testing.assert_array_equal(whole.train, fresh.train)

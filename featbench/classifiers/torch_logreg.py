@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import ParameterError
 from ..runtime import fit_device
+from .path import Design
 
 SOLVERS = ("auto", "sklearn", "torch")
 
@@ -66,17 +67,19 @@ def logistic_objective(coef: np.ndarray, intercept: np.ndarray, X: np.ndarray,
     return float(0.5 * (coef * coef).sum() + C * loss.sum())
 
 
-def fit_logistic_lbfgs(X: np.ndarray, y_index: np.ndarray, n_classes: int, C: float,
+def fit_logistic_lbfgs(X: np.ndarray | Design, y_index: np.ndarray, n_classes: int, C: float,
                        max_iter: int, tol: float, device: torch.device | str = "cpu",
-                       sample_weight: np.ndarray | None = None
+                       sample_weight: np.ndarray | None = None,
+                       init: tuple[np.ndarray, np.ndarray] | None = None
                        ) -> tuple[np.ndarray, np.ndarray, int]:
     """Minimize :func:`logistic_objective` with full-batch L-BFGS in float32 on ``device``.
 
     Parameters
     ----------
-    X : ndarray of shape (n, d)
+    X : ndarray of shape (n, d), or Design
         Copied once to ``device`` (and a row-major copy of its transpose for the
-        gradient ``X^T G``).
+        gradient ``X^T G``), unless it is a :class:`~featbench.classifiers.path.Design`
+        already there (shared by the fits of a regularization path).
     y_index : ndarray of shape (n,)
         Class index of each sample, in ``range(n_classes)``.
     n_classes : int
@@ -91,6 +94,9 @@ def fit_logistic_lbfgs(X: np.ndarray, y_index: np.ndarray, n_classes: int, C: fl
     sample_weight : ndarray of shape (n,), optional
         Non-negative weight ``s_i`` of each sample's loss (None: all 1), as
         scikit-learn's ``sample_weight``; ``class_weight`` is ``w[y_index]``.
+    init : (coef, intercept), optional
+        Where L-BFGS starts (a warm start, e.g. the solution at a nearby ``C``);
+        default zero.
 
     Returns
     -------
@@ -104,10 +110,10 @@ def fit_logistic_lbfgs(X: np.ndarray, y_index: np.ndarray, n_classes: int, C: fl
        scale optimization", Math. Programming 45, 1989.
     """
     device = torch.device(device)
-    n, d = X.shape
+    design = Design.of(X, device)
+    n, d = design.shape
     K = 1 if n_classes == 2 else n_classes
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
-    XtT = Xt.T.contiguous()  # X^T G reads a row-major copy several times faster
+    Xt, XtT = design.X, design.XT  # X^T G reads a row-major copy several times faster
     labels = torch.from_numpy(np.asarray(y_index, dtype=np.int64)).to(device)
     if K == 1:
         T = (labels == 1).to(torch.float32)[:, None]
@@ -125,8 +131,7 @@ def fit_logistic_lbfgs(X: np.ndarray, y_index: np.ndarray, n_classes: int, C: fl
         if not sw_sum > 0:
             raise ValueError("the sample weights sum to 0 or less")
         sw = torch.from_numpy(sample_weight.astype(np.float32)).to(device)[:, None]
-    W = torch.zeros(d, K, device=device, requires_grad=True)
-    b = torch.zeros(K, device=device, requires_grad=True)
+    W, b = _start(init, d, K, device)
     # the objective divided by C sum_i s_i (C n without weights), as scikit-learn's
     # LinearModelLoss with l2_reg_strength = 1 / (C sw_sum) (same minimizer, and tol
     # means the same on both)
@@ -166,6 +171,22 @@ def fit_logistic_lbfgs(X: np.ndarray, y_index: np.ndarray, n_classes: int, C: fl
                       f"entry fell to tol={tol}", ConvergenceWarning, stacklevel=3)
     return (W.detach().cpu().numpy().T.astype(np.float64),
             b.detach().cpu().numpy().astype(np.float64), n_iter)
+
+
+def _start(init: tuple[np.ndarray, np.ndarray] | None, d: int, K: int,
+           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """L-BFGS's starting point ``W`` (d, K) and ``b`` (K,): zero, or ``init``'s
+    ``(coef (K, d), intercept (K,))``."""
+    if init is None:
+        return (torch.zeros(d, K, device=device, requires_grad=True),
+                torch.zeros(K, device=device, requires_grad=True))
+    coef, intercept = (np.asarray(a, np.float32) for a in init)
+    if coef.shape != (K, d) or intercept.shape != (K,):
+        raise ValueError(f"init has shapes {coef.shape}, {intercept.shape}; expected "
+                         f"({K}, {d}), ({K},)")
+    W = torch.from_numpy(np.ascontiguousarray(coef.T)).to(device).requires_grad_(True)
+    b = torch.from_numpy(intercept.copy()).to(device).requires_grad_(True)
+    return W, b
 
 
 class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -238,8 +259,21 @@ class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             return ("sklearn" if device.type == "cpu" else "torch"), device
         return self.solver, device
 
-    def fit(self, X, y):
-        """Fit on features ``X`` and labels ``y``."""
+    def warm_startable(self, n_samples: int, n_features: int) -> bool:
+        """Whether a fit of this shape runs the torch solver, which can start from a
+        given solution (:mod:`featbench.classifiers.path`)."""
+        return self._placement(n_samples, n_features)[0] == "torch"
+
+    def fit_design(self, design: Design, y, init=None):
+        """Fit with the torch solver on a shared :class:`~featbench.classifiers.path.Design`
+        (standardized features already on the device), starting from ``init``."""
+        y = np.asarray(y)
+        self.n_features_in_ = design.shape[1]
+        return self._fit_torch(design, y, design.device, init)
+
+    def fit(self, X, y, init=None):
+        """Fit on features ``X`` and labels ``y``; the torch solver starts from ``init``
+        (``(coef, intercept)``, e.g. a solution at a nearby C) when given."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         classes = np.unique(y)
@@ -254,19 +288,28 @@ class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
                                     class_weight=self.class_weight).fit(X, y)
             self.classes_, self.coef_, self.intercept_ = lr.classes_, lr.coef_, lr.intercept_
             self.n_iter_ = lr.n_iter_
-        else:
-            self.classes_ = classes
-            y_index = np.searchsorted(classes, y)
-            sample_weight = None
-            if self.class_weight is not None:
-                # scikit-learn's folding of class_weight into per-sample weights
-                sample_weight = compute_class_weight(self.class_weight, classes=classes,
-                                                     y=y)[y_index]
-            self.coef_, self.intercept_, n_iter = fit_logistic_lbfgs(
-                X, y_index, len(classes), self.C, self.max_iter, self.tol, device,
-                sample_weight=sample_weight)
-            self.n_iter_ = np.array([n_iter], dtype=np.int32)
-        self.solver_, self.device_ = solver, str(device)
+            self.solver_, self.device_ = solver, str(device)
+            return self
+        return self._fit_torch(X, y, device, init)
+
+    def _fit_torch(self, X, y: np.ndarray, device: torch.device, init) -> LogReg:
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"LogReg needs samples of at least 2 classes in the data, but "
+                             f"the data contains only one class: {classes[0]!r}")
+        self.classes_ = classes
+        y_index = np.searchsorted(classes, y)
+        sample_weight = None
+        if self.class_weight is not None:
+            # scikit-learn's folding of class_weight into per-sample weights
+            sample_weight = compute_class_weight(self.class_weight, classes=classes,
+                                                 y=y)[y_index]
+        self.coef_, self.intercept_, n_iter = fit_logistic_lbfgs(
+            X, y_index, len(classes), self.C, self.max_iter, self.tol, device,
+            sample_weight=sample_weight, init=init)
+        self.n_iter_ = np.array([n_iter], dtype=np.int32)
+        self.solver_, self.device_ = "torch", str(device)
         return self
 
     def predict_proba(self, X) -> np.ndarray:

@@ -30,6 +30,7 @@ from sklearn.model_selection import ParameterGrid, train_test_split
 from sklearn.pipeline import Pipeline
 
 from ..errors import DataError
+from .path import PathFitter, path_key, path_order
 
 #: values added beyond the given grid on each side, at most
 MAX_EXTENSIONS = 4
@@ -179,12 +180,21 @@ def tune_and_fit(
     scores: list[dict[str, Any]] = []
     caught_all: list[str] = []
 
+    # a warm-startable solver fits C as a path, on one standardized copy of X_fit
+    path_param = path_key(pipeline, grid, X_fit.shape)
+    path = PathFitter(pipeline, X_fit, y_fit, X_val) if path_param is not None else None
+
     def fit_one(params: dict[str, Any]) -> dict[str, Any]:
-        est = clone(pipeline).set_params(**{f"clf__{k}": v for k, v in params.items()})
         t0 = time.perf_counter()
-        est.fit(X_fit, y_fit)
-        fit_s = time.perf_counter() - t0
-        pred = est.predict(X_val)
+        if path is not None:
+            est = path.fit(params[path_param])
+            fit_s = time.perf_counter() - t0
+            pred = est.predict(path.X_val)
+        else:
+            est = clone(pipeline).set_params(**{f"clf__{k}": v for k, v in params.items()})
+            est.fit(X_fit, y_fit)
+            fit_s = time.perf_counter() - t0
+            pred = est.predict(X_val)
         if bar is not None:
             bar.update(1)
         return {"params": {k: _plain(v) for k, v in params.items()},
@@ -192,13 +202,17 @@ def tune_and_fit(
                 "val_mean_class_acc": float(balanced_accuracy_score(y_val, pred)),
                 "fit_s": fit_s, "hit_limit": hit_iteration_limit(est)}
 
-    threads = threads_help(pipeline, X_fit.shape)
+    threads = threads_help(pipeline, X_fit.shape) and path is None
 
     def fit_many(batch: list[dict[str, Any]], extended: bool) -> None:
         jobs = max(1, min(n_jobs or 1, len(batch))) if threads else 1
         with warnings.catch_warnings(record=True) as caught:
             _record_warnings()
-            if jobs == 1:
+            if path is not None:  # strongest regularization first, each from the last
+                done: list[dict[str, Any]] = [{}] * len(batch)
+                for i in path_order(batch, path_param):
+                    done[i] = fit_one(batch[i])
+            elif jobs == 1:
                 done = [fit_one(p) for p in batch]
             else:
                 with ThreadPoolExecutor(jobs) as pool:
@@ -219,9 +233,13 @@ def tune_and_fit(
         edge = _edge_of(best, scores, grid)
     estimator = clone(pipeline).set_params(
         **{f"clf__{k}": v for k, v in scores[best]["params"].items()})
+    # the refit on train + validation starts from the chosen value's solution
+    start = {} if path is None else \
+        {"clf__init": path.solutions[scores[best]["params"][path_param]]}
+    path = None  # its copy of the features is not needed any more
     with warnings.catch_warnings(record=True) as caught:
         _record_warnings()
-        estimator.fit(X, y)
+        estimator.fit(X, y, **start)
     caught_all.extend(_one_line(w) for w in caught)
     if bar is not None:
         bar.update(1)
