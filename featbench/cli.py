@@ -396,8 +396,10 @@ def extract(**opts) -> None:
         raise click.BadParameter("--fit-only fits the codebooks once; run it without --shard",
                                  param_hint="--fit-only")
     with _boundary(lambda: "finished shards are kept; run the same command to resume"):
+        from .engines import get_engine
         from .extraction import extract_features
 
+        engine = get_engine(opts["engine"], address=opts["ray_address"])
         parsed = parse_params(opts["params"])
         from .classifiers import CLASSIFIERS
 
@@ -412,8 +414,7 @@ def extract(**opts) -> None:
                                    skip_bad=opts["skip_bad_images"],
                                    dtype=opts["feature_dtype"], n_workers=opts["jobs"],
                                    load=False, shard=shard, fit_only=opts["fit_only"],
-                                   engine=opts["engine"], ray_address=opts["ray_address"],
-                                   val_size=opts["val_size"])
+                                   engine=engine, val_size=opts["val_size"])
             wall = time.perf_counter() - t0
             n_img = sum(len(src) for src in ds.splits().values())
             for part in res.parts:

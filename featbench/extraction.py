@@ -32,6 +32,14 @@ from . import __version__
 from .cache import make_key
 from .datasets import Dataset
 from .datasets.source import ImageSource, View
+from .engines.base import (  # noqa: F401 - SplitResult re-exported (it was defined here)
+    Engine,
+    SplitResult,
+    Work,
+    decode,
+    device_type,
+    first_good,
+)
 from .errors import DataError
 from .features import build_extractor, set_params_checked, split_spec
 from .parallel import get_n_jobs, progress
@@ -151,8 +159,7 @@ def fit_sample(pool: np.ndarray | int, view: View, ds: Dataset, seed: int) -> np
 
 
 # -- decoding -----------------------------------------------------------------------
-def _decode(source: ImageSource, view: View, i: int) -> np.ndarray:
-    return view.apply(source.read(i))
+_decode = decode  # looked up here by Decoder and _ChunkImages at each call
 
 
 class Decoder:
@@ -294,27 +301,10 @@ def _torch_batches(source: ImageSource, view: View, entry: StoreEntry, shards: l
         yield flush()
 
 
-def _device_of(est: BaseEstimator) -> str:
-    device = getattr(est, "device", None)
-    if device is None:
-        return "cpu"
-    from .runtime import check_device
-
-    return check_device(str(device)).type
+_device_of = device_type
 
 
 # -- extraction ---------------------------------------------------------------------
-@dataclass
-class SplitResult:
-    """What :func:`extract_split` did on one split."""
-
-    entry: StoreEntry
-    computed: int = 0
-    reused: int = 0
-    bad: list[str] = field(default_factory=list)
-    runtime: dict[str, Any] | None = None
-
-
 def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None = None,
             skip_bad: bool = False) -> float:
     """Fit (or load the stored codebook of) ``p``'s extractor; returns the fit seconds."""
@@ -342,13 +332,7 @@ def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None 
     return time.perf_counter() - t0
 
 
-def _first_good(source: ImageSource, view: View) -> np.ndarray:
-    for i in range(min(len(source), 64)):
-        try:
-            return _decode(source, view, i)
-        except DataError:
-            continue
-    return _decode(source, view, 0)  # raises the error naming the file
+_first_good = first_good
 
 
 def _decode_all(source, view, indices, n_workers, skip_bad, desc
@@ -456,20 +440,21 @@ def check_runtime(p: Plan, ds: Dataset, split: str, store: FeatureStore, todo: i
 def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
                   shard_size: int = DEFAULT_SHARD_SIZE, shards: list[int] | None = None,
                   n_workers: int | None = None, skip_bad: bool = False,
-                  dtype: str = "float32", ready: Callable[[], Any] | None = None
-                  ) -> SplitResult:
+                  dtype: str = "float32", ready: Callable[[], Any] | None = None,
+                  engine: Engine | None = None) -> SplitResult:
     """Compute the missing shards of ``p`` on one split of ``ds`` into ``store``.
 
     ``ready`` is called once before the first shard is computed (it fits the
     extractor, see :func:`prepare`); nothing is fitted or loaded when every shard
     is already stored. ``shards`` restricts the work to some shard indices
-    (``None``: all). The store is best-effort: shards it cannot take (read-only or
-    full folder, see :meth:`~featbench.store.FeatureStore.best_effort`) are kept in
-    memory by ``result.entry`` and read back from there.
+    (``None``: all). The shards are computed by ``engine`` (default
+    :class:`LocalEngine`; see :mod:`featbench.engines.base` for the contract). The
+    store is best-effort: shards it cannot take (read-only or full folder, see
+    :meth:`~featbench.store.FeatureStore.best_effort`) are kept in memory by
+    ``result.entry`` and read back from there.
     """
     if dtype not in STORE_DTYPES:
         raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
-    source = ds.split(split)
     entry = entry_for(p, ds, split, store, shard_size, dtype)
     wanted = set(range(entry.n_shards) if shards is None else shards)
     todo = [j for j in entry.missing() if j in wanted]
@@ -480,40 +465,53 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     entry.create()
     if ready is not None:
         ready()
-    est = p.estimator
-    n_workers = n_workers or get_n_jobs()
-    _split_chunks(est, shard_size, n_workers)
-    device = _device_of(est)
-    n_images = sum(entry.bounds(j)[1] - entry.bounds(j)[0] for j in todo)
-    bar = progress(total=n_images, desc=f"{p.name} {split}", unit="img")
-    batches = _batches(source, p.view, entry, todo, n_workers, skip_bad, device)
-    try:
-        for j, images, bad, messages in batches:
-            if entry.exists(j):  # another process finished it meanwhile
-                result.reused += 1
-                bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
-                continue
-            t0 = time.perf_counter()
-            F = _transform(est, images, entry.bounds(j), bad)
-            dt = time.perf_counter() - t0
-            runtime = getattr(est, "runtime_", None)
-            won = entry.write(j, F, bad=bad,
-                              meta={"seconds": dt, "runtime": runtime,
-                                    "bad_files": messages})
-            result.computed += int(won)
-            result.reused += int(not won)
-            result.runtime = runtime or result.runtime
-            result.bad += messages
-            bar.update(len(F))
-            bar.set_postfix_str(f"shard {j + 1}/{entry.n_shards}"
-                                + (f", {len(result.bad)} bad" if result.bad else ""))
-            del F, images
-    finally:
-        # on any exit (Ctrl-C included) cancel the decoding queued ahead at once, rather
-        # than when the generator is collected (the traceback keeps it alive meanwhile)
-        batches.close()
-        bar.close()
+    engine = engine if engine is not None else LocalEngine()
+    engine.compute(Work(p.name, split, p.estimator, p.view, ds.split(split), entry, todo,
+                        skip_bad, n_workers, result))
     return result
+
+
+class LocalEngine:
+    """The local engine: decode in this process's thread pool (or, on CUDA, torch
+    DataLoader worker processes into pinned memory), extract in this process, one shard
+    after the other while the next one is decoded (:mod:`featbench.engines.base`)."""
+
+    name = "local"
+
+    def compute(self, work: Work) -> None:
+        """Compute and write every shard of ``work.todo`` into ``work.entry``."""
+        est, entry, result = work.estimator, work.entry, work.result
+        n_workers = work.n_workers or get_n_jobs()
+        _split_chunks(est, entry.shard_size, n_workers)
+        bar = progress(total=work.n_images, desc=f"{work.name} {work.split}", unit="img")
+        batches = _batches(work.source, work.view, entry, work.todo, n_workers,
+                           work.skip_bad, _device_of(est))
+        try:
+            for j, images, bad, messages in batches:
+                if entry.exists(j):  # another process finished it meanwhile
+                    result.reused += 1
+                    bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
+                    continue
+                t0 = time.perf_counter()
+                F = _transform(est, images, entry.bounds(j), bad)
+                dt = time.perf_counter() - t0
+                runtime = getattr(est, "runtime_", None)
+                won = entry.write(j, F, bad=bad,
+                                  meta={"seconds": dt, "runtime": runtime,
+                                        "bad_files": messages})
+                result.computed += int(won)
+                result.reused += int(not won)
+                result.runtime = runtime or result.runtime
+                result.bad += messages
+                bar.update(len(F))
+                bar.set_postfix_str(f"shard {j + 1}/{entry.n_shards}"
+                                    + (f", {len(result.bad)} bad" if result.bad else ""))
+                del F, images
+        finally:
+            # on any exit (Ctrl-C included) cancel the decoding queued ahead at once, rather
+            # than when the generator is collected (the traceback keeps it alive meanwhile)
+            batches.close()
+            bar.close()
 
 
 def shard_indices(n_shards: int, shard: tuple[int, int] | None) -> list[int] | None:
@@ -601,8 +599,8 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                      shard_size: int = DEFAULT_SHARD_SIZE, skip_bad: bool = False,
                      dtype: str = "float32", n_workers: int | None = None,
                      load: bool = True, shard: tuple[int, int] | None = None,
-                     fit_only: bool = False, engine: str = "local",
-                     ray_address: str | None = None, split: TuningSplit | None = None,
+                     fit_only: bool = False, engine: Engine | None = None,
+                     split: TuningSplit | None = None,
                      val_size: int | float | None = None) -> FeatureResult:
     """Extract ``spec``'s features on every split of ``ds`` through ``store``.
 
@@ -619,10 +617,11 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         together. Implies ``load=False``.
     fit_only : bool
         Only fit (or load) the codebooks of the learned extractors; no features.
-    engine : {"local", "ray"}
-        ``"local"``: this process (threads or DataLoader workers decode); ``"ray"``: a
-        Ray Data pipeline (:mod:`featbench.engines.ray_data`), on the cluster at
-        ``ray_address`` or a local Ray instance.
+    engine : Engine, optional
+        What computes the missing shards (the contract: :mod:`featbench.engines.base`),
+        chosen by the caller, e.g. ``featbench.engines.get_engine("ray",
+        address="auto")``; default :class:`LocalEngine` (this process: threads or
+        DataLoader workers decode).
     split : TuningSplit, optional
         The tuning split, decided before anything is fitted: learned extractors fit
         only on its ``fit`` images. Default: :func:`~featbench.splits.tuning_split` of
@@ -635,11 +634,8 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         differs only in the precision or device type this machine resolved from
         ``auto`` (see :func:`check_runtime`): nothing is computed for it.
     """
-    from .engines import get_engine
-
-    engine_fn = get_engine(engine)
-    split_fn = (functools.partial(engine_fn, address=ray_address) if engine == "ray"
-                else engine_fn)
+    engine = engine if engine is not None else LocalEngine()
+    split_fn = functools.partial(extract_split, engine=engine)
     load = load and shard is None and not fit_only
     parts, all_params, total_s, all_cached = [], {}, 0.0, True
     entries: dict[str, list[StoreEntry]] = {s: [] for s in ds.splits()}
