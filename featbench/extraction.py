@@ -459,10 +459,11 @@ def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     wanted = set(range(entry.n_shards) if shards is None else shards)
     todo = [j for j in entry.missing() if j in wanted]
     result = SplitResult(entry, reused=len(wanted) - len(todo))
+    if todo:
+        check_runtime(p, ds, split, store, len(todo), dtype)  # before the entry is created
+    entry.create()  # (also repairs a damaged manifest of a complete entry)
     if not todo:
         return result
-    check_runtime(p, ds, split, store, len(todo), dtype)  # before the entry is created
-    entry.create()
     if ready is not None:
         ready()
     engine = engine if engine is not None else LocalEngine()

@@ -274,13 +274,14 @@ def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     """A plain-text table for the terminal: the one format of ``run``, ``table`` and
     ``reproduce`` (see :func:`format_cell`).
 
-    ``columns`` defaults to :data:`SHORT_COLUMNS`; the ``tuning`` and ``error``
-    columns are left out when no row has a flag or an error, and long messages are cut
-    (the CLI prints them in full).
+    ``columns`` defaults to :data:`SHORT_COLUMNS`; the ``precision``, ``tuning`` and
+    ``error`` columns are left out when no row has a torch extractor, a flag or an
+    error, and long messages are cut (the CLI prints them in full).
     """
     view = df[[c for c in (columns or SHORT_COLUMNS) if c in df.columns]].copy()
-    if "tuning" in view and not view["tuning"].fillna("").astype(str).astype(bool).any():
-        view = view.drop(columns="tuning")  # nothing to flag
+    for column in ("precision", "tuning"):  # nothing to say
+        if column in view and not view[column].fillna("").astype(str).astype(bool).any():
+            view = view.drop(columns=column)
     if "error" in view:
         errors = view["error"].astype(object).where(view["error"].notna(), "").astype(str)
         if not errors.astype(bool).any():

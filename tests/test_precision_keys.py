@@ -17,7 +17,7 @@ from featbench.errors import ParameterError
 from featbench.extraction import RuntimeMismatch, extract_features, plan
 from featbench.plan import validate_plan
 from featbench.reproduce import row_key
-from featbench.results import make_table
+from featbench.results import format_table, make_table
 from featbench.runner import run_benchmark
 from featbench.store import FeatureStore
 from featbench.studies import Row
@@ -167,6 +167,12 @@ def test_table_shows_precision_and_a_solver_that_is_not_the_default(digits, tmp_
     assert all(r["classifier"]["params"]["solver"] == "auto" for r in recs)  # as asked
     assert all(r["classifier"]["placement"]["solver"] == "sklearn" for r in recs)
     assert not any("solver=" in h for h in df["hyperparams"])
+    header, _, km_row, hog_row = format_table(df).splitlines()
+    assert header.split()[:4] == ["features", "feature_params", "precision", "classifier"]
+    # (the k-means row's feature_params are its len(KM_PARAMS) changed parameters)
+    assert km_row.split()[1 + len(KM_PARAMS)] == "fp32"
+    assert hog_row.split()[:3] == ["hog", "-", "-"]
+    assert "precision" not in format_table(df.iloc[1:])  # no torch extractor: no column
     # a record of a fit that took torch's solver (on a GPU) says so
     rec = recs[0]
     rec["classifier"]["placement"].update(solver="torch", device="cuda:0")
