@@ -220,12 +220,14 @@ def _load(opts: dict, parsed: dict, feature_specs: list[str], classifiers: list[
     ds = load_dataset(opts["dataset"], data_dir=opts["data_dir"], download=opts["download"],
                       image_size=opts["image_size"], test_fraction=opts["test_fraction"],
                       train_size=opts["train_size"], test_size=opts["test_size"],
-                      seed=opts["seed"])
+                      seed=opts["seed"], skip_bad_images=opts["skip_bad_images"])
     line, own_views = _first_line(ds, feature_specs, parsed)
     click.echo(line, err=True)
     if opts["image_size"] is not None and own_views and all(own_views.values()):
         click.echo(f"--image-size: ignored; every extractor of this run "
                    f"({', '.join(own_views)}) sees its own input resolution", err=True)
+    else:
+        ds.check_memory(opts["shard_size"], opts["jobs"])
     if _given("test_fraction") and "test_fraction" not in ds.notes:
         click.echo(f"--test-fraction: ignored; {ds.name} [{ds.layout}] has its own test split",
                    err=True)

@@ -323,12 +323,10 @@ def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None 
         labels = np.delete(np.asarray(ds.train.labels)[p.fit_indices], bad)
         est.fit(images, labels)
         del images
-        state = {k: v for k, v in vars(est).items()
-                 if k.endswith("_") and not k.startswith("_")}
-        stored = store.save_codebook(p.fit_key, state)  # another process's codebook wins
+        # plain arrays, no pickled objects; another process's codebook wins
+        stored = store.save_codebook(p.fit_key, est.fitted_state())
     state, p.codebook = stored
-    for k, v in state.items():
-        setattr(est, k, v)
+    est.set_fitted_state(state)
     return time.perf_counter() - t0
 
 

@@ -56,7 +56,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=repr)
             f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are shared like tables
+        # mkstemp makes 0600; records are shared like tables: the mode open() would give
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:

@@ -12,16 +12,27 @@ version and, for learned extractors, its codebook) on one split of one dataset:
   its images that could not be decoded (``--skip-bad-images``), its compute time
   and runtime (device, precision).
 
-Codebooks of learned extractors are ``<root>/codebooks/<key>.pkl`` with their
-checksum in ``<key>.<checksum>.sum``.
+Codebooks of learned extractors are ``<root>/codebooks/<key>.npz`` with their
+checksum in ``<key>.<checksum>.sum``: plain numeric arrays (``np.savez``, stored
+uncompressed) and a JSON header (the numbers of the state, and which arrays it
+holds), read with ``allow_pickle=False``. Nothing the store reads can run code:
+arrays, JSON and checksums only. Codebooks pickled by older featbench versions
+(``<key>.pkl``) are never loaded: the codebook is fitted again, said once.
+
+Checksums catch corruption (a truncated or damaged file), not tampering: they are
+computed by the reader from files in the same folder, so whoever can write to the
+store can plant wrong numbers (never code) that every reader uses.
 
 Every file is written under a temporary name and published with ``os.link`` to
 a name that does not depend on its content, which fails when the name exists:
 the first writer wins (also when two writers' numbers differ in the last bit), a
 shard or codebook that appears while another process computes it counts as
 done, and no valid file is ever replaced. The checksum sidecar is published
-before the array, so a shard exists exactly when its ``.npy`` does, and it is
-valid when a sidecar named by the array's checksum exists. A shard that fails
+before the array (and removed again when the array cannot be written), so a
+shard exists exactly when its ``.npy`` does, and it is valid when a sidecar
+named by the array's checksum exists. Files and folders get the mode the umask
+gives (``0o666 & ~umask``, folders ``0o777 & ~umask``), so a store shared by a
+team is readable by it (``umask 002`` makes it writable by the group too). A shard that fails
 its checksum (or is not a file, or has an unreadable sidecar) is the only file
 removed, and recomputed. Interrupted runs (Ctrl-C, SIGKILL, a crash, a full
 disk) leave at most temporary files, which are ignored and swept when older
@@ -42,15 +53,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
-import pickle
 import re
 import shutil
 import sys
-import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,9 +134,19 @@ def _remove(path: Path) -> None:
 
 
 def _tmp_file(folder: Path, suffix: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
-    return Path(name)
+    """A new empty file ``.tmp-<random><suffix>`` in ``folder``, with the mode a new file
+    gets from the umask (``0o666 & ~umask``, as ``open`` gives; not ``mkstemp``'s 0600),
+    so that a store shared by a team is readable by it."""
+    for _ in range(100):
+        path = folder / f".tmp-{os.urandom(8).hex()}{suffix}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
 
 
 def _put(final: Path, write: Callable[[IO[bytes]], Any]) -> bool:
@@ -375,9 +396,16 @@ class StoreEntry:
         if self.store.writable:
             with self.store.best_effort(final, "write"):
                 text = json.dumps(meta, default=repr)
-                _put(final.with_name(f"{final.stem}.{checksum}.json"),
-                     lambda f: f.write(text.encode()))
-                if _put(final, lambda f: np.save(f, F, allow_pickle=False)):
+                side = final.with_name(f"{final.stem}.{checksum}.json")
+                side_is_ours = _put(side, lambda f: f.write(text.encode()))
+                try:
+                    published = _put(final, lambda f: np.save(f, F, allow_pickle=False))
+                except BaseException:
+                    # a full disk: no orphan sidecar (unless another writer's array uses it)
+                    if side_is_ours and not final.exists():
+                        _discard(side)
+                    raise
+                if published:
                     # verified as written; no need to read it back
                     self._verified[j] = Shard(j, final, checksum, bad, meta)
                     return True
@@ -443,6 +471,8 @@ class FeatureStore:
         self.root = Path(root) if root is not None else cache_dir() / "store"
         self.writable = True
         self._warned = False
+        #: whether codebooks pickled by older versions were looked for (said once)
+        self._legacy_checked = False
 
     # -- failures -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -520,42 +550,144 @@ class FeatureStore:
 
     # -- codebooks ------------------------------------------------------------------
     def load_codebook(self, key: str) -> tuple[dict[str, Any], str] | None:
-        """The fitted state stored under ``key`` and its checksum, or None (also when it
-        is corrupt, which removes it, or unreadable)."""
-        path = self.root / "codebooks" / f"{key}.pkl"
+        """The fitted state stored under ``key`` and its checksum, or None: also when it is
+        corrupt (removed), holds anything but plain arrays and numbers (refused, removed)
+        or is unreadable. Pickled codebooks of older versions are never read (see
+        :meth:`_legacy_pickles`)."""
+        folder = self.root / "codebooks"
+        self._legacy_pickles(folder)
+        path = folder / f"{key}.npz"
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
         except IsADirectoryError:
-            return self._bad_codebook(path)
+            return self._bad_codebook(path, "is corrupt")
         except OSError as exc:
             self.give_up(path, exc, "read")
             return None
         checksum = fingerprint(np.frombuffer(data, np.uint8))
         if not path.with_name(f"{key}.{checksum}.sum").exists():
-            return self._bad_codebook(path)
-        return pickle.loads(data), checksum  # noqa: S301 - our own file, checksum verified
+            return self._bad_codebook(path, "is corrupt")
+        try:
+            # the bytes just checked, not the file again: it may change meanwhile
+            return _read_state(data), checksum
+        except (ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            return self._bad_codebook(path, f"holds something other than plain arrays "
+                                            f"({why}), not loaded")
 
-    def _bad_codebook(self, path: Path) -> None:
-        """Warn that the codebook at ``path`` is corrupt and remove it if possible."""
-        _warn(f"featbench store: codebook {path} is corrupt; refitting it")
+    def _legacy_pickles(self, folder: Path) -> None:
+        """Say once per store that codebooks pickled by an older featbench are in
+        ``folder``: never loaded (a pickle can run code), so those extractors are
+        fitted again. The files are left alone (an older featbench may share the store)."""
+        if self._legacy_checked:
+            return
+        self._legacy_checked = True
+        try:
+            found = sorted(folder.glob("*.pkl"))
+        except OSError:
+            return
+        if len(found) == 1:
+            _warn(f"featbench store: codebook {found[0]} is a pickle written by an older "
+                  f"featbench; not loaded, refitting")
+        elif found:
+            _warn(f"featbench store: {len(found)} codebooks in {folder} ({found[0].name}, ...) "
+                  f"are pickles written by an older featbench; not loaded, refitting")
+
+    def _bad_codebook(self, path: Path, why: str) -> None:
+        """Warn that the codebook at ``path`` ``why`` (one line) and remove it if possible."""
+        _warn(f"featbench store: codebook {path} {why}; refitting it")
         if self.writable:
             with self.best_effort(path, "remove"):
                 _remove(path)
         return None
 
     def save_codebook(self, key: str, state: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """Publish ``state`` under ``key``; returns the state (and checksum) every writer
-        must use: another process's codebook when it was published first, else
-        ``state`` (also when the store cannot take it)."""
-        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        """Publish ``state`` (names to numeric arrays, numbers or None) under ``key``;
+        returns the state (and checksum) every writer must use: another process's
+        codebook when it was published first, else ``state`` (also when the store
+        cannot take it).
+
+        Raises
+        ------
+        TypeError
+            A value that is not a numeric array, a number or None (featbench's bug).
+        """
+        data = _state_bytes(state)
         checksum = fingerprint(np.frombuffer(data, np.uint8))
         folder = self.root / "codebooks"
         if self.writable:
-            with self.best_effort(folder / f"{key}.pkl", "write"):
+            with self.best_effort(folder / f"{key}.npz", "write"):
                 self._make_dir(folder)
                 _put(folder / f"{key}.{checksum}.sum", lambda f: None)
-                _put(folder / f"{key}.pkl", lambda f: f.write(data))
+                _put(folder / f"{key}.npz", lambda f: f.write(data))
                 return self.load_codebook(key) or (state, checksum)
         return state, checksum
+
+
+#: name of the JSON header inside a codebook's ``.npz``
+_HEADER = "__header__"
+_FORMAT = "featbench codebook"
+
+
+def _state_bytes(state: dict[str, Any]) -> bytes:
+    """A fitted state as ``.npz`` bytes: its arrays, uncompressed, and a JSON header
+    with its numbers and the names of its arrays (see :func:`_read_state`)."""
+    arrays: dict[str, np.ndarray] = {}
+    scalars: dict[str, bool | int | float | None] = {}
+    for name, value in state.items():
+        if not name.isidentifier() or name in (_HEADER, "file", "allow_pickle"):
+            raise TypeError(f"codebook state name {name!r} is not allowed")
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"codebook state {name!r} is a {value.dtype} array; "
+                                f"only numeric arrays are stored")
+            arrays[name] = value
+        elif value is None or isinstance(value, (bool, int, float, np.bool_, np.number)):
+            scalars[name] = value.item() if isinstance(value, np.generic) else value
+        else:
+            raise TypeError(f"codebook state {name!r} is a {type(value).__name__}; "
+                            f"only numeric arrays, numbers and None are stored")
+    header = {"format": _FORMAT, "version": 1, "scalars": scalars, "arrays": sorted(arrays)}
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays,
+             **{_HEADER: np.frombuffer(json.dumps(header).encode(), np.uint8)})
+    return buf.getvalue()
+
+
+def _read_state(data: bytes) -> dict[str, Any]:
+    """The fitted state in ``.npz`` bytes written by :func:`_state_bytes`. Nothing in it
+    can run code: arrays are read with ``allow_pickle=False`` and must be numeric,
+    members must be stored uncompressed (no decompression bomb), the header is JSON.
+
+    Raises
+    ------
+    ValueError, KeyError, zipfile.BadZipFile
+        Anything else: an object array, an unknown or missing member, a bad header.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
+                raise ValueError(f"member {info.filename} is compressed")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        header = json.loads(npz[_HEADER].tobytes().decode())
+        if not isinstance(header, dict) or header.get("format") != _FORMAT:
+            raise ValueError("no featbench codebook header")
+        names, scalars = header["arrays"], header["scalars"]
+        if not isinstance(names, list) or not isinstance(scalars, dict):
+            raise ValueError("malformed header")
+        if sorted(npz.files) != sorted([_HEADER, *names]):
+            raise ValueError(f"members {sorted(npz.files)} differ from the header's "
+                             f"arrays {sorted(names)}")
+        state: dict[str, Any] = {}
+        for name, value in scalars.items():
+            if value is not None and not isinstance(value, (bool, int, float)):
+                raise ValueError(f"{name} is not a number")
+            state[name] = value
+        for name in names:
+            value = npz[name]  # an object array raises here, before any unpickling
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+                raise ValueError(f"{name} is not a numeric array")
+            state[name] = value
+    return state

@@ -72,15 +72,17 @@ def test_unlistable_folder_is_one_line(tmp_path, monkeypatch):
 
     (tmp_path / "data" / "train" / "a").mkdir(parents=True)
     (tmp_path / "data" / "test" / "a").mkdir(parents=True)
-    real = os.walk
+    real = os.scandir
 
     def refuse(top, *a, **k):
-        raise PermissionError(13, "Permission denied", str(top))
+        if "data" in str(top):  # the dataset's folders only
+            raise PermissionError(13, "Permission denied", str(top))
+        return real(top, *a, **k)
 
-    monkeypatch.setattr(os, "walk", refuse)
+    monkeypatch.setattr(os, "scandir", refuse)
     res = CliRunner().invoke(main, ["run", "-d", f"folder:{tmp_path / 'data'}",
                                     "--results-dir", str(tmp_path / "r")],
                              catch_exceptions=False)
-    monkeypatch.setattr(os, "walk", real)
+    monkeypatch.setattr(os, "scandir", real)
     assert res.exit_code == 1
     assert "Error: cannot list image folder" in res.output and "Permission denied" in res.output

@@ -142,13 +142,21 @@ def test_copied_folder_reuses_stored_features(tmp_path, counted):
     np.testing.assert_array_equal(again.train, first.train)
 
 
-def test_unreadable_file_is_named(tmp_path):
+def test_unreadable_file_is_hashed_as_such_and_named_when_decoded(tmp_path):
+    from featbench.cache import cache_dir
+    from featbench.datasets.source import UNREADABLE_DIGEST
+    from featbench.errors import DataError
+
     root = _folder(tmp_path / "d")
     src = load_dataset(f"folder:{root}", seed=0).splits()["train"]
     src.stats()  # listed while the file was there
     gone = root / src.paths[0]
     gone.unlink()
-    from featbench.errors import DataError
-
-    with pytest.raises(DataError, match=str(gone)):
-        src.file_digests()
+    digests = src.file_digests()  # no crash: a bad image, reported when decoded
+    assert digests[0].tobytes() == UNREADABLE_DIGEST
+    assert digests[1].tobytes() == hashlib.blake2b((root / src.paths[1]).read_bytes(),
+                                                   digest_size=16).digest()
+    # not remembered: the file is hashed again once it can be read
+    assert not list((cache_dir() / "listings").glob("*.blake2b.npy"))
+    with pytest.raises(DataError, match=f"cannot read image {gone}"):
+        src.read(0)

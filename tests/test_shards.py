@@ -109,7 +109,7 @@ def test_codebook_fitted_once_and_shared_by_every_shard(tmp_path, ds, bovw_fits)
         t.join()
     assert not errors and fits == [len(tuning_split(ds, 0).fit)]  # no shard refitted
     assert {r.parts[0]["codebook"] for r in out} == {fitted.parts[0]["codebook"]}
-    assert len(list((tmp_path / "shared" / "codebooks").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "shared" / "codebooks").glob("*.npz"))) == 1
     assert len(list((tmp_path / "shared" / "features").iterdir())) == 2  # train, test
     whole = extract_features("bovw", ds, BOVW, st, shard_size=64)
     assert whole.cached and fits == [len(tuning_split(ds, 0).fit)]
@@ -166,7 +166,7 @@ def test_extract_cli_shard_and_fit_only_lines(tmp_path):
     res = run(main, [*base, "-f", "bovw", "-p", "bovw.n_words=8", "--fit-only"],
               catch_exceptions=False)
     assert res.exit_code == 0 and "bovw: codebook " in res.output
-    assert len(list((tmp_path / "c" / "store" / "codebooks").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "c" / "store" / "codebooks").glob("*.npz"))) == 1
     res = run(main, [*base, "-f", "bovw", "--fit-only", "--shard", "1/2"],
               catch_exceptions=False)
     assert res.exit_code == 2 and "--fit-only" in res.output

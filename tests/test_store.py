@@ -191,7 +191,7 @@ def test_codebook_fitted_once_and_shared(tmp_path, ds, bovw_fits):
     first = extract_features("bovw", ds, params, st, shard_size=64)
     n_fit = len(tuning_split(ds, 0).fit)  # train minus the validation images
     assert fits == [n_fit] < [len(ds.train)]
-    assert len(list((tmp_path / "codebooks").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "codebooks").glob("*.npz"))) == 1
     # the test split's shards are gone: recomputed with the stored codebook, no refit
     for f in Path(first.parts[0]["shards"]["test"]["store"]).glob("shard-*"):
         f.unlink()

@@ -39,6 +39,7 @@ def load_dataset(
     test_size: int | None = None,
     seed: int = 0,
     cache=None,
+    skip_bad_images: bool = False,
 ) -> Dataset:
     """Load a dataset by name.
 
@@ -62,6 +63,9 @@ def load_dataset(
         Seed of every split and subset.
     cache : ignored
         Kept for callers of earlier versions (nothing is decoded when loading).
+    skip_bad_images : bool
+        Keep files that cannot be found (missing, broken links) in the listing, to be
+        left out as bad images when decoded; by default the first one is refused here.
 
     Examples
     --------
@@ -82,7 +86,8 @@ def load_dataset(
             what = "PATH" if kind == "folder" else "FILE"
             raise DataError(f"{kind} dataset needs a path: --dataset {kind}:{what}")
         loader = load_image_folder if kind == "folder" else load_list_file
-        ds = loader(arg, image_size=image_size, test_fraction=test_fraction, seed=seed)
+        ds = loader(arg, image_size=image_size, test_fraction=test_fraction, seed=seed,
+                    **({"skip_bad": skip_bad_images} if kind == "list" else {}))
     elif arg:
         raise DataError(f"dataset {kind!r} takes no ':' argument; got {name!r}")
     elif kind == "digits":
@@ -92,6 +97,8 @@ def load_dataset(
     ds.image_size = image_size
     if train_size is not None or test_size is not None:
         ds = ds.subset(train_size, test_size, seed=seed)
+    if not skip_bad_images:
+        ds.check_readable()
     return ds
 
 

@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from ..cache import cache_dir, fingerprint
 from ..errors import DataError
-from .source import ArraySource, ImageSource, View
+from .source import UNREADABLE_DIGEST, ArraySource, ImageSource, View
 
 #: Datasets whose images are all at most this many pixels on a side are "small":
 #: CNN inputs are the whole image resized (CIFAR-10, digits), not a center crop.
@@ -192,12 +192,71 @@ class Dataset:
                                           "seed": seed}}
         return replace(self, train=train, test=test, notes=notes)
 
+    def duplicates_of_train(self) -> dict[str, int]:
+        """Images of each held-out split (``"val"``, ``"test"``) whose content is
+        byte-identical to a training image (files: their bytes; in-memory datasets:
+        their pixels), from the digests the fingerprint is made of."""
+        if "dups" not in self._memo:
+            def keys(src: ImageSource) -> list[bytes]:
+                return [d.tobytes() for d in src.content_digests()]
+
+            train = set(keys(self.train)) - {UNREADABLE_DIGEST}
+            self._memo["dups"] = {
+                s: sum(k in train for k in keys(src))
+                for s, src in self.splits().items() if s != "train"}
+        return self._memo["dups"]
+
+    def check_readable(self) -> None:
+        """Raise :class:`DataError` naming the first file that cannot be found (a missing
+        file, a broken link); ``--skip-bad-images`` leaves such files out instead."""
+        for src in self.splits().values():
+            bad = src.unreadable()
+            if bad:
+                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                raise DataError(f"{bad[0]}{more}; --skip-bad-images leaves such images out")
+
+    def check_memory(self, shard_size: int, n_workers: int | None = None) -> None:
+        """Refuse, before any work, a working size (``--image-size``) whose decoded shards
+        cannot fit in the memory this machine has available.
+
+        The estimate (:func:`working_memory`) counts what extraction always holds: the
+        shard of decoded images being extracted and the next one being decoded, plus one
+        float64 copy of an image per worker. Nothing is checked without ``--image-size``
+        (the working size is then at most 128 px).
+
+        Raises
+        ------
+        DataError
+            Naming ``--image-size``, the estimate and the memory available.
+        """
+        if self.image_size is None:
+            return
+        view = self.working_view()
+        largest = max(len(src) for src in self.splits().values())
+        need = working_memory(int(view.size), min(shard_size, largest),
+                              n_workers or os.cpu_count() or 1)
+        have = available_memory()
+        if have is not None and need > have:
+            raise DataError(
+                f"--image-size {self.image_size}: extraction would hold about {_gib(need)} "
+                f"of decoded images ({min(shard_size, largest)} per shard, "
+                f"{view.size}x{view.size} px) but {_gib(have)} of memory is available; "
+                f"use a smaller --image-size (or --shard-size)")
+
     def describe(self) -> str:
-        """One line: name, layout, images per split, classes."""
+        """One line: name, layout, images per split, classes (and held-out images
+        byte-identical to training images, list-file paths outside its folder)."""
         counts = " / ".join(f"{len(src)} {'val (tuning)' if s == 'val' else s}"
                             for s, src in self.splits().items())
         layout = f" [{self.layout}]" if self.layout else ""
-        return f"{self.name}{layout}: {counts} images, {len(self.classes)} classes"
+        notes = [f"{n} of {len(self.split(s))} {s} images byte-identical to training images"
+                 for s, n in self.duplicates_of_train().items() if n]
+        outside = self.notes.get("paths_outside_list_folder")
+        if outside:
+            notes.append(f"{outside} listed paths outside the list file's folder "
+                         f"(absolute or ..)")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        return f"{self.name}{layout}: {counts} images, {len(self.classes)} classes{extra}"
 
     def summary(self) -> dict:
         """Sizes, layout, resolution rule and fingerprint, for run records."""
@@ -215,12 +274,54 @@ class Dataset:
         }
         if self.val is not None:
             out["n_val_split"] = int(len(self.val))
+        for split, n in self.duplicates_of_train().items():
+            out[f"{split}_duplicates_of_train"] = int(n)
         shared = self.image_scan()["shared_size"]
         if shared is not None:
             out["image_shape"] = [*shared, 3]
         if self.notes:
             out["notes"] = self.notes
         return out
+
+
+def working_memory(size: int, shard_images: int, n_workers: int) -> int:
+    """Bytes extraction holds at a working size of ``size`` x ``size`` px, at least: two
+    shards of ``shard_images`` decoded uint8 RGB images (one extracted, the next one being
+    decoded) and one float64 copy of an image per worker."""
+    image = size * size * 3
+    return 2 * shard_images * image + n_workers * 8 * image
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process: ``MemAvailable`` of /proc/meminfo (or
+    the physical memory where there is none), within a cgroup (container) limit; None
+    when neither can be read."""
+    have = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    have = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if have is None:
+        try:
+            have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return None
+    try:  # cgroup v2: limit minus what the group uses already
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit.isdigit():
+            have = min(have, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return have
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
 
 
 def _stratified(src: ImageSource, size: int | None, seed: int, split: str) -> ImageSource:

@@ -1,8 +1,9 @@
 """CIFAR-10 (Krizhevsky 2009): the official python batches or an image-folder copy.
 
 Looked for under the data root, in this order: ``cifar-10-batches-py/`` (the
-official pickles, each batch md5-verified), the root itself when it holds the
-batches or ``train/`` + ``test/`` class folders, then ``cifar10-jpeg/``,
+official pickles, each batch and ``batches.meta`` md5-verified before it is
+unpickled), the root itself when it holds the batches or ``train/`` + ``test/``
+class folders, then ``cifar10-jpeg/``,
 ``cifar10/`` and ``CIFAR-10-images/`` folder copies. With ``download=True`` and
 nothing found, the official archive is downloaded (md5-verified, progress bar).
 """
@@ -23,7 +24,8 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCHES_DIR = "cifar-10-batches-py"
-#: md5 of every official batch file (the values torchvision checks too)
+#: md5 of every official batch file and of ``batches.meta`` (the values torchvision
+#: checks too): each is verified before it is unpickled, so no other file is loaded
 BATCH_MD5 = {
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
     "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
@@ -31,6 +33,7 @@ BATCH_MD5 = {
     "data_batch_4": "634d18415352ddfa80567beed471001a",
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 FOLDER_COPIES = ("cifar10-jpeg", "cifar10", "CIFAR-10-images")
@@ -122,6 +125,10 @@ def load_cifar10_batches(folder: Path) -> Dataset:
     classes = CLASSES
     meta = folder / "batches.meta"
     if meta.is_file():
+        if _md5(meta) != BATCH_MD5["batches.meta"]:  # a pickle can run code: check first
+            raise DataError(
+                f"CIFAR-10 {meta} differs from the official file (md5) and is not loaded; "
+                "delete the folder and rerun with --download")
         try:
             with open(meta, "rb") as f:
                 names = _str_keys(pickle.load(f, encoding="latin1"))["label_names"]

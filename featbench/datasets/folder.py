@@ -10,8 +10,13 @@ Layouts of ``folder:PATH``, looked for in this order:
 - ``<class>/`` folders: one pool, split by seed (stratified, ``test_fraction``).
 
 Inside a split, every sub-folder is a class and every image below it, at any
-depth, belongs to that class (as torchvision's ``ImageFolder``; links followed,
-hidden files skipped, extensions matched case-insensitively).
+depth, belongs to that class (as torchvision's ``ImageFolder``; hidden files
+skipped, extensions matched case-insensitively). Links to files are followed, and
+links to folders outside the dataset's split folders are walked once; a link that
+loops (to its own folder or one enclosing it) or points into the dataset's split
+folders (its images would be listed twice, or under another class) is refused,
+naming the link. A file is listed once per split, and a file reached under two
+classes (through links or hard links) is refused.
 
 ``list:FILE`` reads a CSV or TSV with a path column and a label column (paths
 relative to the file's folder), and an optional ``split`` column
@@ -41,25 +46,120 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Every image file below ``folder`` (recursive, links followed, sorted, hidden skipped)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out += [Path(dirpath) / f for f in sorted(filenames) if _is_image(f)]
-    return sorted(out)
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or lies below it."""
+    return os.path.commonpath([path, folder]) == folder
 
 
-def list_class_folder(root: Path, classes: list[str] | None = None) -> dict[str, list[Path]]:
-    """Image files per class sub-folder of ``root`` (recursive within each class)."""
+def _follow(link: str, parent: str, chain: list[tuple[int, int]], listed: tuple[str, ...]
+            ) -> str:
+    """The real target of ``link``, a link to a folder found in the real folder ``parent``
+    (``chain``: device and inode of every folder walked down to it); :class:`DataError`
+    naming the link when following it would loop or list the dataset's images again."""
+    target = os.path.realpath(link)
+    st = os.stat(link)
+    if (st.st_dev, st.st_ino) in chain or _within(parent, target):
+        raise DataError(f"link {link} -> {os.readlink(link)} makes a loop (its target "
+                        f"{target} holds the link); remove the link")
+    inside = next((d for d in listed if _within(target, d)), None)
+    if inside is not None:
+        raise DataError(f"link {link} -> {os.readlink(link)} points into {inside}, which the "
+                        f"dataset lists already (its images would be listed twice, or under "
+                        f"another class); remove the link")
+    return target
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """Device and inode of the file ``path`` names (after links); None if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # a broken link: listed, reported when decoded
+    return (st.st_dev, st.st_ino)
+
+
+def _walk_images(folder: Path, listed: tuple[str, ...]) -> list[tuple[Path, tuple | None]]:
+    """Image files below ``folder`` and their (device, inode), sorted by path, each file
+    once (see :func:`find_images`)."""
+    found: list[tuple[bool, Path, tuple | None]] = []
+    walked: set[tuple[int, int]] = set()
+
+    def walk(path: str, real: str, chain: list[tuple[int, int]]) -> None:
+        st = os.stat(path)
+        ident = (st.st_dev, st.st_ino)
+        if ident in walked:  # reached again through another link: listed once
+            return
+        walked.add(ident)
+        chain = [*chain, ident]
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                walk(e.path, os.path.join(real, e.name), chain)
+            elif e.is_symlink() and e.is_dir():
+                walk(e.path, _follow(e.path, real, chain, listed), chain)
+            elif _is_image(e.name):
+                found.append((e.is_symlink(), Path(e.path), _file_id(e.path)))
+
+    folder = Path(folder)
+    if folder.is_symlink():
+        real = _follow(str(folder), os.path.realpath(folder.parent), [], listed)
+    else:
+        real = os.path.realpath(folder)
+    walk(str(folder), real, [])
+    found.sort(key=lambda item: item[:2])  # files first, then links; each by path
+    out, seen = [], set()
+    for _, path, ident in found:
+        if ident is None or ident not in seen:  # one file reached twice: listed once
+            out.append((path, ident))
+            seen.add(ident)
+    return sorted(out, key=lambda item: item[0])
+
+
+def find_images(folder: Path, listed: tuple[str | Path, ...] = ()) -> list[Path]:
+    """Every image file below ``folder`` (recursive, sorted, hidden skipped).
+
+    Links to files are followed, and links to folders outside ``listed`` (the real
+    paths of the folders the dataset lists: its split folders, or its root) are
+    walked once. A link to a folder that encloses it (a loop) or into ``listed``
+    (its images would be listed twice, or under another class) is refused with a
+    :class:`DataError` naming the link. A file reached twice (links, hard links) is
+    listed once, under its first path (its own name before a link's); a broken link
+    is listed (and reported as a bad image when decoded).
+    """
+    return [p for p, _ in _walk_images(folder, tuple(os.path.realpath(d) for d in listed))]
+
+
+def list_class_folder(root: Path, classes: list[str] | None = None,
+                      listed: tuple[str | Path, ...] | None = None) -> dict[str, list[Path]]:
+    """Image files per class sub-folder of ``root`` (recursive within each class, see
+    :func:`find_images`; ``listed`` defaults to ``root``).
+
+    Raises
+    ------
+    DataError
+        A class folder without images, a looping link or one into ``listed``, or a file
+        reached under two classes (links, hard links), naming them.
+    """
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
     found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
         raise DataError(f"{root} has no class sub-folders (expected {root}/<class>/<image>)")
-    out = {}
+    listed = tuple(os.path.realpath(d) for d in (listed or (root,)))
+    out, owner = {}, {}
     for folder in found:
-        files = find_images(folder)
+        files = []
+        for path, ident in _walk_images(folder, listed):
+            if ident is not None and owner.setdefault(ident, (folder.name, path))[0] \
+                    != folder.name:
+                other, first = owner[ident]
+                raise DataError(f"{first} and {path} are the same file (a link or a hard "
+                                f"link) in two classes, {other} and {folder.name}; a file "
+                                f"takes one class")
+            files.append(path)
         if not files:
             raise DataError(
                 f"class folder {folder} has no image files (extensions: "
@@ -151,7 +251,8 @@ def _load_image_folder(
         )
     layout, folders = detect_layout(root)
     if folders:
-        listed = {s: list_class_folder(f, classes) for s, f in folders.items()}
+        listed = {s: list_class_folder(f, classes, tuple(folders.values()))
+                  for s, f in folders.items()}
         for split in ("val", "test"):
             if split in listed:
                 missing = sorted(set(listed[split]) - set(listed["train"]))
@@ -179,8 +280,17 @@ def load_list_file(
     image_size: int | None = None,
     test_fraction: float = 0.25,
     seed: int = 0,
+    skip_bad: bool = False,
 ) -> Dataset:
-    """A dataset from a CSV/TSV list of ``path,label`` rows (see the module docstring)."""
+    """A dataset from a CSV/TSV list of ``path,label`` rows (see the module docstring).
+
+    Paths may be absolute or lead out of the list file's folder (``..``): they are
+    used, and counted in ``notes["absolute_paths"]`` and
+    ``notes["paths_outside_list_folder"]`` (records; the first line says the latter).
+    A path listed with two labels is refused, naming both lines; a path that does not
+    exist is refused unless ``skip_bad`` (then it is a bad image, left out when
+    decoded with ``--skip-bad-images``).
+    """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise DataError(f"list file {path} does not exist (expected a CSV or TSV with a "
@@ -212,7 +322,7 @@ def load_list_file(
                         f"({'/'.join(PATH_COLUMNS)}) and a label column "
                         f"({'/'.join(LABEL_COLUMNS)})")
     root = path.parent
-    entries = []
+    entries, first_line, absolute, outside = [], {}, 0, 0
     for line, row in zip(line_of, rows, strict=True):
         if len(row) <= max(p_col, l_col, s_col or 0):
             raise DataError(f"list file {path}, line {line}: expected a path and a label; "
@@ -225,10 +335,20 @@ def load_list_file(
         if split not in ("", "train", "val", "test"):
             raise DataError(f"list file {path}, line {line}: split must be train, val or "
                             f"test; got {row[s_col]!r}")
-        entries.append((rel.as_posix(), row[l_col].strip(), split))
+        label = row[l_col].strip()
+        absolute += file.is_absolute()
+        outside += os.path.normpath(rel).split(os.sep)[0] == ".."
+        real = os.path.realpath(root / rel)
+        seen_line, seen_label = first_line.setdefault(real, (line, label))
+        if seen_label != label:
+            raise DataError(f"list file {path}, line {line}: {row[p_col].strip()} is listed "
+                            f"on line {seen_line} with label {seen_label!r} and here with "
+                            f"{label!r}; a path takes one label")
+        entries.append((rel.as_posix(), label, split))
     for rel, _, _ in entries:
-        if not (root / rel).is_file():
-            raise DataError(f"list file {path}: image {root / rel} does not exist")
+        if not skip_bad and not (root / rel).is_file():
+            raise DataError(f"list file {path}: image {root / rel} does not exist "
+                            f"(--skip-bad-images leaves such images out)")
     names = {e[1] for e in entries}
     numeric = all(n.lstrip("-").isdigit() for n in names)
     classes = sorted(names, key=int) if numeric else sorted(names)
@@ -236,11 +356,13 @@ def load_list_file(
     src = FileSource(root, [e[0] for e in entries], labels)
     splits = np.asarray([e[2] for e in entries])
     name = f"list:{path}"
+    notes = {k: v for k, v in (("absolute_paths", absolute),
+                               ("paths_outside_list_folder", outside)) if v}
     if (splits == "").all():
         idx_tr, idx_te = stratified_indices(labels, test_fraction, seed)
         return Dataset(name, src.take(idx_tr), src.take(idx_te), classes, source=str(path),
                        layout="list file (split by seed)", image_size=image_size,
-                       notes={"test_fraction": test_fraction, "split_seed": seed})
+                       notes={"test_fraction": test_fraction, "split_seed": seed, **notes})
     if (splits == "").any():
         raise DataError(f"list file {path}: the split column is empty on some rows")
     parts = {s: src.take(np.flatnonzero(splits == s)) for s in ("train", "val", "test")
@@ -254,4 +376,4 @@ def load_list_file(
     else:
         layout = "list file (train, val, test)" if "val" in parts else "list file (train, test)"
     return Dataset(name, parts["train"], parts["test"], classes, val=parts.get("val"),
-                   source=str(path), layout=layout, image_size=image_size)
+                   source=str(path), layout=layout, image_size=image_size, notes=notes)

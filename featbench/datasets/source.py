@@ -143,8 +143,17 @@ class ImageSource:
         """``(n, 2)`` heights and widths, without decoding the images."""
         raise NotImplementedError
 
+    def unreadable(self) -> list[str]:
+        """One message per image that cannot be found (files only): none here."""
+        return []
+
     @property
     def fingerprint(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def content_digests(self) -> np.ndarray:  # pragma: no cover - abstract
+        """BLAKE2b-128 of every image's content (a file's bytes, an array's pixels),
+        ``(n, 16)`` uint8; :data:`UNREADABLE_DIGEST` for a file that cannot be read."""
         raise NotImplementedError
 
     def load(self, view: View | None = None, indices=None) -> np.ndarray:
@@ -196,6 +205,17 @@ class ArraySource(ImageSource):
                 view.kind == "resize" and self.images.shape[1:3] == (view.size, view.size)):
             return self.images if indices is None else self.images[np.asarray(indices)]
         return super().load(view, indices)
+
+    def content_digests(self) -> np.ndarray:
+        """BLAKE2b-128 of every image's pixels (shape and bytes)."""
+        import hashlib
+
+        out = np.empty((len(self), 16), np.uint8)
+        for k, img in enumerate(self.images):
+            h = hashlib.blake2b(f"{img.shape}".encode(), digest_size=16)
+            h.update(np.ascontiguousarray(img).tobytes())
+            out[k] = np.frombuffer(h.digest(), np.uint8)
+        return out
 
     @property
     def fingerprint(self) -> str:
@@ -251,16 +271,31 @@ class FileSource(ImageSource):
         return out
 
     def stats(self) -> list[tuple[int, int, int, int]]:
-        """Size, mtime, inode and ctime (ns) of every file, read once."""
+        """Size, mtime, inode and ctime (ns) of every file, read once
+        (:data:`UNREADABLE_STAT` for a file that cannot be found: see :meth:`unreadable`)."""
         if self._stats is None:
             self._stats = []
             for p in self.paths:
                 try:
                     st = os.stat(self.root / p)
-                except OSError as exc:
-                    raise DataError(f"cannot read image {self.root / p}: {exc}") from None
+                except OSError:  # missing, a broken link: a bad image, reported when decoded
+                    self._stats.append(UNREADABLE_STAT)
+                    continue
                 self._stats.append((st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
         return self._stats
+
+    def unreadable(self) -> list[str]:
+        """``"cannot read image PATH: reason"`` for every file that cannot be found (a
+        missing file, a broken link), in order."""
+        out = []
+        for p, st in zip(self.paths, self.stats(), strict=True):
+            if st == UNREADABLE_STAT:
+                try:
+                    os.stat(self.root / p)
+                    continue  # there again
+                except OSError as exc:
+                    out.append(f"cannot read image {self.root / p}: {exc.strerror or exc}")
+        return out
 
     @property
     def listing_fingerprint(self) -> str:
@@ -295,8 +330,13 @@ class FileSource(ImageSource):
                                    self.labels)
         return self._fp
 
+    def content_digests(self) -> np.ndarray:
+        """The files' digests (:meth:`file_digests`)."""
+        return self.file_digests()
+
     def file_digests(self) -> np.ndarray:
-        """BLAKE2b-128 digest of every file's bytes, shape ``(n, 16)``, uint8."""
+        """BLAKE2b-128 digest of every file's bytes, shape ``(n, 16)``, uint8
+        (:data:`UNREADABLE_DIGEST` for a file that cannot be read)."""
         if self._digests is not None:
             return self._digests
         from ..cache import cache_dir
@@ -313,15 +353,21 @@ class FileSource(ImageSource):
 
         # one thread: ~30 us per CIFAR-sized file; threads only add GIL traffic
         out = np.empty((len(self), 16), np.uint8)
+        complete = True
         with progress(total=len(self), desc="hash files", unit="file",
                       mininterval=0.5) as bar:
             for k, p in enumerate(self.paths):
-                out[k] = np.frombuffer(file_digest(self.root / p), np.uint8)
+                try:
+                    out[k] = np.frombuffer(file_digest(self.root / p), np.uint8)
+                except DataError:  # a bad image, reported (or skipped) when decoded
+                    out[k] = np.frombuffer(UNREADABLE_DIGEST, np.uint8)
+                    complete = False
                 if k % 1024 == 1023:
                     bar.update(1024)
             bar.update(len(self) % 1024)
         self._digests = out
-        _save_memo(memo, out)
+        if complete:  # a file unreadable for a moment is hashed again next time
+            _save_memo(memo, out)
         return out
 
     def image_sizes(self) -> np.ndarray:
@@ -351,6 +397,13 @@ class FileSource(ImageSource):
         self._sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
         _save_memo(memo, self._sizes)
         return self._sizes
+
+
+#: :meth:`FileSource.stats` of a file that cannot be found (missing, a broken link)
+UNREADABLE_STAT = (-1, -1, -1, -1)
+#: :meth:`FileSource.file_digests` row of a file that cannot be read: the fingerprint
+#: says so, and changes once the file can be read
+UNREADABLE_DIGEST = bytes(16)
 
 
 def file_digest(path: Path) -> bytes:
@@ -399,8 +452,7 @@ def read_file(path: Path) -> np.ndarray:
     DataError
         Naming the file, when it cannot be decoded.
     """
-    if _BOMB_FILTER not in warnings.filters:  # (re)installed where a caller reset filters
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    _quiet_pillow_bomb_warning()
     try:
         with Image.open(path) as image:
             _check_pixels(image, path)
@@ -417,6 +469,13 @@ def read_file(path: Path) -> np.ndarray:
 _BOMB_FILTER = ("ignore", None, Image.DecompressionBombWarning, None, 0)
 
 
+def _quiet_pillow_bomb_warning() -> None:
+    """Ignore Pillow's nameless DecompressionBombWarning (opening a file warns before
+    featbench can name it); (re)installed where a caller reset the filters."""
+    if _BOMB_FILTER not in warnings.filters:
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _check_pixels(image: Image.Image, path: Path) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     pixels = image.size[0] * image.size[1]
@@ -427,7 +486,12 @@ def _check_pixels(image: Image.Image, path: Path) -> None:
 
 
 def header_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, after EXIF rotation; (0, 0) if unreadable."""
+    """``(height, width)`` from the file header, after EXIF rotation; (0, 0) if unreadable.
+
+    Pillow's decompression-bomb warning is not given here (it names no file): the file
+    is named by :func:`read_file`'s warning when it is decoded.
+    """
+    _quiet_pillow_bomb_warning()
     try:
         with Image.open(path) as image:
             w, h = image.size

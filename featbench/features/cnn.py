@@ -14,11 +14,11 @@ images have no border to spare) and normalized the way the weights were trained.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import functools
 import os
+import re
 import threading
 import warnings
 from collections.abc import Callable
@@ -60,7 +60,6 @@ LITE_MODELS = {
 }
 #: torchvision families whose stage outputs are (n, h, w, c) rather than (n, c, h, w)
 CHANNELS_LAST_OUTPUTS = ("swin_",)
-_hub_lock = threading.Lock()
 #: ``batch_size="auto"``: this batch off CUDA (the CPU's batch as it always was), and the
 #: start of the CUDA probe, which doubles it up to AUTO_MAX_BATCH while a forward pass
 #: fits in AUTO_MEMORY_SHARE of the free device memory
@@ -137,26 +136,37 @@ def _load_into(model: nn.Module, state: dict, source: str) -> None:
                         f"{' '.join(first[:3])[:300]}") from None
 
 
-@contextlib.contextmanager
-def _weights_only_hub():
-    """Make torchvision's loader read ``$TORCH_HOME/hub/checkpoints`` files safely.
+def _pretrained_kwargs(name: str, weights) -> dict[str, Any]:
+    """Constructor arguments torchvision's builder of ``name`` sets when it is given
+    ``weights`` (the architecture those weights need), for building it with
+    ``weights=None`` and loading the state dict here."""
+    kwargs: dict[str, Any] = {}
+    if weights.meta.get("categories") is not None:
+        kwargs["num_classes"] = len(weights.meta["categories"])
+    if name.startswith("vit_"):
+        kwargs["image_size"] = weights.meta["min_size"][0]
+    elif name.startswith("maxvit_"):
+        kwargs["input_size"] = weights.meta["min_size"]
+    elif name in ("googlenet", "inception_v3"):
+        kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
+    elif name.startswith("vgg"):
+        kwargs["init_weights"] = False
+    return kwargs
 
-    torchvision calls ``torch.hub.load_state_dict_from_url`` with
-    ``weights_only=False``; files in the hub folder may have been put there by hand,
-    so they are read with ``weights_only=True`` (torchvision's files load fine).
-    """
-    import torchvision.models._api as api
 
-    original = getattr(api, "load_state_dict_from_url", None)
-    if original is None:  # pragma: no cover - torchvision moved it; use it unchanged
-        yield
-        return
-    with _hub_lock:
-        api.load_state_dict_from_url = functools.partial(original, weights_only=True)
-        try:
-            yield
-        finally:
-            api.load_state_dict_from_url = original
+def _load_pretrained(name: str, model: nn.Module, state: dict, source: str) -> None:
+    """Load torchvision's ``state`` into ``model`` as its builder does: DenseNet's old
+    key names renamed, GoogLeNet's untrained auxiliary heads dropped afterwards."""
+    if name.startswith("densenet"):
+        old = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|"
+                         r"running_mean|running_var))$")
+        for key in list(state):  # in place: the dict's _metadata (versions) stays
+            if m := old.match(key):
+                state[m.group(1) + m.group(2)] = state.pop(key)
+    _load_into(model, state, source)
+    if name == "googlenet":  # the builder's default aux_logits=False
+        model.aux_logits = False
+        model.aux1 = model.aux2 = None
 
 
 def weights_file(weights) -> Path:
@@ -210,17 +220,27 @@ def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
     else:
         target = weights_file(w)
         try:
-            with _weights_only_hub(), warnings.catch_warnings():
+            # read (or downloaded into) $TORCH_HOME/hub/checkpoints, weights only: a
+            # file there may have been put by hand, and a pickle can run code
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                model = get_model(name, weights=w, progress=not target.exists())
-        except Exception as exc:  # noqa: BLE001 - download, unpickling or shape errors
+                state = torch.hub.load_state_dict_from_url(
+                    w.url, model_dir=str(target.parent), file_name=target.name,
+                    map_location="cpu", progress=not target.exists(), check_hash=True,
+                    weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - download or unpickling errors
             if target.exists():
-                raise DataError(f"cannot load {w} from {target}: {exc}") from None
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise DataError(f"cannot load {w} from {target}: {why}") from None
             raise DataError(
                 f"ImageNet weights {w} for cnn:{name} are not in {target.parent} and could not "
                 f"be downloaded ({type(exc).__name__}: {str(exc)[:120]}). Download {w.url} "
                 f"to {target} (or set $TORCH_HOME), or pass -p cnn:{name}.weights_path=FILE"
             ) from None
+        if not isinstance(state, dict):
+            raise DataError(f"cannot load {w} from {target}: not a state dict")
+        model = get_model(name, weights=None, **_pretrained_kwargs(name, w))
+        _load_pretrained(name, model, state, str(target))
         label = str(w)
     return LoadedModel(model.eval(), size, mean, std, label, interpolation)
 

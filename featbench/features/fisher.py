@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
+from sklearn.utils.validation import check_is_fitted
 
 from .bovw import CodebookExtractor, power_l2
+
+#: what a fitted PCA needs to project (``transform``), and a diagonal GMM to give
+#: posteriors (``predict_proba``): the arrays :meth:`FisherVector.fitted_state` exports
+_PCA_STATE = ("components_", "mean_", "explained_variance_")
+_GMM_STATE = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 
 
 def fisher_encode(desc: np.ndarray, gmm: GaussianMixture, power: bool = True) -> np.ndarray:
@@ -82,6 +88,50 @@ class FisherVector(CodebookExtractor):
         self.spatial = spatial
         self.max_descriptors = max_descriptors
         self.random_state = random_state
+
+    def fitted_state(self) -> dict[str, np.ndarray | float | int | None]:
+        """The PCA and the GMM as plain arrays (no pickled scikit-learn objects);
+        :meth:`set_fitted_state` rebuilds them."""
+        check_is_fitted(self, "image_shape_")
+        state: dict[str, np.ndarray | float | int | None] = {
+            "image_shape_": np.asarray(self.image_shape_, dtype=np.int64)}
+        if self.pca_ is not None:
+            state.update({f"pca_{name}": getattr(self.pca_, name) for name in _PCA_STATE})
+        state.update({f"gmm_{name}": getattr(self.gmm_, name) for name in _GMM_STATE})
+        return state
+
+    def set_fitted_state(self, state: dict[str, np.ndarray | float | int | None]
+                         ) -> FisherVector:
+        """Rebuild the PCA (when fitted) and the GMM from :meth:`fitted_state`'s arrays:
+        they project and give posteriors exactly as the fitted ones.
+
+        Raises
+        ------
+        ValueError
+            When the state lacks an array this extractor needs.
+        """
+        pca = "pca_components_" in state
+        needed = {"image_shape_", *(f"gmm_{n}" for n in _GMM_STATE),
+                  *((f"pca_{n}" for n in _PCA_STATE) if pca else ())}
+        missing = sorted(needed - state.keys())
+        if missing:
+            raise ValueError(f"FisherVector: fitted state lacks {', '.join(missing)}")
+        self.image_shape_ = tuple(int(v) for v in np.asarray(state["image_shape_"]))
+        self.pca_ = None
+        if pca:
+            self.pca_ = PCA(self.pca_dim, random_state=self.random_state)
+            for name in _PCA_STATE:
+                setattr(self.pca_, name, state[f"pca_{name}"])
+            self.pca_.n_components_ = int(self.pca_.components_.shape[0])
+            self.pca_.n_features_in_ = int(self.pca_.components_.shape[1])
+        gmm = GaussianMixture(self.n_components, covariance_type="diag",
+                              random_state=self.random_state, max_iter=100, reg_covar=1e-4)
+        for name in _GMM_STATE:
+            setattr(gmm, name, state[f"gmm_{name}"])
+        gmm.precisions_ = gmm.precisions_cholesky_**2  # as scikit-learn sets it ("diag")
+        gmm.n_features_in_ = int(gmm.means_.shape[1])
+        self.gmm_ = gmm
+        return self
 
     def _project(self, D: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """PCA-reduced descriptors, with their centred positions appended if ``spatial``."""
