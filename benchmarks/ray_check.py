@@ -33,6 +33,7 @@ def main() -> None:
     import numpy as np
 
     from featbench.datasets import load_dataset
+    from featbench.engines import get_engine
     from featbench.engines.ray_data import shutdown
     from featbench.extraction import extract_features
     from featbench.features import split_spec
@@ -51,7 +52,7 @@ def main() -> None:
         for engine in ("local", "ray"):
             t0 = time.perf_counter()
             res = extract_features(args.features, ds, params, FeatureStore(Path(tmp) / engine),
-                                   engine=engine)
+                                   engine=get_engine(engine))
             wall = time.perf_counter() - t0
             out[engine] = res
             print(f"{engine:>5}: {wall:6.1f} s, {n / wall:7.1f} images/s ({n} images, "

@@ -433,8 +433,10 @@ def extract(**opts) -> None:
         raise click.BadParameter("--fit-only fits the codebooks once; run it without --shard",
                                  param_hint="--fit-only")
     with _boundary(lambda: "finished shards are kept; run the same command to resume"):
+        from .engines import get_engine
         from .extraction import extract_features
 
+        engine = get_engine(opts["engine"], address=opts["ray_address"])
         parsed = _parse_params(opts["params"])
         from .classifiers import CLASSIFIERS
 
@@ -449,8 +451,7 @@ def extract(**opts) -> None:
                                    skip_bad=opts["skip_bad_images"],
                                    dtype=opts["feature_dtype"], n_workers=opts["jobs"],
                                    load=False, shard=shard, fit_only=opts["fit_only"],
-                                   engine=opts["engine"], ray_address=opts["ray_address"],
-                                   val_size=opts["val_size"])
+                                   engine=engine, val_size=opts["val_size"])
             wall = time.perf_counter() - t0
             n_img = sum(len(src) for src in ds.splits().values())
             for part in res.parts:
@@ -472,6 +473,14 @@ def _extract_line(part: dict, n_img: int, shard: tuple[int, int] | None,
         if "codebook" not in part:
             return f"{name}: nothing to fit (not a learned extractor)"
         return f"{name}: codebook {part['codebook'][:12]} in the store"
+    resolved = f"; {part['precision']} on {part.get('device_type', 'cpu')}" \
+        if part.get("precision") else ""  # as resolved on this machine (in the store key)
+    return _shards_line(part, n_img, shard) + resolved
+
+
+def _shards_line(part: dict, n_img: int, shard: tuple[int, int] | None) -> str:
+    """What ``extract`` computed of an extractor's shards and what is still missing."""
+    name = part["name"]
     sh = part["shards"]
     computed = sum(v["computed"] for v in sh.values())
     total = sum(v["n"] for v in sh.values())

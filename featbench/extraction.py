@@ -8,9 +8,9 @@ decoded images (plus the next one being decoded) and its features.
 Each extractor of a feature spec (``hog+color-hist`` has two) gets one store
 entry per split, keyed by everything that determines its numbers: the
 extractor's class, parameters (device and batch size excluded), resolved
-precision, source code, library versions, the view it saw, the split's
-fingerprint and, for learned extractors, the codebook's key (the training
-images it was fitted on). Learned extractors (bovw, vlad, fisher,
+precision and device type (torch extractors), source code, library versions,
+the view it saw, the split's fingerprint and, for learned extractors, the
+codebook's key (the training images it was fitted on). Learned extractors (bovw, vlad, fisher,
 kmeans-patches) fit once on a seeded, bounded sample of training images read
 through the same source, and store the codebook beside the features.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,14 @@ from . import __version__
 from .cache import make_key
 from .datasets import Dataset
 from .datasets.source import ImageSource, View
+from .engines.base import (  # noqa: F401 - SplitResult re-exported (it was defined here)
+    Engine,
+    SplitResult,
+    Work,
+    decode,
+    device_type,
+    first_good,
+)
 from .errors import DataError
 from .features import build_extractor, set_params_checked, split_spec
 from .parallel import get_n_jobs, progress
@@ -48,6 +57,9 @@ from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
 #: CIFAR-10's 50,000 training images, ~21,000 photos at 128 px).
 FIT_SAMPLE_BYTES = 1 << 30
 STORE_DTYPES = ("float32", "float16")
+#: what an extractor's ``cache_token()`` says about the machine's arithmetic: the resolved
+#: precision and the device type; in the features' key (``Plan.base["runtime"]``)
+RUNTIME_KEYS = ("precision", "device")
 
 
 def view_for(est: BaseEstimator, ds: Dataset) -> View:
@@ -89,6 +101,11 @@ class Plan:
         out = {"name": self.name, "view": self.view.describe()}
         if self.fit_indices is not None:
             out["fit_images"] = int(len(self.fit_indices))
+        runtime = self.base.get("runtime", {})
+        if "precision" in runtime:  # as resolved here (part of the key)
+            out["precision"] = runtime["precision"]
+        if "device" in runtime:
+            out["device_type"] = runtime["device"]
         return out
 
 
@@ -106,12 +123,20 @@ def plan(name: str, ds: Dataset, params: dict[str, Any], seed: int = 0,
     est_params = canonical(est.get_params(deep=False))
     view = view_for(est, ds)
     base = estimator_provenance(est, view.describe(), View)
+    # the arithmetic as resolved on this machine: in the features' key, not the codebook's
+    # (learned extractors fit on the CPU in float32/64 whatever they encode with)
+    token = dict(base.pop("token", None) or {})
+    runtime = {k: token.pop(k) for k in RUNTIME_KEYS if k in token}
+    if token:
+        base["token"] = token
     fit_key, fit_indices = None, None
     if is_learned(est):
         split = split if split is not None else tuning_split(ds, seed)
         fit_indices = fit_sample(split.fit, view, ds, seed)
         fit_key = make_key(**base, fit=fit_provenance(
             ds.split_fingerprint("train"), fit_indices, ds.train.labels[fit_indices], seed))
+    if runtime:
+        base["runtime"] = runtime
     return Plan(name, est, est_params, view, base, fit_key, fit_indices)
 
 
@@ -134,8 +159,7 @@ def fit_sample(pool: np.ndarray | int, view: View, ds: Dataset, seed: int) -> np
 
 
 # -- decoding -----------------------------------------------------------------------
-def _decode(source: ImageSource, view: View, i: int) -> np.ndarray:
-    return view.apply(source.read(i))
+_decode = decode  # looked up here by Decoder and _ChunkImages at each call
 
 
 class Decoder:
@@ -277,27 +301,10 @@ def _torch_batches(source: ImageSource, view: View, entry: StoreEntry, shards: l
         yield flush()
 
 
-def _device_of(est: BaseEstimator) -> str:
-    device = getattr(est, "device", None)
-    if device is None:
-        return "cpu"
-    from .runtime import check_device
-
-    return check_device(str(device)).type
+_device_of = device_type
 
 
 # -- extraction ---------------------------------------------------------------------
-@dataclass
-class SplitResult:
-    """What :func:`extract_split` did on one split."""
-
-    entry: StoreEntry
-    computed: int = 0
-    reused: int = 0
-    bad: list[str] = field(default_factory=list)
-    runtime: dict[str, Any] | None = None
-
-
 def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None = None,
             skip_bad: bool = False) -> float:
     """Fit (or load the stored codebook of) ``p``'s extractor; returns the fit seconds."""
@@ -323,13 +330,7 @@ def prepare(p: Plan, ds: Dataset, store: FeatureStore, *, n_workers: int | None 
     return time.perf_counter() - t0
 
 
-def _first_good(source: ImageSource, view: View) -> np.ndarray:
-    for i in range(min(len(source), 64)):
-        try:
-            return _decode(source, view, i)
-        except DataError:
-            continue
-    return _decode(source, view, 0)  # raises the error naming the file
+_first_good = first_good
 
 
 def _decode_all(source, view, indices, n_workers, skip_bad, desc
@@ -365,66 +366,151 @@ def entry_for(p: Plan, ds: Dataset, split: str, store: FeatureStore,
     return entry
 
 
+class RuntimeMismatch(DataError):
+    """The store holds part of an entry that differs from this one only in the
+    precision or device type resolved from ``auto`` (another machine's)."""
+
+
+def other_runtimes(p: Plan, ds: Dataset, split: str, store: FeatureStore,
+                   dtype: str = "float32") -> list[tuple[dict[str, str], StoreEntry, int]]:
+    """Entries of ``p`` on ``split`` that differ from its own only in the resolved
+    precision or device type and have stored shards: ``(runtime, entry, n_stored)``."""
+    own = p.base.get("runtime")
+    if not own:
+        return []
+    from .runtime import PRECISIONS
+
+    out = []
+    precisions = [x for x in PRECISIONS if x != "auto"] if "precision" in own else [None]
+    devices = ["cpu", "cuda", "mps"] if "device" in own else [None]
+    for precision in precisions:
+        for device in devices:
+            alt = {k: v for k, v in (("precision", precision), ("device", device))
+                   if v is not None}
+            if alt == own:
+                continue
+            key = make_key(**{**p.base, "runtime": alt}, fit=p.fit_key, codebook=p.codebook,
+                           data=ds.split_fingerprint(split), dtype=dtype)
+            for entry in store.entries_of(key):
+                stored = entry.n_shards - len(entry.missing())
+                if stored:
+                    out.append((alt, entry, stored))
+    return out
+
+
+def check_runtime(p: Plan, ds: Dataset, split: str, store: FeatureStore, todo: int,
+                  dtype: str = "float32") -> None:
+    """Refuse to start a second, half-filled entry of ``p`` on ``split`` next to another
+    machine's (shard workers that resolve ``auto`` differently).
+
+    Called before ``todo`` (> 0) shards of ``p``'s own entry are computed. For every
+    entry that differs only in precision or device type and has shards stored:
+
+    - when it differs in a setting that this process resolved from ``auto`` (the
+      extractor's ``precision`` or ``device`` parameter) and it is incomplete, a
+      :class:`RuntimeMismatch` (one line: which entry, its precision and device,
+      how many of its shards are stored, what this machine resolved and how to pin
+      it); nothing is computed;
+    - when it is complete (or the differing settings were set explicitly), a
+      :class:`UserWarning` in one line, and this entry is computed beside it.
+    """
+    params = p.estimator.get_params(deep=False)
+    own = p.base["runtime"] if p.base.get("runtime") else {}
+    here = " on ".join(own[k] for k in RUNTIME_KEYS if k in own)
+    for alt, entry, stored in other_runtimes(p, ds, split, store, dtype):
+        there = " on ".join(alt[k] for k in RUNTIME_KEYS if k in alt)
+        pins = [f"-p {p.name}.{k}={alt[k]}" for k in RUNTIME_KEYS
+                if alt.get(k) != own.get(k)]
+        auto = [k for k in RUNTIME_KEYS
+                if alt.get(k) != own.get(k) and params.get(k, "auto") == "auto"]
+        what = (f"{p.name} on {split}: the store holds {stored} of {entry.n_shards} shard(s) "
+                f"computed in {there} ({entry.path})")
+        if auto and stored < entry.n_shards:
+            raise RuntimeMismatch(
+                f"{what}, but this machine resolves {here} and would start a second entry "
+                f"({todo} shard(s) to compute); to complete that one, pin {' '.join(pins)} "
+                f"on every worker, or set {'/'.join(auto)} explicitly to compute {here} "
+                f"features")
+        warnings.warn(f"{what}; computing {todo} shard(s) in {here} as resolved here "
+                      f"(pin {' '.join(pins)} to use those)", UserWarning, stacklevel=3)
+
+
 def extract_split(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
                   shard_size: int = DEFAULT_SHARD_SIZE, shards: list[int] | None = None,
                   n_workers: int | None = None, skip_bad: bool = False,
-                  dtype: str = "float32", ready: Callable[[], Any] | None = None
-                  ) -> SplitResult:
+                  dtype: str = "float32", ready: Callable[[], Any] | None = None,
+                  engine: Engine | None = None) -> SplitResult:
     """Compute the missing shards of ``p`` on one split of ``ds`` into ``store``.
 
     ``ready`` is called once before the first shard is computed (it fits the
     extractor, see :func:`prepare`); nothing is fitted or loaded when every shard
     is already stored. ``shards`` restricts the work to some shard indices
-    (``None``: all). The store is best-effort: shards it cannot take (read-only or
-    full folder, see :meth:`~featbench.store.FeatureStore.best_effort`) are kept in
-    memory by ``result.entry`` and read back from there.
+    (``None``: all). The shards are computed by ``engine`` (default
+    :class:`LocalEngine`; see :mod:`featbench.engines.base` for the contract). The
+    store is best-effort: shards it cannot take (read-only or full folder, see
+    :meth:`~featbench.store.FeatureStore.best_effort`) are kept in memory by
+    ``result.entry`` and read back from there.
     """
     if dtype not in STORE_DTYPES:
         raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
-    source = ds.split(split)
     entry = entry_for(p, ds, split, store, shard_size, dtype)
-    entry.create()
     wanted = set(range(entry.n_shards) if shards is None else shards)
     todo = [j for j in entry.missing() if j in wanted]
     result = SplitResult(entry, reused=len(wanted) - len(todo))
+    if todo:
+        check_runtime(p, ds, split, store, len(todo), dtype)  # before the entry is created
+    entry.create()  # (also repairs a damaged manifest of a complete entry)
     if not todo:
         return result
     if ready is not None:
         ready()
-    est = p.estimator
-    n_workers = n_workers or get_n_jobs()
-    _split_chunks(est, shard_size, n_workers)
-    device = _device_of(est)
-    n_images = sum(entry.bounds(j)[1] - entry.bounds(j)[0] for j in todo)
-    bar = progress(total=n_images, desc=f"{p.name} {split}", unit="img")
-    batches = _batches(source, p.view, entry, todo, n_workers, skip_bad, device)
-    try:
-        for j, images, bad, messages in batches:
-            if entry.exists(j):  # another process finished it meanwhile
-                result.reused += 1
-                bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
-                continue
-            t0 = time.perf_counter()
-            F = _transform(est, images, entry.bounds(j), bad)
-            dt = time.perf_counter() - t0
-            runtime = getattr(est, "runtime_", None)
-            won = entry.write(j, F, bad=bad,
-                              meta={"seconds": dt, "runtime": runtime,
-                                    "bad_files": messages})
-            result.computed += int(won)
-            result.reused += int(not won)
-            result.runtime = runtime or result.runtime
-            result.bad += messages
-            bar.update(len(F))
-            bar.set_postfix_str(f"shard {j + 1}/{entry.n_shards}"
-                                + (f", {len(result.bad)} bad" if result.bad else ""))
-            del F, images
-    finally:
-        # on any exit (Ctrl-C included) cancel the decoding queued ahead at once, rather
-        # than when the generator is collected (the traceback keeps it alive meanwhile)
-        batches.close()
-        bar.close()
+    engine = engine if engine is not None else LocalEngine()
+    engine.compute(Work(p.name, split, p.estimator, p.view, ds.split(split), entry, todo,
+                        skip_bad, n_workers, result))
     return result
+
+
+class LocalEngine:
+    """The local engine: decode in this process's thread pool (or, on CUDA, torch
+    DataLoader worker processes into pinned memory), extract in this process, one shard
+    after the other while the next one is decoded (:mod:`featbench.engines.base`)."""
+
+    name = "local"
+
+    def compute(self, work: Work) -> None:
+        """Compute and write every shard of ``work.todo`` into ``work.entry``."""
+        est, entry, result = work.estimator, work.entry, work.result
+        n_workers = work.n_workers or get_n_jobs()
+        _split_chunks(est, entry.shard_size, n_workers)
+        bar = progress(total=work.n_images, desc=f"{work.name} {work.split}", unit="img")
+        batches = _batches(work.source, work.view, entry, work.todo, n_workers,
+                           work.skip_bad, _device_of(est))
+        try:
+            for j, images, bad, messages in batches:
+                if entry.exists(j):  # another process finished it meanwhile
+                    result.reused += 1
+                    bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
+                    continue
+                t0 = time.perf_counter()
+                F = _transform(est, images, entry.bounds(j), bad)
+                dt = time.perf_counter() - t0
+                runtime = getattr(est, "runtime_", None)
+                won = entry.write(j, F, bad=bad,
+                                  meta={"seconds": dt, "runtime": runtime,
+                                        "bad_files": messages})
+                result.computed += int(won)
+                result.reused += int(not won)
+                result.runtime = runtime or result.runtime
+                result.bad += messages
+                bar.update(len(F))
+                bar.set_postfix_str(f"shard {j + 1}/{entry.n_shards}"
+                                    + (f", {len(result.bad)} bad" if result.bad else ""))
+                del F, images
+        finally:
+            # on any exit (Ctrl-C included) cancel the decoding queued ahead at once, rather
+            # than when the generator is collected (the traceback keeps it alive meanwhile)
+            batches.close()
+            bar.close()
 
 
 def shard_indices(n_shards: int, shard: tuple[int, int] | None) -> list[int] | None:
@@ -512,8 +598,8 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                      shard_size: int = DEFAULT_SHARD_SIZE, skip_bad: bool = False,
                      dtype: str = "float32", n_workers: int | None = None,
                      load: bool = True, shard: tuple[int, int] | None = None,
-                     fit_only: bool = False, engine: str = "local",
-                     ray_address: str | None = None, split: TuningSplit | None = None,
+                     fit_only: bool = False, engine: Engine | None = None,
+                     split: TuningSplit | None = None,
                      val_size: int | float | None = None) -> FeatureResult:
     """Extract ``spec``'s features on every split of ``ds`` through ``store``.
 
@@ -530,20 +616,25 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
         together. Implies ``load=False``.
     fit_only : bool
         Only fit (or load) the codebooks of the learned extractors; no features.
-    engine : {"local", "ray"}
-        ``"local"``: this process (threads or DataLoader workers decode); ``"ray"``: a
-        Ray Data pipeline (:mod:`featbench.engines.ray_data`), on the cluster at
-        ``ray_address`` or a local Ray instance.
+    engine : Engine, optional
+        What computes the missing shards (the contract: :mod:`featbench.engines.base`),
+        chosen by the caller, e.g. ``featbench.engines.get_engine("ray",
+        address="auto")``; default :class:`LocalEngine` (this process: threads or
+        DataLoader workers decode).
     split : TuningSplit, optional
         The tuning split, decided before anything is fitted: learned extractors fit
         only on its ``fit`` images. Default: :func:`~featbench.splits.tuning_split` of
         ``ds``, ``seed`` and ``val_size`` (computed when a learned extractor needs it).
-    """
-    from .engines import get_engine
 
-    engine_fn = get_engine(engine)
-    split_fn = (functools.partial(engine_fn, address=ray_address) if engine == "ray"
-                else engine_fn)
+    Raises
+    ------
+    RuntimeMismatch
+        Shards are to be computed while the store holds an incomplete entry that
+        differs only in the precision or device type this machine resolved from
+        ``auto`` (see :func:`check_runtime`): nothing is computed for it.
+    """
+    engine = engine if engine is not None else LocalEngine()
+    split_fn = functools.partial(extract_split, engine=engine)
     load = load and shard is None and not fit_only
     parts, all_params, total_s, all_cached = [], {}, 0.0, True
     entries: dict[str, list[StoreEntry]] = {s: [] for s in ds.splits()}

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .results import changed_params, load_records, tuning_note, write_table
+from .results import changed_params, load_records, precision, solver_note, tuning_note, write_table
 from .studies import Reference
 
 #: study table columns, in order
 STUDY_COLUMNS = [
-    "row", "family", "features", "feature_params", "classifier", "feature_dim", "n_train",
+    "row", "family", "features", "feature_params", "precision", "classifier", "feature_dim",
+    "n_train",
     "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc", "reference",
     "ref_metric", "difference", "extract_s", "images_per_s", "fit_s", "hyperparams", "tuning",
     "source", "error",
@@ -60,6 +61,7 @@ def study_row(rec: dict) -> dict:
         "features": rec.get("features", {}).get("spec"),
         "feature_params": changed_params(rec.get("features", {}).get("params", {}),
                                          rec.get("features", {}).get("defaults")),
+        "precision": precision(rec),
         "classifier": clf.get("name"),
         "feature_dim": rec.get("feature_dim"),
         "n_train": ds.get("n_train_fit"),
@@ -74,7 +76,8 @@ def study_row(rec: dict) -> dict:
         "extract_s": t.get("extract_s"),
         "images_per_s": round(1000.0 / ms, 1) if ms else None,
         "fit_s": t.get("fit_s"),
-        "hyperparams": " ".join(f"{k}={v}" for k, v in sorted((clf.get("chosen") or {}).items())),
+        "hyperparams": " ".join([f"{k}={v}" for k, v in sorted((clf.get("chosen") or {}).items())]
+                                + [n for n in [solver_note(clf)] if n]),
         "tuning": tuning_note(clf),
         "source": ref.source if ref else "",
         "error": rec.get("error") or "",

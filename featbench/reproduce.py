@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import make_key
+from .classifiers import large_fit_placement
 from .classifiers.tuning import BOUNDS, MAX_EXTENSIONS
 from .datasets import Dataset
 from .extraction import plan
@@ -39,9 +40,13 @@ def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: boo
     The row, the mode, the seed and, for each extractor, the key of its stored
     features less the split's data (class, resolved parameters and precision,
     featbench version and the extractor's code, library versions, the view of the
-    images, the data the codebook was fitted on), plus the data's fingerprint and,
-    for the classifier, its resolved parameters and grid, the tuning rules and the
-    code of :mod:`featbench.classifiers`. Placement (device, batch size) stays out.
+    images, the data the codebook was fitted on, and for torch extractors the
+    precision and device type resolved here), plus the data's fingerprint and, for
+    the classifier, its resolved parameters and grid, the solver and device type a
+    large fit takes on this machine (:func:`~featbench.classifiers.large_fit_placement`:
+    ``solver="auto"`` is scikit-learn on a CPU, torch on CUDA), the tuning rules and the
+    code of :mod:`featbench.classifiers`. Other placement (device index, batch size)
+    stays out.
     """
     params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
               for name, values in params.items()}
@@ -55,8 +60,11 @@ def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: boo
     pipe, grid = classifier_setup(row.classifier, params.get(row.classifier, {}), seed)
     clf = canonical({k: v for k, v in pipe.named_steps["clf"].get_params(deep=False).items()
                      if k not in PLACEMENT})
+    # solver "auto" is scikit-learn on one machine and torch on CUDA on another
+    placement = large_fit_placement(pipe.named_steps["clf"])
     blob = json.dumps({"row": row.id, "features": row.features, "parts": parts,
                        "classifier": row.classifier, "clf_params": clf, "grid": grid,
+                       **({"placement": placement} if placement else {}),
                        "extend_grid": extend_grid, "max_extensions": MAX_EXTENSIONS,
                        "bounds": BOUNDS, "tuning_code": classifier_code_hash(),
                        "versions": package_versions(), "data": ds.fingerprint, "seed": seed,

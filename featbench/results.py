@@ -25,15 +25,17 @@ from .errors import DataError, OutputError
 
 #: Table columns, in order.
 COLUMNS = [
-    "dataset", "features", "feature_params", "classifier", "feature_dim", "n_train", "n_val",
+    "dataset", "features", "feature_params", "precision", "classifier", "feature_dim",
+    "n_train", "n_val",
     "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc", "extract_s",
     "fit_s", "predict_s", "hyperparams", "tuning", "seed", "error",
 ]
 #: Parameters that say where an extractor runs, not what it computes.
 PLACEMENT = ("device", "batch_size")
 #: Columns printed in the terminal.
-SHORT_COLUMNS = ["features", "feature_params", "classifier", "feature_dim", "val_acc", "test_acc",
-                 "test_mean_class_acc", "extract_s", "fit_s", "hyperparams", "tuning", "error"]
+SHORT_COLUMNS = ["features", "feature_params", "precision", "classifier", "feature_dim",
+                 "val_acc", "test_acc", "test_mean_class_acc", "extract_s", "fit_s", "hyperparams",
+                 "tuning", "error"]
 
 
 def slug(text: str) -> str:
@@ -149,9 +151,39 @@ def tuning_note(clf: dict) -> str:
     return ",".join(flags)
 
 
+def precision(rec: dict) -> str:
+    """The arithmetic the record's features were computed in, as resolved on the machine
+    that made them: ``fp32``, ``bf16 (cuda)``, ... (distinct values of the spec's torch
+    extractors joined with ``+``; ``""`` when none of them is a torch extractor).
+
+    Records written before the features' parts held it: the runtime of the stored
+    shards (``device.precision``), without the device type.
+    """
+    parts = rec.get("features", {}).get("parts") or []
+    seen = []
+    for part in parts:
+        if part.get("precision"):
+            device = part.get("device_type")
+            text = part["precision"] + (f" ({device})" if device and device != "cpu" else "")
+            if text not in seen:
+                seen.append(text)
+    if seen:
+        return "+".join(seen)
+    return str(rec.get("device", {}).get("precision") or "")
+
+
+def solver_note(clf: dict) -> str:
+    """``solver=torch`` when the solver a classifier fitted with differs from the one
+    ``solver="auto"`` picks on the CPU (stored in the record's placement), else ``""``."""
+    place = clf.get("placement") or {}
+    solver, default = place.get("solver"), place.get("default_solver")
+    return f"solver={solver}" if solver and default and solver != default else ""
+
+
 def hyperparams(clf: dict) -> str:
     """The chosen grid values, then the classifier parameters the run set away from the
-    registered classifier's defaults (stored in the record), e.g. ``C=0.01 max_iter=100``."""
+    registered classifier's defaults (stored in the record), e.g. ``C=0.01 max_iter=100``,
+    then the solver where it is not the CPU's default (:func:`solver_note`)."""
     chosen = clf.get("chosen") or {}
     out = [f"{k}={v}" for k, v in sorted(chosen.items())]
     defaults = clf.get("defaults")
@@ -164,6 +196,9 @@ def hyperparams(clf: dict) -> str:
                 default = list(default)
             if value != default:
                 out.append(f"{key}={value}")
+    note = solver_note(clf)
+    if note and not any(o.startswith("solver=") for o in out):
+        out.append(note)
     return " ".join(out)
 
 
@@ -177,6 +212,7 @@ def record_to_row(rec: dict) -> dict:
         "dataset": ds.get("name"),
         "features": feats.get("spec"),
         "feature_params": changed_params(feats.get("params", {}), feats.get("defaults")),
+        "precision": precision(rec),
         "classifier": clf.get("name"),
         "feature_dim": rec.get("feature_dim"),
         "n_train": ds.get("n_train_fit"),
@@ -241,13 +277,14 @@ def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     """A plain-text table for the terminal: the one format of ``run``, ``table`` and
     ``reproduce`` (see :func:`format_cell`).
 
-    ``columns`` defaults to :data:`SHORT_COLUMNS`; the ``tuning`` and ``error``
-    columns are left out when no row has a flag or an error, and long messages are cut
-    (the CLI prints them in full).
+    ``columns`` defaults to :data:`SHORT_COLUMNS`; the ``precision``, ``tuning`` and
+    ``error`` columns are left out when no row has a torch extractor, a flag or an
+    error, and long messages are cut (the CLI prints them in full).
     """
     view = df[[c for c in (columns or SHORT_COLUMNS) if c in df.columns]].copy()
-    if "tuning" in view and not view["tuning"].fillna("").astype(str).astype(bool).any():
-        view = view.drop(columns="tuning")  # nothing to flag
+    for column in ("precision", "tuning"):  # nothing to say
+        if column in view and not view[column].fillna("").astype(str).astype(bool).any():
+            view = view.drop(columns=column)
     if "error" in view:
         errors = view["error"].astype(object).where(view["error"].notna(), "").astype(str)
         if not errors.astype(bool).any():

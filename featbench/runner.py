@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
 
-from .classifiers import CLASSIFIERS
+from .classifiers import CLASSIFIERS, resolve_placement
 from .classifiers.tuning import (
     BOUNDS,
     MAX_EXTENSIONS,
@@ -74,6 +74,12 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     """Tune, refit and score one classifier on extracted features; return the record."""
     X, y, val_mask, X_test, y_test, n_val = fit_data(ds, feats, split)
     pipe, grid = classifier_setup(clf_name, params, seed)
+    # the parameters as asked (solver "auto" stays "auto" in the record) ...
+    clf_params = canonical(pipe.named_steps["clf"].get_params(deep=False))
+    # ... and the solver and device resolved once for this data, pinned for every fit
+    resolved = resolve_placement(pipe.named_steps["clf"], *X.shape)
+    if resolved:
+        pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
     n_fits = max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
     with progress(total=n_fits, desc=f"fit {clf_name} on {spec}", unit="fit") as bar:
         tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=n_jobs or get_n_jobs(),
@@ -83,10 +89,12 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     predict_s = time.perf_counter() - t0
     test_acc = float(np.mean(pred == y_test))
     fitted = tuned.estimator.named_steps["clf"]
-    clf_params = canonical(fitted.get_params(deep=False))
-    # where the torch classifiers ran (linear-svm, logreg): solver and device of the refit
+    # where the torch classifiers ran (linear-svm, logreg): solver and device of the refit,
+    # and the solver "auto" picks on the CPU (tables show the solver where it differs)
     placement = {k: getattr(fitted, f"{k}_") for k in ("solver", "device")
                  if hasattr(fitted, f"{k}_")}
+    if resolved:
+        placement["default_solver"] = resolved["default_solver"]
     # the registered classifier before this run's parameters: what the table's
     # changed-parameters column compares with
     defaults = canonical(CLASSIFIERS.build(clf_name, random_state=seed).get_params(deep=False))
@@ -248,7 +256,11 @@ def feature_defaults(spec: str) -> dict[str, dict[str, Any]]:
 
 
 def _is_user_stop(exc: BaseException) -> bool:
-    """A bad image stops the whole run at once (one line naming the file)."""
+    """A bad image stops the whole run at once (one line naming the file), and so does a
+    store entry half filled on a machine that resolved ``auto`` differently
+    (:class:`~featbench.extraction.RuntimeMismatch`)."""
     from .errors import DataError
+    from .extraction import RuntimeMismatch
 
-    return isinstance(exc, DataError) and str(exc).startswith("cannot read image")
+    return isinstance(exc, RuntimeMismatch) or (
+        isinstance(exc, DataError) and str(exc).startswith("cannot read image"))

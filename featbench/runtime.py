@@ -4,20 +4,26 @@
 (``linear-svm`` and ``logreg`` on a GPU) resolve their device here; the extractors
 also their precision, and they run their batches through :func:`run_batches`
 (the CNN sizes its first batch with :func:`probe_batch_size`).
+
+Every precision choice is explicit: ``fp32`` means IEEE float32 (CUDA's TF32 tensor
+cores, which PyTorch allows for cuDNN convolutions by default, are turned off during
+featbench's forward passes and fits, see :func:`tf32_mode`); ``tf32`` asks for them.
+The resolved precision and the device type are part of the store key.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from .errors import ParameterError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: accepted ``precision`` values; every one but ``auto`` names what the arithmetic is
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 #: ``n_samples * n_features`` from which a torch classifier with ``device="auto"`` fits on
 #: CUDA (when there is one): below it a fit takes about a second on the CPU, and the copy to
 #: the GPU and the kernel launches would eat most of the gain
@@ -84,10 +90,18 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA that supports it (else fp16), bf16 on CPUs with AVX-512 BF16
-    or AMX (measured faster there), fp32 elsewhere."""
+    """The precision a forward pass on ``device`` runs in, for a ``precision`` option.
+
+    ``auto``: bf16 on CUDA that supports it (else fp16), bf16 on CPUs with AVX-512 BF16
+    or AMX (measured faster there), fp32 elsewhere. ``tf32``: TF32 tensor cores for
+    float32 convolutions and matrix products, on CUDA devices that have them (compute
+    capability 8.0 or later); elsewhere there are none, and it resolves to fp32 (the
+    arithmetic that then runs). ``fp32``, ``bf16``, ``fp16``: as named.
+    """
     if precision not in PRECISIONS:
         raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "tf32":
+        return "tf32" if device.type == "cuda" and cuda_has_tf32(device) else "fp32"
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -97,12 +111,40 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def autocast(device: torch.device, precision: str):
-    """``torch.autocast`` for a resolved precision (a no-op context for fp32)."""
+def cuda_has_tf32(device: torch.device) -> bool:
+    """Whether the CUDA ``device`` has TF32 tensor cores (compute capability >= 8.0)."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+@contextlib.contextmanager
+def tf32_mode(allow: bool) -> Iterator[None]:
+    """TF32 allowed (or not) for CUDA float32 matrix products and cuDNN convolutions in
+    the ``with`` block; the previous settings are restored afterwards.
+
+    PyTorch allows TF32 in cuDNN convolutions by default, so an "fp32" forward pass
+    on an Ampere or later GPU would otherwise run with 10-bit mantissas. The flags are
+    process-wide; they have no effect on the CPU.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32 = cudnn.allow_tf32 = bool(allow)
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """The arithmetic of a resolved precision for the ``with`` block: ``torch.autocast``
+    for bf16 and fp16, and TF32 allowed for ``tf32`` only (:func:`tf32_mode`)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    with tf32_mode(precision == "tf32"):
+        if dtype is None:
+            yield
+        else:
+            with torch.autocast(device.type, dtype=dtype):
+                yield
 
 
 def run_batches(fn: Callable[[int, int], torch.Tensor], n: int, batch_size: int,

@@ -22,7 +22,8 @@ from featbench.datasets import Dataset
 from featbench.datasets.source import read_file
 from featbench.errors import DataError
 
-RUN = ["run", "-q", "-j", "1", "-f", "color-hist", "-c", "ridge"]
+#: tiny folders (6-12 training images of 2 classes): 2 validation images, one per class
+RUN = ["run", "-q", "-j", "1", "-f", "color-hist", "-c", "ridge", "--val-size", "2"]
 
 
 def _write(root: Path, splits=("train", "test"), n=3, classes=("a", "b"), seed=0) -> Path:

@@ -108,6 +108,34 @@ def test_cnn_lite0_matches_the_local_engine(tmp_path, digits):
     assert got.runtime["precision"] == "fp32" and got.runtime["size"] == 64
 
 
+def test_rows_in_shuffled_block_order_land_in_their_shards(tmp_path, digits, monkeypatch):
+    """Ray Data need not keep row order (``preserve_order`` is off): with the read blocks
+    in random order the driver gets the rows out of order, and the stored shards still
+    equal the local engine's."""
+    real_read = ray_data._read_range
+    monkeypatch.setattr(ray_data, "_read_range",
+                        lambda *a: real_read(*a).randomize_block_order(seed=3))
+    arrived: list[int] = []
+    real_write = ray_data._write_shards
+
+    def spy(batches, *args):
+        def watched():
+            for batch in batches:
+                arrived.extend(np.asarray(batch["index"]).tolist())
+                yield batch
+        return real_write(watched(), *args)
+
+    monkeypatch.setattr(ray_data, "_write_shards", spy)
+    got, _ = _run(extract_split_ray, "hog", digits, "test", tmp_path / "ray", shard_size=16)
+    ref, _ = _run(extract_split, "hog", digits, "test", tmp_path / "local", shard_size=16)
+    assert sorted(arrived) == list(range(100))
+    assert arrived != sorted(arrived)  # the pipeline did reorder the rows
+    assert got.computed == ref.computed == 7
+    np.testing.assert_array_equal(_features(got), _features(ref))
+    for j in range(7):
+        np.testing.assert_array_equal(np.load(got.entry._npy(j)), np.load(ref.entry._npy(j)))
+
+
 def test_learned_codebook_is_fitted_once_and_shipped(tmp_path, digits, bovw_fits):
     fits = bovw_fits
     params = {"n_words": 8, "step": 8, "max_descriptors": 500}

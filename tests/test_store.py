@@ -121,7 +121,7 @@ def test_key_covers_parameters_data_and_resolved_precision(tmp_path, ds, counted
         monkeypatch.setattr(runtime, "cpu_has_bf16", lambda bf16=bf16: bf16)
         p = plan("cnn:resnet18", ds, {"weights": None, "device": "cpu"})
         keys.append(p.entry_key(ds, "train"))
-        assert p.base["token"]["precision"] == ("bf16" if bf16 else "fp32")
+        assert p.base["runtime"]["precision"] == ("bf16" if bf16 else "fp32")
     assert keys[0] != keys[1]
 
 

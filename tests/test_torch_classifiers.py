@@ -287,7 +287,8 @@ def test_record_says_where_the_classifier_ran():
                          params={"logreg": {"C": 0.1}, "linear-svm": {"C": 0.1}},
                          results_dir=None, n_jobs=1)
     assert [r["classifier"]["placement"] for r in recs] == [
-        {"solver": "sklearn", "device": "cpu"}, {"solver": "liblinear", "device": "cpu"}]
+        {"solver": "sklearn", "device": "cpu", "default_solver": "sklearn"},
+        {"solver": "liblinear", "device": "cpu", "default_solver": "liblinear"}]
 
 
 @pytest.mark.parametrize("est", [LogReg(), LogReg(solver="torch", device="cpu"),

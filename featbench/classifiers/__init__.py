@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sklearn.base import clone
 from sklearn.linear_model import RidgeClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -17,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from ..constraints import StrOptions, positive_int, positive_real
 from ..features import set_params_checked
 from ..registry import Registry
+from ..runtime import AUTO_CUDA_MIN_SIZE
 from .linear_svm import SOLVERS, LinearSVM
 from .torch_logreg import SOLVERS as LOGREG_SOLVERS
 from .torch_logreg import LogReg
@@ -97,10 +99,43 @@ def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pi
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
 
+def resolve_placement(clf: Any, n_samples: int, n_features: int) -> dict[str, str]:
+    """Solver and device type a classifier with ``solver="auto"``/``device="auto"`` options
+    (``linear-svm``, ``logreg``) fits with on ``n_samples x n_features`` data on this
+    machine, and ``default_solver``: what ``solver="auto"`` picks on the CPU (the tables
+    show the solver where it differs). ``{}`` for classifiers without these options.
+
+    The runner resolves this once, before the grid, and pins it for every fit of the
+    pair (the CUDA threshold of ``device="auto"`` would otherwise be crossed between
+    the tuning fits and the refit on more rows).
+    """
+    place = getattr(clf, "_placement", None)
+    if place is None:
+        return {}
+    solver, device = place(n_samples, n_features)
+    cpu = clone(clf).set_params(solver="auto", device="cpu")
+    return {"solver": solver, "device": device.type,
+            "default_solver": cpu._placement(n_samples, n_features)[0]}
+
+
+def large_fit_placement(clf: Any) -> dict[str, str]:
+    """Solver and device type of a large fit (at the size from which ``device="auto"``
+    takes CUDA, with more than 512 features) of ``clf`` on this machine: what a study
+    key holds, since it is made before the features' size is known. ``{}`` for
+    classifiers without solver and device options."""
+    if getattr(clf, "_placement", None) is None:
+        return {}
+    n_features = 1024
+    out = resolve_placement(clf, -(-AUTO_CUDA_MIN_SIZE // n_features), n_features)
+    out.pop("default_solver")
+    return out
+
+
 def default_grid(name: str) -> dict[str, list[Any]]:
     """The grid tried for ``name`` (a copy), keyed by classifier parameter."""
     CLASSIFIERS.get(name)  # unknown names raise with the list of valid ones
     return {k: list(v) for k, v in GRIDS.get(name, {}).items()}
 
 
-__all__ = ["CLASSIFIERS", "GRIDS", "default_grid", "get_classifier"]
+__all__ = ["CLASSIFIERS", "GRIDS", "default_grid", "get_classifier", "large_fit_placement",
+           "resolve_placement"]

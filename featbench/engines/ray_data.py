@@ -1,9 +1,9 @@
-"""The Ray Data extraction engine: :func:`extract_split_ray`.
+"""The Ray Data extraction engine: :class:`RayEngine`.
 
-The same work as :func:`featbench.extraction.extract_split` (the missing shards
-of one extractor on one split, written to the same store entry with the same
-boundaries) as a Ray Data batch-inference pipeline, on this machine or a Ray
-cluster::
+The engine contract of :mod:`featbench.engines.base` (the missing shards of one
+extractor on one split, written to the store entry that
+:func:`featbench.extraction.extract_split` chose, with its boundaries) as a Ray Data
+batch-inference pipeline, on this machine or a Ray cluster::
 
     range(images to compute)         read: positions in the missing shards
       -> map_batches(_decode_batch)   CPU tasks: image index, decoded view, ok flag
@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -45,17 +45,12 @@ from sklearn.base import BaseEstimator
 from ..datasets import Dataset
 from ..datasets.source import ImageSource, View
 from ..errors import DataError, FeatbenchError, ParameterError
-from ..extraction import (
-    STORE_DTYPES,
-    Plan,
-    SplitResult,
-    _decode,
-    _device_of,
-    _first_good,
-    entry_for,
-)
 from ..parallel import progress, set_options
 from ..store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
+from .base import SplitResult, Work, decode, device_type, first_good
+
+if TYPE_CHECKING:
+    from ..extraction import Plan
 
 INSTALL_HINT = '--engine ray needs Ray Data: pip install -e ".[ray]"'
 #: environment variable that turns Ray's own progress bars, logs and worker output on
@@ -215,7 +210,7 @@ def _decode_batch(batch: dict[str, np.ndarray], *, source: ImageSource, view: Vi
         warnings.simplefilter("always")
         for row, i in enumerate(index.tolist()):
             try:
-                img = _decode(source, view, i)
+                img = decode(source, view, i)
             except DataError as exc:
                 ok[row], errors[row] = False, str(exc)
                 continue
@@ -345,49 +340,86 @@ def _read_range(ray, n: int, blocks: int):
         return ray.data.range(n, parallelism=blocks)
 
 
+class RayEngine:
+    """The Ray Data engine (:mod:`featbench.engines.base`'s contract): the shards of a
+    :class:`~featbench.engines.base.Work` through the pipeline of this module's
+    docstring, on the Ray cluster at ``address`` (``"auto"``, ``"ray://host:10001"``)
+    or, with None, a local Ray instance unless Ray is initialized already (see
+    :func:`init_ray`).
+
+    Raises
+    ------
+    ParameterError
+        Ray Data is not installed (when the engine is made, before any work).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        _import_ray()
+        self.address = address
+
+    def compute(self, work: Work) -> None:
+        """Compute and write every shard of ``work.todo`` into ``work.entry``.
+
+        Rows come back from the pipeline in any order (Ray Data's ``preserve_order`` is
+        off): each carries its image index, from which the driver puts it in its shard.
+
+        Raises
+        ------
+        ParameterError
+            The extractor needs a GPU the cluster lacks.
+        DataError
+            An undecodable image (without ``work.skip_bad``), naming the file.
+        """
+        ray = _import_ray()
+        init_ray(self.address, work.n_workers)
+        est, entry, todo = work.estimator, work.entry, work.todo
+        device = device_type(est)
+        shape = tuple(getattr(est, "image_shape_", None)
+                      or first_good(work.source, work.view).shape)
+        n_images = work.n_images
+        extract_batch = max(1, min(EXTRACT_BATCH, entry.shard_size))
+        compute, resources, threads = _compute(ray, device, work.n_workers,
+                                               -(-n_images // extract_batch))
+        decode_batch = max(1, min(DECODE_BATCH, extract_batch))
+        loud = verbose()
+        bar = progress(total=n_images, desc=f"{work.name} {work.split}", unit="img")
+        with _ray_quiet(loud):
+            data = (
+                _read_range(ray, n_images, -(-n_images // decode_batch))
+                .map_batches(_decode_batch, batch_size=decode_batch, batch_format="numpy",
+                             fn_kwargs={"source": work.source, "view": work.view,
+                                        "shards": np.asarray(todo, dtype=np.int64),
+                                        "shard_size": entry.shard_size, "shape": shape},
+                             num_cpus=resources["num_cpus"] if device != "cuda" else 1)
+                .map_batches(_ExtractBatch, batch_size=extract_batch, batch_format="numpy",
+                             compute=compute,
+                             fn_constructor_kwargs={"estimator": est,
+                                                    "params": _actor_params(est, device),
+                                                    "n_jobs": threads},
+                             **resources)
+            )
+            batches = iter(data.iter_batches(batch_size=None, batch_format="numpy"))
+            try:
+                _write_shards(batches, entry, set(todo), work.skip_bad, work.result, bar)
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()  # stop the pipeline now, not when the generator is collected
+                bar.close()
+
+
 def extract_split_ray(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
                       shard_size: int = DEFAULT_SHARD_SIZE, shards: list[int] | None = None,
                       n_workers: int | None = None, skip_bad: bool = False,
                       dtype: str = "float32", ready: Callable[[], Any] | None = None,
                       address: str | None = None) -> SplitResult:
-    """Compute the missing shards of ``p`` on one split of ``ds`` into ``store``, with Ray.
+    """:func:`featbench.extraction.extract_split` with :class:`RayEngine` (``address``).
 
-    The contract of :func:`featbench.extraction.extract_split`: the same store entry
-    and shard boundaries, ``ready`` called once before the first shard is computed
-    (nothing is fitted, nor Ray started, when every shard is stored), ``shards``
-    restricting the work, and undecodable images either raising :class:`DataError`
-    naming the file or (``skip_bad``) left as rows of zeros listed in ``bad`` and in
-    the shard's ``bad_files``. Features equal the local engine's.
-
-    Parameters
-    ----------
-    p : Plan
-        The extractor, its view and keys (:func:`featbench.extraction.plan`).
-    ds : Dataset
-    split : str
-    store : FeatureStore
-    shard_size : int
-        Images per shard (part of the entry's key).
-    shards : list of int, optional
-        Shard indices to compute if missing (None: all).
-    n_workers : int, optional
-        CPUs of the local Ray instance this call starts (default all cores), and the
-        most actors a CPU extractor runs in (default one per CPU of the instance or
-        cluster).
-    skip_bad : bool
-        Leave undecodable images out (zeros) instead of stopping at the first one.
-    dtype : {"float32", "float16"}
-        Stored dtype (part of the key).
-    ready : callable, optional
-        Fits or loads the extractor (:func:`featbench.extraction.prepare`).
-    address : str, optional
-        Ray cluster to connect to (``"auto"``, ``"ray://host:10001"``); None starts a
-        local instance unless Ray is initialized already (see :func:`init_ray`).
-
-    Returns
-    -------
-    SplitResult
-        The entry, shards computed and reused, bad image messages and the runtime.
+    The same store entry and shard boundaries, ``ready`` called once before the first
+    shard is computed (nothing is fitted, nor Ray started, when every shard is
+    stored), ``shards`` restricting the work; features equal the local engine's.
 
     Raises
     ------
@@ -396,53 +428,11 @@ def extract_split_ray(p: Plan, ds: Dataset, split: str, store: FeatureStore, *,
     DataError
         An undecodable image (without ``skip_bad``), naming the file.
     """
-    if dtype not in STORE_DTYPES:
-        raise DataError(f"feature dtype must be one of {', '.join(STORE_DTYPES)}; got {dtype!r}")
-    source = ds.split(split)
-    entry = entry_for(p, ds, split, store, shard_size, dtype)
-    entry.create()
-    wanted = set(range(entry.n_shards) if shards is None else shards)
-    todo = [j for j in entry.missing() if j in wanted]
-    result = SplitResult(entry, reused=len(wanted) - len(todo))
-    if not todo:
-        return result
-    ray = _import_ray()
-    if ready is not None:
-        ready()
-    init_ray(address, n_workers)
-    est = p.estimator
-    device = _device_of(est)
-    shape = tuple(getattr(est, "image_shape_", None) or _first_good(source, p.view).shape)
-    n_images = sum(entry.bounds(j)[1] - entry.bounds(j)[0] for j in todo)
-    extract_batch = max(1, min(EXTRACT_BATCH, entry.shard_size))
-    compute, resources, threads = _compute(ray, device, n_workers, -(-n_images // extract_batch))
-    decode_batch = max(1, min(DECODE_BATCH, extract_batch))
-    loud = verbose()
-    bar = progress(total=n_images, desc=f"{p.name} {split}", unit="img")
-    with _ray_quiet(loud):
-        data = (
-            _read_range(ray, n_images, -(-n_images // decode_batch))
-            .map_batches(_decode_batch, batch_size=decode_batch, batch_format="numpy",
-                         fn_kwargs={"source": source, "view": p.view,
-                                    "shards": np.asarray(todo, dtype=np.int64),
-                                    "shard_size": entry.shard_size, "shape": shape},
-                         num_cpus=resources["num_cpus"] if device != "cuda" else 1)
-            .map_batches(_ExtractBatch, batch_size=extract_batch, batch_format="numpy",
-                         compute=compute,
-                         fn_constructor_kwargs={"estimator": est,
-                                                "params": _actor_params(est, device),
-                                                "n_jobs": threads},
-                         **resources)
-        )
-        batches = iter(data.iter_batches(batch_size=None, batch_format="numpy"))
-        try:
-            _write_shards(batches, entry, set(todo), skip_bad, result, bar)
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()  # stop the pipeline now, not when the generator is collected
-            bar.close()
-    return result
+    from ..extraction import extract_split  # the caller's side of the contract
+
+    return extract_split(p, ds, split, store, shard_size=shard_size, shards=shards,
+                         n_workers=n_workers, skip_bad=skip_bad, dtype=dtype, ready=ready,
+                         engine=RayEngine(address))
 
 
 def _write_shards(batches: Iterator[dict[str, np.ndarray]], entry: StoreEntry,

@@ -342,9 +342,12 @@ class CNNEmbedding(ImageExtractor):
         ``get_graph_node_names``.
     device : str, default="auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
-        Autocast dtype. auto: bf16 on CUDA (fp16 where bf16 is missing) and on CPUs
-        with AVX-512 BF16/AMX, fp32 otherwise. Features are returned as float32.
+    precision : {"auto", "fp32", "tf32", "bf16", "fp16"}, default="auto"
+        Arithmetic of the forward pass. auto: bf16 on CUDA (fp16 where bf16 is missing)
+        and on CPUs with AVX-512 BF16/AMX, fp32 otherwise. fp32 is IEEE float32 (TF32
+        off); tf32: TF32 tensor cores on CUDA (compute capability >= 8.0; fp32
+        elsewhere). The resolved precision and the device type are in the store key.
+        Features are returned as float32.
     normalization : {None, "imagenet", "inception"}, default=None
         Input scaling; None: what the weights were trained with (ImageNet mean/std for
         torchvision, [-1, 1] for EfficientNet-Lite); "imagenet": mean/std; "inception":
@@ -377,8 +380,9 @@ class CNNEmbedding(ImageExtractor):
 
     _chunk_size = 2048
     _n_jobs = 1  # torch parallelizes inside each forward pass
-    #: parameters that do not change the features: left out of the cache key
-    _cache_exclude = ("device", "batch_size")
+    #: parameters that do not change the features (``precision`` is in the key as
+    #: resolved, see :meth:`cache_token`: "auto" and what it resolves to share entries)
+    _cache_exclude = ("device", "batch_size", "precision")
 
     def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT",
                  weights_path: str | None = None, size: int | None = None,
@@ -401,10 +405,12 @@ class CNNEmbedding(ImageExtractor):
 
     def cache_token(self) -> dict[str, Any]:
         """What the store key needs beyond the parameters: the precision as resolved on
-        this machine (``auto`` is bf16 on some CPUs, fp32 on others) and the identity of
-        a ``weights_path`` file (size, mtime)."""
-        token: dict[str, Any] = {
-            "precision": resolve_precision(self.precision, check_device(self.device))}
+        this machine (``auto`` is bf16 on some CPUs, fp32 on others), the device type it
+        runs on (``cpu``, ``cuda``, ``mps``) and the identity of a ``weights_path`` file
+        (size, mtime)."""
+        device = check_device(self.device)
+        token: dict[str, Any] = {"precision": resolve_precision(self.precision, device),
+                                 "device": device.type}
         if self.weights_path:
             try:
                 st = Path(self.weights_path).expanduser().stat()
@@ -530,7 +536,6 @@ class CNNEmbedding(ImageExtractor):
         loaded = dataclasses.replace(loaded, mean=norms[self.normalization][0],
                                      std=norms[self.normalization][1])
         precision = resolve_precision(self.precision, device)
-        autocast = _autocast(device, precision)
         # torch needs a writeable buffer; memory-mapped or frozen inputs are copied
         copy = None if images.flags.writeable else True
         x_all = torch.from_numpy(np.array(images, order="C", copy=copy))
@@ -538,7 +543,7 @@ class CNNEmbedding(ImageExtractor):
         nhwc = self.layer is not None and self.model.startswith(CHANNELS_LAST_OUTPUTS)
 
         def run(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), _autocast(device, precision):
                 try:
                     feats = net(loaded.preprocess(x, size))
                 except OutOfMemoryError:

@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ParameterError
-from ..runtime import check_device, resolve_device, run_batches  # noqa: F401
+from ..runtime import check_device, resolve_device, run_batches, tf32_mode  # noqa: F401
 from .base import ImageExtractor
 
 #: images per torch call on the CPU (``batch_size="auto"``): see KMeansPatches
@@ -75,7 +75,7 @@ def encode_images(images: np.ndarray, mean: np.ndarray, whiten: np.ndarray,
     p, s = patch_size, stride
 
     def encode(start: int, stop: int) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), tf32_mode(False):  # fp32 means IEEE float32
             x = torch.tensor(images[start:stop], device=device)
             x = x.permute(0, 3, 1, 2).float()
             b, _, h, w = x.shape
@@ -234,6 +234,11 @@ class KMeansPatches(ImageExtractor):
         km = KMeans(self.n_centroids, n_init=1, max_iter=self.kmeans_iter,
                     random_state=self.random_state)
         self.centroids_ = km.fit(white).cluster_centers_.astype(np.float32)
+
+    def cache_token(self) -> dict[str, str]:
+        """What the store key needs beyond the parameters: the encoding's precision
+        (always fp32, TF32 off) and the device type it runs on (``cpu``, ``cuda``, ``mps``)."""
+        return {"precision": "fp32", "device": check_device(self.device).type}
 
     def _batch_size(self, device: torch.device, image_shape: tuple[int, ...]) -> int:
         """``batch_size`` as set, or resolved for ``device`` when "auto"."""
