@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import itertools
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -58,8 +59,9 @@ from .store import DEFAULT_SHARD_SIZE, FeatureStore, StoreEntry
 FIT_SAMPLE_BYTES = 1 << 30
 STORE_DTYPES = ("float32", "float16")
 #: what an extractor's ``cache_token()`` says about the machine's arithmetic: the resolved
-#: precision and the device type; in the features' key (``Plan.base["runtime"]``)
-RUNTIME_KEYS = ("precision", "device")
+#: precision, the device type and the backend that runs the forward pass (torch or
+#: OpenVINO); in the features' key (``Plan.base["runtime"]``)
+RUNTIME_KEYS = ("precision", "device", "backend")
 
 
 def view_for(est: BaseEstimator, ds: Dataset) -> View:
@@ -374,27 +376,29 @@ class RuntimeMismatch(DataError):
 def other_runtimes(p: Plan, ds: Dataset, split: str, store: FeatureStore,
                    dtype: str = "float32") -> list[tuple[dict[str, str], StoreEntry, int]]:
     """Entries of ``p`` on ``split`` that differ from its own only in the resolved
-    precision or device type and have stored shards: ``(runtime, entry, n_stored)``."""
+    precision, device type or backend and have stored shards: ``(runtime, entry,
+    n_stored)``."""
+    from .features.openvino_backend import BACKENDS
+    from .runtime import PRECISIONS
+
     own = p.base.get("runtime")
     if not own:
         return []
-    from .runtime import PRECISIONS
-
+    choices = {"precision": [x for x in PRECISIONS if x != "auto"],
+               "device": ["cpu", "cuda", "mps"],
+               "backend": [x for x in BACKENDS if x != "auto"]}
+    names = [k for k in RUNTIME_KEYS if k in own]
     out = []
-    precisions = [x for x in PRECISIONS if x != "auto"] if "precision" in own else [None]
-    devices = ["cpu", "cuda", "mps"] if "device" in own else [None]
-    for precision in precisions:
-        for device in devices:
-            alt = {k: v for k, v in (("precision", precision), ("device", device))
-                   if v is not None}
-            if alt == own:
-                continue
-            key = make_key(**{**p.base, "runtime": alt}, fit=p.fit_key, codebook=p.codebook,
-                           data=ds.split_fingerprint(split), dtype=dtype)
-            for entry in store.entries_of(key):
-                stored = entry.n_shards - len(entry.missing())
-                if stored:
-                    out.append((alt, entry, stored))
+    for values in itertools.product(*(choices[k] for k in names)):
+        alt = dict(zip(names, values, strict=True))
+        if alt == own:
+            continue
+        key = make_key(**{**p.base, "runtime": alt}, fit=p.fit_key, codebook=p.codebook,
+                       data=ds.split_fingerprint(split), dtype=dtype)
+        for entry in store.entries_of(key):
+            stored = entry.n_shards - len(entry.missing())
+            if stored:
+                out.append((alt, entry, stored))
     return out
 
 
@@ -491,13 +495,15 @@ class LocalEngine:
                     result.reused += 1
                     bar.update(entry.bounds(j)[1] - entry.bounds(j)[0])
                     continue
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 F = _transform(est, images, entry.bounds(j), bad)
-                dt = time.perf_counter() - t0
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
                 runtime = getattr(est, "runtime_", None)
+                # the process's CPU seconds beside the wall time (decoding ahead included):
+                # far less CPU than wall x threads says the cores were busy elsewhere
                 won = entry.write(j, F, bad=bad,
-                                  meta={"seconds": dt, "runtime": runtime,
-                                        "bad_files": messages})
+                                  meta={"seconds": dt, "cpu_seconds": cpu,
+                                        "runtime": runtime, "bad_files": messages})
                 result.computed += int(won)
                 result.reused += int(not won)
                 result.runtime = runtime or result.runtime
@@ -583,6 +589,9 @@ class FeatureResult:
     parts: list[dict[str, Any]] = field(default_factory=list)
     bad: dict[str, list[int]] = field(default_factory=dict)
     bad_files: list[str] = field(default_factory=list)
+    #: the process's CPU seconds of the stored shards' extraction (None: not recorded by
+    #: the featbench that stored them)
+    extract_cpu_s: float | None = None
 
     @property
     def train(self) -> np.ndarray:
@@ -682,6 +691,10 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
                                 f"run; pass --skip-bad-images to leave such images out)")
             bad_files += [f for f in stored_bad if f not in bad_files]
             part["extract_s"] += sum(float(m.get("seconds", 0.0)) for m in metas)
+            cpu = [m.get("cpu_seconds") for m in metas]
+            before = part.get("extract_cpu_s", 0.0)
+            part["extract_cpu_s"] = None if before is None or None in cpu \
+                else before + float(sum(cpu))
             part["cached"] &= res.computed == 0
             part["shards"][split] = {"n": res.entry.n_shards, "computed": res.computed,
                                      "reused": res.reused, "store": str(res.entry.path),
@@ -706,4 +719,6 @@ def extract_features(spec: str, ds: Dataset, params: dict[str, dict[str, Any]],
             for e in ents:
                 column += e.read_into(out, column)
             splits[split] = out
-    return FeatureResult(splits, all_params, total_s, all_cached, parts, bad, bad_files)
+    cpu = [p.get("extract_cpu_s") for p in parts]
+    cpu_s = None if any(c is None for c in cpu) else float(sum(cpu))
+    return FeatureResult(splits, all_params, total_s, all_cached, parts, bad, bad_files, cpu_s)

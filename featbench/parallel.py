@@ -25,10 +25,63 @@ def set_options(*, n_jobs: int | None = None, progress: bool | None = None) -> N
     set_progress(progress)
 
 
+#: cgroup v2's CPU limit of this process's group: "<quota> <period>" or "max <period>"
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+
+
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity (``taskset``, SLURM's and Kubernetes'
+    cpusets), capped by a cgroup v2 CPU quota (``cpu.max``: container CPU limits), not
+    the machine's count (``os.cpu_count``), which oversubscribes such a process."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    try:
+        with open(CGROUP_CPU_MAX) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def get_n_jobs() -> int:
-    """Number of worker threads: the configured value, ``$FEATBENCH_JOBS`` or all cores."""
-    n = _settings["n_jobs"] or os.environ.get("FEATBENCH_JOBS") or os.cpu_count() or 1
+    """Number of worker threads: the configured value, ``$FEATBENCH_JOBS`` or the cores
+    this process may use (:func:`available_cores`)."""
+    n = _settings["n_jobs"] or os.environ.get("FEATBENCH_JOBS") or available_cores()
     return max(1, int(n))
+
+
+def limit_threads(n: int | None = None) -> dict[str, int]:
+    """Size every thread pool featbench's computations use to ``n`` (default
+    :func:`get_n_jobs`): torch's intra-op threads and the BLAS/OpenMP pools of NumPy,
+    SciPy and scikit-learn (``threadpoolctl``). Pools larger than the cores a process
+    may use spin-wait against each other when other work shares the CPU (a fit several
+    times slower than a fair share); returns the sizes set (recorded with results)."""
+    n = max(1, int(n or get_n_jobs()))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+    out = {"threads": n}
+    import sys
+
+    if "torch" in sys.modules:  # torch is imported by the extractors that use it
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        out["torch_threads"] = torch.get_num_threads()
+    return out
+
+
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15-minute load averages (None where there are none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def map_chunks(

@@ -28,14 +28,14 @@ COLUMNS = [
     "dataset", "features", "feature_params", "precision", "classifier", "feature_dim",
     "n_train", "n_val",
     "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc", "extract_s",
-    "fit_s", "predict_s", "hyperparams", "tuning", "seed", "error",
+    "fit_s", "predict_s", "load", "hyperparams", "tuning", "seed", "error",
 ]
 #: Parameters that say where an extractor runs, not what it computes.
 PLACEMENT = ("device", "batch_size")
 #: Columns printed in the terminal.
 SHORT_COLUMNS = ["features", "feature_params", "precision", "classifier", "feature_dim",
-                 "val_acc", "test_acc", "test_mean_class_acc", "extract_s", "fit_s", "hyperparams",
-                 "tuning", "error"]
+                 "val_acc", "test_acc", "test_mean_class_acc", "extract_s", "fit_s", "load",
+                 "hyperparams", "tuning", "error"]
 
 
 def slug(text: str) -> str:
@@ -202,6 +202,18 @@ def hyperparams(clf: dict) -> str:
     return " ".join(out)
 
 
+def under_load(rec: dict) -> str:
+    """``"5.3 on 2 cores"`` when the machine's 1-minute load average at the start or end of
+    the pair's fit exceeded the cores featbench could use by more than half a core (its
+    timings then measure a busy machine as much as the method), else ``""``."""
+    load = rec.get("load") or {}
+    cores = load.get("cores")
+    peaks = [a[0] for a in (load.get("fit_start"), load.get("fit_end")) if a]
+    if not cores or not peaks or max(peaks) <= cores + 0.5:
+        return ""
+    return f"{max(peaks):.1f} on {cores} cores"
+
+
 def record_to_row(rec: dict) -> dict:
     """One table row (the :data:`COLUMNS`) from a run record."""
     ds = rec.get("dataset", {})
@@ -225,6 +237,7 @@ def record_to_row(rec: dict) -> dict:
         "extract_s": t.get("extract_s"),
         "fit_s": t.get("fit_s"),
         "predict_s": t.get("predict_s"),
+        "load": under_load(rec),
         "hyperparams": hyperparams(clf),
         "tuning": tuning_note(clf),
         "seed": rec.get("seed"),
@@ -277,12 +290,13 @@ def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     """A plain-text table for the terminal: the one format of ``run``, ``table`` and
     ``reproduce`` (see :func:`format_cell`).
 
-    ``columns`` defaults to :data:`SHORT_COLUMNS`; the ``precision``, ``tuning`` and
-    ``error`` columns are left out when no row has a torch extractor, a flag or an
-    error, and long messages are cut (the CLI prints them in full).
+    ``columns`` defaults to :data:`SHORT_COLUMNS`; the ``precision``, ``load``,
+    ``tuning`` and ``error`` columns are left out when no row has a torch extractor, a
+    busy machine (:func:`under_load`), a flag or an error, and long messages are cut
+    (the CLI prints them in full).
     """
     view = df[[c for c in (columns or SHORT_COLUMNS) if c in df.columns]].copy()
-    for column in ("precision", "tuning"):  # nothing to say
+    for column in ("precision", "load", "tuning"):  # nothing to say
         if column in view and not view[column].fillna("").astype(str).astype(bool).any():
             view = view.drop(columns=column)
     if "error" in view:

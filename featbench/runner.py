@@ -31,7 +31,7 @@ from .classifiers.tuning import (
 from .datasets import Dataset
 from .extraction import FeatureResult, extract_features
 from .features import build_extractor, split_spec
-from .parallel import get_n_jobs, progress
+from .parallel import available_cores, get_n_jobs, limit_threads, load_average, progress
 from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
 from .progress import finish
 from .provenance import canonical
@@ -81,9 +81,11 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     if resolved:
         pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
     n_fits = max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
+    load_start, cpu0 = load_average(), time.process_time()
     with progress(total=n_fits, desc=f"fit {clf_name} on {spec}", unit="fit") as bar:
         tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=n_jobs or get_n_jobs(),
                              extend=extend_grid, bar=bar)
+    fit_cpu_s, load_end = time.process_time() - cpu0, load_average()
     t0 = time.perf_counter()
     pred = tuned.estimator.predict(X_test)
     predict_s = time.perf_counter() - t0
@@ -118,7 +120,11 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
         "n_test_scored": int(len(y_test)),
         "timings": {"extract_s": feats.extract_s,
                     "extract_ms_per_image": 1000 * feats.extract_s / max(1, n_images),
-                    "fit_s": tuned.fit_s, "predict_s": predict_s},
+                    "extract_cpu_s": feats.extract_cpu_s,
+                    "fit_s": tuned.fit_s, "fit_cpu_s": fit_cpu_s, "predict_s": predict_s},
+        # the machine's load around the fit: a slow figure from a busy machine shows
+        "load": {"fit_start": load_start, "fit_end": load_end, "cores": available_cores(),
+                 **limit_threads(n_jobs)},
         "confusion": confusion_matrix(y_test, pred, len(ds.classes)),
         "warnings": tuned.warnings,
     }
@@ -185,6 +191,7 @@ def run_benchmark(
                                  annotate=annotate, shard_size=shard_size, skip_bad=skip_bad,
                                  dtype=dtype, extend_grid=extend_grid)
     check_validation_split(ds, val_size)  # before any extraction
+    limit_threads(n_jobs)  # every thread pool sized to the cores this process may use
     # the tuning split is decided before any extractor is fitted (see featbench.splits)
     split = tuning_split(ds, seed, val_size)
     records = []

@@ -299,7 +299,7 @@ def test_oom_back_off_halves_the_batch():
 
 def test_oom_back_off_in_the_extractor(images, monkeypatch):
     est = CNNEmbedding("resnet18", weights=None, size=32, batch_size=4,
-                       precision="fp32").fit(images)
+                       precision="fp32", backend="torch").fit(images)
     expected = est.transform(images)
     loaded, net, device = est._network()
     real_forward = net.forward

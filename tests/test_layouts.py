@@ -192,7 +192,8 @@ def test_cnn_input_equals_weights_transforms(tmp_path, monkeypatch, model, weigh
     ds = load_dataset(f"folder:{root}")
     assert not ds.small
     params = {f"cnn:{model}": {"weights": weights, "weights_path": str(ckpt),
-                                "precision": "fp32", "device": "cpu", "batch_size": 2}}
+                                "precision": "fp32", "device": "cpu", "batch_size": 2,
+                                "backend": "torch"}}  # the spy watches the torch module
     extract_features(f"cnn:{model}", ds, params, FeatureStore(tmp_path / "s"))
     x = torch.cat(seen)
     order = ds.train.paths + ds.test.paths
@@ -222,7 +223,7 @@ def test_lite_input_is_crop_of_0875_scaled_to_minus1_1(tmp_path, monkeypatch):
     monkeypatch.setattr(EfficientNet, "forward", spy)
     ds = load_dataset(f"folder:{root}")
     params = {"cnn:efficientnet-lite0": {"weights": None, "precision": "fp32", "size": 96,
-                                         "device": "cpu"}}
+                                         "device": "cpu", "backend": "torch"}}
     extract_features("cnn:efficientnet-lite0", ds, params, FeatureStore(tmp_path / "s"))
     preset = ImageClassification(crop_size=96, resize_size=round(96 / 0.875),
                                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),

@@ -24,7 +24,8 @@ from featbench.studies import Row
 
 #: a random-init ResNet-18 at 32 px: a torch extractor with a precision that runs in seconds
 CNN = "cnn:resnet18"
-CNN_PARAMS = {"weights": None, "size": 32, "device": "cpu"}
+#: the torch forward pass (these tests watch its TF32 flags and its precisions)
+CNN_PARAMS = {"weights": None, "size": 32, "device": "cpu", "backend": "torch"}
 KM = "kmeans-patches"
 KM_PARAMS = {"n_centroids": 8, "n_patches": 500, "kmeans_iter": 5}
 

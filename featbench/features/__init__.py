@@ -32,6 +32,7 @@ from .fisher import FisherVector
 from .hog import BLOCK_NORMS, HOG
 from .kmeans_patches import KMeansPatches
 from .local import DESCRIPTORS
+from .openvino_backend import BACKENDS
 from .raw import RawPixels
 from .vlad import VLAD
 
@@ -80,7 +81,7 @@ EXTRACTORS.register(
      "device": [str], "precision": [StrOptions(set(PRECISIONS))],
      "normalization": [StrOptions({"imagenet", "inception"}), None],
      "batch_size": [_int, StrOptions({"auto"})],
-     "random_state": ["random_state"]})(CNNEmbedding)
+     "random_state": ["random_state"], "backend": [StrOptions(set(BACKENDS))]})(CNNEmbedding)
 
 #: families whose names take an argument: ``cnn:resnet18``
 FAMILIES = {"cnn": CNNEmbedding}

@@ -46,6 +46,7 @@ from ..runtime import (  # noqa: F401 - re-exported for existing callers
 )
 from ..runtime import autocast as _autocast
 from .base import ImageExtractor
+from .openvino_backend import CompiledNet, resolve_backend
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -352,6 +353,12 @@ class CNNEmbedding(ImageExtractor):
         Input scaling; None: what the weights were trained with (ImageNet mean/std for
         torchvision, [-1, 1] for EfficientNet-Lite); "imagenet": mean/std; "inception":
         [-1, 1].
+    backend : {"auto", "torch", "openvino"}, default="auto"
+        What runs the forward pass: eager PyTorch, or OpenVINO's CPU plugin (fp32 on the
+        CPU only; several times faster there, same features to float32 rounding; an
+        optional dependency, see :mod:`featbench.features.openvino_backend`). auto:
+        OpenVINO for fp32 on the CPU when it is installed, torch otherwise. The resolved
+        backend is in the store key.
     batch_size : int or "auto", default="auto"
         Images per forward pass; halved automatically when CUDA runs out of memory.
         "auto": 64 on the CPU and MPS; on CUDA the largest of 64, 128, ..., 1024 whose
@@ -382,13 +389,13 @@ class CNNEmbedding(ImageExtractor):
     _n_jobs = 1  # torch parallelizes inside each forward pass
     #: parameters that do not change the features (``precision`` is in the key as
     #: resolved, see :meth:`cache_token`: "auto" and what it resolves to share entries)
-    _cache_exclude = ("device", "batch_size", "precision")
+    _cache_exclude = ("device", "batch_size", "precision", "backend")
 
     def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT",
                  weights_path: str | None = None, size: int | None = None,
                  layer: str | None = None, device: str = "auto", precision: str = "auto",
                  normalization: str | None = None, batch_size: int | str = "auto",
-                 random_state: int | None = 0) -> None:
+                 random_state: int | None = 0, backend: str = "auto") -> None:
         self.model = model
         self.weights = weights
         self.weights_path = weights_path
@@ -399,6 +406,7 @@ class CNNEmbedding(ImageExtractor):
         self.batch_size = batch_size
         self.normalization = normalization
         self.random_state = random_state
+        self.backend = backend
 
     def _fit(self, X, y=None) -> None:
         self._network()  # load now: a missing file is reported before any work
@@ -409,8 +417,9 @@ class CNNEmbedding(ImageExtractor):
         runs on (``cpu``, ``cuda``, ``mps``) and the identity of a ``weights_path`` file
         (size, mtime)."""
         device = check_device(self.device)
-        token: dict[str, Any] = {"precision": resolve_precision(self.precision, device),
-                                 "device": device.type}
+        precision = resolve_precision(self.precision, device)
+        token: dict[str, Any] = {"precision": precision, "device": device.type,
+                                 "backend": resolve_backend(self.backend, device, precision)}
         if self.weights_path:
             try:
                 st = Path(self.weights_path).expanduser().stat()
@@ -520,9 +529,25 @@ class CNNEmbedding(ImageExtractor):
         if self.layer is not None:
             _check_layer(self, name, str(self.layer))
 
+    def _openvino(self, net: nn.Module, size: int) -> CompiledNet:
+        """``net`` compiled by OpenVINO for ``size`` inputs (once per network and size)."""
+        key = (id(net), size, torch.get_num_threads())
+        cached = getattr(self, "_compiled", None)
+        if cached is None or cached[0] != key:
+            try:
+                compiled = CompiledNet(net, size, torch.get_num_threads())
+            except Exception as exc:  # noqa: BLE001 - a model OpenVINO cannot convert
+                raise ParameterError(
+                    f"cnn:{self.model}: OpenVINO cannot run this model "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); use "
+                    f"-p cnn:{self.model}.backend=torch") from None
+            self._compiled = cached = (key, compiled)
+        return cached[1]
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_net", None)  # the network reloads on demand; keep pickles small
+        state.pop("_compiled", None)
         return state
 
     def _extract(self, images: np.ndarray) -> np.ndarray:
@@ -536,6 +561,9 @@ class CNNEmbedding(ImageExtractor):
         loaded = dataclasses.replace(loaded, mean=norms[self.normalization][0],
                                      std=norms[self.normalization][1])
         precision = resolve_precision(self.precision, device)
+        backend = resolve_backend(self.backend, device, precision)
+        if backend == "openvino":
+            net = self._openvino(net, size)
         # torch needs a writeable buffer; memory-mapped or frozen inputs are copied
         copy = None if images.flags.writeable else True
         x_all = torch.from_numpy(np.array(images, order="C", copy=copy))
@@ -578,7 +606,8 @@ class CNNEmbedding(ImageExtractor):
         out, used = run_batches(forward, len(images), batch_size, note)
         if used < wanted:
             self._fitting_batch = used
-        self.runtime_ = {"device": str(device), "precision": precision, "size": size,
+        self.runtime_ = {"device": str(device), "precision": precision, "backend": backend,
+                         "size": size,
                          "weights": loaded.weights, "batch_size": used, "mean": list(loaded.mean),
                          "torch_threads": torch.get_num_threads()}
         return torch.cat(out).numpy().astype(np.float32, copy=False)
