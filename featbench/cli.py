@@ -318,7 +318,11 @@ def _store(cache_dir: Path | None):
 @click.option("--no-extend-grid", is_flag=True,
               help="Keep the tuning grid as given, even when the best value is on its edge "
                    "[default: extend it past that edge; see README, Tuning].")
-def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) -> None:
+@click.option("--rerun", is_flag=True,
+              help="Fit every pair again, also those RESULTS_DIR/runs/ holds a finished "
+                   "record of (same data, features, parameters, code) [default: reuse "
+                   "those records].")
+def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, rerun, **opts) -> None:
     """Run every feature x classifier pair on a dataset and print the table.
 
     Each pair is written as one JSON record under RESULTS_DIR/runs/ as soon as it
@@ -336,6 +340,7 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
         raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
     runs = results_dir / "runs"
     done: list[dict] = []
+    reused: list[dict] = []
     def kept() -> str:
         return (f"{len(done)} finished pair(s) kept in {runs}; finished feature "
                 f"shards are kept in the store")
@@ -355,7 +360,11 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, **opts) ->
                       val_size=val_size, store=store,
                       results_dir=results_dir, n_jobs=opts["jobs"], on_record=done.append,
                       shard_size=opts["shard_size"], skip_bad=opts["skip_bad_images"],
-                      dtype=opts["feature_dtype"], extend_grid=not no_extend_grid)
+                      dtype=opts["feature_dtype"], extend_grid=not no_extend_grid,
+                      rerun=rerun, on_reuse=reused.append)
+    if reused:
+        click.echo(f"{len(reused)} pair(s) finished earlier with the same key: their records "
+                   f"in {runs} are reused (--rerun fits them again)", err=True)
     table = make_table(done)
     click.echo(format_table(table))
     bad = sorted({f for rec in done for f in rec.get("bad_images", [])})

@@ -9,23 +9,14 @@ drawn from the records alone (:mod:`featbench.report`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .cache import make_key
-from .classifiers import large_fit_placement
-from .classifiers.tuning import BOUNDS, MAX_EXTENSIONS
 from .datasets import Dataset
-from .extraction import plan
-from .features import split_spec
-from .plan import classifier_setup
-from .provenance import canonical, package_versions
+from .keys import classifier_code_hash, pair_key  # noqa: F401 - re-exported
 from .results import load_records, tuning_note
 from .runner import run_benchmark
-from .splits import tuning_split
 from .store import FeatureStore
 from .studies import Row, Study
 
@@ -35,53 +26,10 @@ PLACEMENT = ("device", "batch_size")
 
 def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: bool,
             extend_grid: bool = True) -> str:
-    """Everything that determines a row's number, hashed.
-
-    The row, the mode, the seed and, for each extractor, the key of its stored
-    features less the split's data (class, resolved parameters and precision,
-    featbench version and the extractor's code, library versions, the view of the
-    images, the data the codebook was fitted on, and for torch extractors the
-    precision and device type resolved here), plus the data's fingerprint and, for
-    the classifier, its resolved parameters and grid, the solver and device type a
-    large fit takes on this machine (:func:`~featbench.classifiers.large_fit_placement`:
-    ``solver="auto"`` is scikit-learn on a CPU, torch on CUDA), the tuning rules and the
-    code of :mod:`featbench.classifiers`. Other placement (device index, batch size)
-    stays out.
-    """
-    params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
-              for name, values in params.items()}
-    parts = {}
-    split = tuning_split(ds, seed)
-    for name in split_spec(row.features):
-        p = plan(name, ds, params.get(name, {}), seed, split)
-        base = {k: v for k, v in p.base.items() if k != "params"}
-        base["params"] = {k: v for k, v in p.params.items() if k not in PLACEMENT}
-        parts[name] = make_key(**base, fit=p.fit_key)
-    pipe, grid = classifier_setup(row.classifier, params.get(row.classifier, {}), seed)
-    clf = canonical({k: v for k, v in pipe.named_steps["clf"].get_params(deep=False).items()
-                     if k not in PLACEMENT})
-    # solver "auto" is scikit-learn on one machine and torch on CUDA on another
-    placement = large_fit_placement(pipe.named_steps["clf"])
-    blob = json.dumps({"row": row.id, "features": row.features, "parts": parts,
-                       "classifier": row.classifier, "clf_params": clf, "grid": grid,
-                       **({"placement": placement} if placement else {}),
-                       "extend_grid": extend_grid, "max_extensions": MAX_EXTENSIONS,
-                       "bounds": BOUNDS, "tuning_code": classifier_code_hash(),
-                       "versions": package_versions(), "data": ds.fingerprint, "seed": seed,
-                       "quick": quick}, sort_keys=True, default=repr)
-    return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
-
-
-def classifier_code_hash() -> str:
-    """Hash of the tuning protocol and the classifiers (featbench.classifiers, runner)."""
-    import importlib
-
-    h = hashlib.sha256()
-    for name in ("classifiers", "classifiers.linear_svm", "classifiers.torch_logreg",
-                 "classifiers.tuning", "runner"):
-        module = importlib.import_module(f"featbench.{name}")
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()[:16]
+    """Everything that determines a study row's number, hashed: :func:`featbench.keys.pair_key`
+    of its features and classifier, with the row's id and the mode (``quick``)."""
+    return pair_key(ds, row.features, row.classifier, params, seed, extend_grid=extend_grid,
+                    extra={"row": row.id, "quick": quick})
 
 
 def finished_keys(out_dir: Path) -> set[str]:

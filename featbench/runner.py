@@ -31,11 +31,12 @@ from .classifiers.tuning import (
 from .datasets import Dataset
 from .extraction import FeatureResult, extract_features
 from .features import build_extractor, split_spec
+from .keys import pair_key
 from .parallel import available_cores, get_n_jobs, limit_threads, load_average, progress
 from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
 from .progress import finish
 from .provenance import canonical
-from .results import confusion_matrix, new_record, write_json_atomic
+from .results import confusion_matrix, load_records, new_record, write_json_atomic
 from .splits import TuningSplit, tuning_split
 from .store import DEFAULT_SHARD_SIZE, FeatureStore
 
@@ -147,6 +148,8 @@ def run_benchmark(
     skip_bad: bool = False,
     dtype: str = "float32",
     extend_grid: bool = True,
+    rerun: bool = False,
+    on_reuse=None,
 ) -> list[dict]:
     """Run every feature x classifier pair and return (and write) their records.
 
@@ -175,6 +178,13 @@ def run_benchmark(
     extend_grid : bool
         Extend a classifier's grid past an edge that holds the best validation
         accuracy (see :mod:`featbench.classifiers.tuning`).
+    rerun : bool
+        Fit every pair, also those with a finished record of the same key
+        (:func:`~featbench.keys.pair_key`) in ``results_dir``; by default such a pair is
+        not fitted again: its record is returned (and passed to ``on_record`` and
+        ``on_reuse``), so a sweep resumed after an interrupt fits only what is left and
+        writes no duplicate records. (Study runs, with ``annotate``, skip rows by their
+        own key: see :mod:`featbench.reproduce`.)
 
     Notes
     -----
@@ -189,7 +199,8 @@ def run_benchmark(
                                  val_size=val_size, store=FeatureStore(tmp),
                                  results_dir=results_dir, n_jobs=n_jobs, on_record=on_record,
                                  annotate=annotate, shard_size=shard_size, skip_bad=skip_bad,
-                                 dtype=dtype, extend_grid=extend_grid)
+                                 dtype=dtype, extend_grid=extend_grid, rerun=rerun,
+                                 on_reuse=on_reuse)
     check_validation_split(ds, val_size)  # before any extraction
     limit_threads(n_jobs)  # every thread pool sized to the cores this process may use
     # the tuning split is decided before any extractor is fitted (see featbench.splits)
@@ -198,7 +209,22 @@ def run_benchmark(
     pairs = progress(total=len(features) * len(classifiers), desc="pairs", unit="pair",
                      leave=True, position=0)
     failed = 0
+    finished = {} if rerun or results_dir is None or annotate is not None \
+        else finished_pairs(Path(results_dir) / "runs")
     for spec in features:
+        keys = {c: pair_key(ds, spec, c, params, seed, val_size=val_size,
+                            extend_grid=extend_grid) for c in classifiers}
+        todo = [c for c in classifiers if keys[c] not in finished]
+        for clf_name in classifiers:
+            if clf_name not in todo:  # done earlier: its record, not a second one
+                rec = finished[keys[clf_name]]
+                records.append(rec)
+                pairs.update(1)
+                for callback in (on_record, on_reuse):
+                    if callback is not None:
+                        callback(rec)
+        if not todo:
+            continue
         feats, feat_error, feat_tb = None, None, None
         pairs.set_postfix_str(f"extract {spec}")
         try:
@@ -210,10 +236,11 @@ def run_benchmark(
                 raise
             feat_error = f"{type(exc).__name__}: {exc}"
             feat_tb = traceback.format_exc()
-        for clf_name in classifiers:
+        for clf_name in todo:
             pairs.set_postfix_str(f"fit {clf_name} on {spec}" if feats is not None
                                   else f"{clf_name} on {spec}: extraction failed")
             rec = new_record(ds, spec, clf_name, seed)
+            rec["pair_key"] = keys[clf_name]
             rec["dataset"]["tuning_split"] = split.describe()
             rec.update(annotate or {})
             if feats is None:  # keep what was asked, so a failed pair can be rerun
@@ -253,6 +280,14 @@ def run_benchmark(
                 on_record(rec)
     finish(pairs, failed)
     return records
+
+
+def finished_pairs(runs: Path) -> dict[str, dict]:
+    """The newest error-free record of each pair key in the folder ``runs``."""
+    if not runs.is_dir() or not any(runs.glob("*.json")):
+        return {}
+    return {r["pair_key"]: r for r in load_records([runs])
+            if r.get("pair_key") and not r.get("error")}
 
 
 def feature_defaults(spec: str) -> dict[str, dict[str, Any]]:

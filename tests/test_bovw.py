@@ -234,7 +234,8 @@ def test_through_cli_and_cache(tmp_path):
             "-p", "bovw.n_words=16", "-p", "bovw.step=8", "--results-dir", tmp_path]
     first = CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
     assert first.exit_code == 0, first.output
-    second = CliRunner().invoke(main, list(map(str, args)), catch_exceptions=False)
+    # --rerun: fit the finished pair again (its features come from the store)
+    second = CliRunner().invoke(main, [*map(str, args), "--rerun"], catch_exceptions=False)
     # in run order: file names start with the time in seconds, and both runs may share one
     recs = sorted((json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")),
                   key=lambda r: r["created"])

@@ -333,7 +333,7 @@ def test_run_records_device_and_uses_cache(tmp_path):
             "cnn:resnet18.size=32", "--device", "cpu", "--results-dir", str(tmp_path), "-q"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    second = CliRunner().invoke(main, args)
+    second = CliRunner().invoke(main, [*args, "--rerun"])  # fit again, features stored
     assert second.exit_code == 0, second.output
     records = sorted((json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")),
                      key=lambda r: r["created"])

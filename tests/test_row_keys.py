@@ -49,9 +49,9 @@ def test_key_changes_with_version_code_grid_and_tuning(digits, monkeypatch):
     assert _key(digits, row) != base
     monkeypatch.undo()
     # the classifiers' code
-    import featbench.reproduce as reproduce
+    import featbench.keys as keys
 
-    monkeypatch.setattr(reproduce, "classifier_code_hash", lambda: "edited")
+    monkeypatch.setattr(keys, "classifier_code_hash", lambda: "edited")
     assert _key(digits, row) != base
 
 
@@ -61,9 +61,9 @@ def test_resumed_study_reruns_a_row_after_a_code_change(digits, tmp_path, monkey
     run_study(study, digits, tmp_path, echo=lines.append, n_jobs=1)
     run_study(study, digits, tmp_path, echo=lines.append, n_jobs=1)
     assert lines[-1].endswith("done earlier, skipped")
-    import featbench.reproduce as reproduce
+    import featbench.keys as keys
 
-    monkeypatch.setattr(reproduce, "classifier_code_hash", lambda: "edited")
+    monkeypatch.setattr(keys, "classifier_code_hash", lambda: "edited")
     lines.clear()
     recs, _ = run_study(study, digits, tmp_path, echo=lines.append, n_jobs=1)
     assert len(recs) == 1 and "running" in lines[0]

@@ -1,0 +1,76 @@
+"""The key of a feature x classifier pair: everything that determines its numbers.
+
+``featbench reproduce`` skips study rows whose key has a finished record, and
+``featbench run`` skips pairs likewise (``--rerun`` fits them again), so an
+interrupted sweep resumes where it stopped and leaves no duplicate records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .cache import make_key
+from .classifiers import large_fit_placement
+from .classifiers.tuning import BOUNDS, MAX_EXTENSIONS
+from .datasets import Dataset
+from .extraction import plan
+from .features import split_spec
+from .plan import classifier_setup
+from .provenance import canonical, package_versions
+from .splits import tuning_split
+
+#: parameters that say where a pair runs, not what it computes: not part of its key
+PLACEMENT = ("device", "batch_size")
+
+
+def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any], seed: int,
+             *, val_size: int | float | None = None, extend_grid: bool = True,
+             extra: dict[str, Any] | None = None) -> str:
+    """Everything that determines a pair's number, hashed.
+
+    For each extractor, the key of its stored features less the split's data (class,
+    resolved parameters and precision, featbench version and the extractor's code,
+    library versions, the view of the images, the data the codebook was fitted on, and
+    for torch extractors the precision, device type and backend resolved here), plus
+    the data's fingerprint, the seed and the validation split (``val_size``) and, for
+    the classifier, its resolved parameters and grid, the solver and device type a
+    large fit takes on this machine (:func:`~featbench.classifiers.large_fit_placement`),
+    the tuning rules and the code of :mod:`featbench.classifiers`. Other placement
+    (device index, batch size) stays out. ``extra`` is hashed too (a study row's id).
+    """
+    params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
+              for name, values in params.items()}
+    parts = {}
+    split = tuning_split(ds, seed, val_size)
+    for name in split_spec(features):
+        p = plan(name, ds, params.get(name, {}), seed, split)
+        base = {k: v for k, v in p.base.items() if k != "params"}
+        base["params"] = {k: v for k, v in p.params.items() if k not in PLACEMENT}
+        parts[name] = make_key(**base, fit=p.fit_key)
+    pipe, grid = classifier_setup(classifier, params.get(classifier, {}), seed)
+    clf = canonical({k: v for k, v in pipe.named_steps["clf"].get_params(deep=False).items()
+                     if k not in PLACEMENT})
+    # solver "auto" is scikit-learn on one machine and torch on CUDA on another
+    placement = large_fit_placement(pipe.named_steps["clf"])
+    blob = json.dumps({**(extra or {}), "features": features, "parts": parts,
+                       "classifier": classifier, "clf_params": clf, "grid": grid,
+                       **({"placement": placement} if placement else {}),
+                       "extend_grid": extend_grid, "max_extensions": MAX_EXTENSIONS,
+                       "bounds": BOUNDS, "tuning_code": classifier_code_hash(),
+                       "versions": package_versions(), "data": ds.fingerprint, "seed": seed,
+                       "val": split.describe()}, sort_keys=True, default=repr)
+    return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
+
+
+def classifier_code_hash() -> str:
+    """Hash of the tuning protocol and the classifiers (featbench.classifiers, runner)."""
+    h = hashlib.sha256()
+    for name in ("classifiers", "classifiers.linear_svm", "classifiers.torch_logreg",
+                 "classifiers.tuning", "classifiers.path", "runner"):
+        module = importlib.import_module(f"featbench.{name}")
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
