@@ -104,3 +104,14 @@ def bovw_fits(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(BagOfVisualWords, "_fit", spy)
     return fits
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Fail the test if the dataset is loaded (the check must come before any work)."""
+    import featbench.datasets
+
+    def load(*args, **kwargs):
+        raise AssertionError("the dataset was loaded before the check")
+
+    monkeypatch.setattr(featbench.datasets, "load_dataset", load)

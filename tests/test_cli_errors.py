@@ -32,17 +32,6 @@ def lines(text: str) -> list[str]:
 
 
 @pytest.fixture
-def no_loading(monkeypatch):
-    """Fail the test if the dataset is loaded (the check must come before any work)."""
-    import featbench.datasets
-
-    def load(*args, **kwargs):
-        raise AssertionError("the dataset was loaded before the check")
-
-    monkeypatch.setattr(featbench.datasets, "load_dataset", load)
-
-
-@pytest.fixture
 def no_running(monkeypatch):
     """Load the dataset and stop before any extraction (for notes printed up front)."""
     import featbench.runner

@@ -22,16 +22,6 @@ def lines(text: str) -> list[str]:
 
 
 @pytest.fixture
-def no_loading(monkeypatch):
-    import featbench.datasets
-
-    def load(*args, **kwargs):
-        raise AssertionError("the dataset was loaded before the check")
-
-    monkeypatch.setattr(featbench.datasets, "load_dataset", load)
-
-
-@pytest.fixture
 def no_extraction(monkeypatch):
     import featbench.runner
 

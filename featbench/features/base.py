@@ -80,6 +80,34 @@ class ImageExtractor(TransformerMixin, BaseEstimator):
     def _fit(self, X: np.ndarray, y=None) -> None:
         """Learn state from uint8 images (override in extractors that learn)."""
 
+    #: fitted attributes (numeric arrays or numbers) a learned extractor's
+    #: :meth:`fitted_state` exports, besides ``image_shape_``
+    _state_names: tuple[str, ...] = ()
+
+    def fitted_state(self) -> dict[str, np.ndarray | float | int | None]:
+        """The fitted state as plain numeric arrays and numbers (what the feature store
+        keeps, with no pickled objects); :meth:`set_fitted_state` restores it."""
+        check_is_fitted(self, "image_shape_")
+        return {"image_shape_": np.asarray(self.image_shape_, dtype=np.int64),
+                **{name: getattr(self, name) for name in self._state_names}}
+
+    def set_fitted_state(self, state: dict[str, np.ndarray | float | int | None]):
+        """Restore a state exported by :meth:`fitted_state`: the extractor then encodes
+        exactly as the one fitted.
+
+        Raises
+        ------
+        ValueError
+            When the state lacks something this extractor learns.
+        """
+        missing = sorted({"image_shape_", *self._state_names} - state.keys())
+        if missing:
+            raise ValueError(f"{type(self).__name__}: fitted state lacks {', '.join(missing)}")
+        self.image_shape_ = tuple(int(v) for v in np.asarray(state["image_shape_"]))
+        for name in self._state_names:
+            setattr(self, name, state[name])
+        return self
+
     def transform(self, X) -> np.ndarray:
         """Extract features from ``X``, images of the fitted shape."""
         if self.__sklearn_tags__().requires_fit or hasattr(self, "image_shape_"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from ..errors import DataError, ParameterError
 from .base import ImageExtractor, as_tuple
@@ -46,32 +45,6 @@ class CodebookExtractor(ImageExtractor):
     learns_from_images = True
     #: fitted attributes (numeric arrays or numbers) that :meth:`fitted_state` exports
     _state_names: tuple[str, ...] = ("codebook_",)
-
-    def fitted_state(self) -> dict[str, np.ndarray | float | int | None]:
-        """The fitted state as plain numeric arrays and numbers (what the feature store
-        keeps, with no pickled objects); :meth:`set_fitted_state` restores it."""
-        check_is_fitted(self, "image_shape_")
-        state = {"image_shape_": np.asarray(self.image_shape_, dtype=np.int64)}
-        state.update({name: getattr(self, name) for name in self._state_names})
-        return state
-
-    def set_fitted_state(self, state: dict[str, np.ndarray | float | int | None]
-                         ) -> CodebookExtractor:
-        """Restore a state exported by :meth:`fitted_state`: the extractor then encodes
-        exactly as the one fitted.
-
-        Raises
-        ------
-        ValueError
-            When the state lacks something this extractor learns.
-        """
-        missing = sorted({"image_shape_", *self._state_names} - state.keys())
-        if missing:
-            raise ValueError(f"{type(self).__name__}: fitted state lacks {', '.join(missing)}")
-        self.image_shape_ = tuple(int(v) for v in np.asarray(state["image_shape_"]))
-        for name in self._state_names:
-            setattr(self, name, state[name])
-        return self
 
     #: how users name the extractor in ``-p NAME.PARAM=VALUE`` (in messages)
     _param_name = "bovw"

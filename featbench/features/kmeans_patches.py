@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ParameterError
 from ..runtime import check_device, resolve_device, run_batches, tf32_mode  # noqa: F401
@@ -169,31 +168,6 @@ class KMeansPatches(ImageExtractor):
         self.device = device
         self.batch_size = batch_size
         self.random_state = random_state
-
-    def fitted_state(self) -> dict[str, np.ndarray | float | int | None]:
-        """The fitted state as plain numeric arrays (what the feature store keeps, with
-        no pickled objects); :meth:`set_fitted_state` restores it."""
-        check_is_fitted(self, "image_shape_")
-        return {"image_shape_": np.asarray(self.image_shape_, dtype=np.int64),
-                **{name: getattr(self, name) for name in self._state_names}}
-
-    def set_fitted_state(self, state: dict[str, np.ndarray | float | int | None]
-                         ) -> KMeansPatches:
-        """Restore a state exported by :meth:`fitted_state`: the extractor then encodes
-        exactly as the one fitted.
-
-        Raises
-        ------
-        ValueError
-            When the state lacks something this extractor learns.
-        """
-        missing = sorted({"image_shape_", *self._state_names} - state.keys())
-        if missing:
-            raise ValueError(f"KMeansPatches: fitted state lacks {', '.join(missing)}")
-        self.image_shape_ = tuple(int(v) for v in np.asarray(state["image_shape_"]))
-        for name in self._state_names:
-            setattr(self, name, state[name])
-        return self
 
     def check_plan(self, name: str, fit_images: tuple[int, int, int] | None = None) -> None:
         """Fail before any work on settings the fit cannot meet: more centroids than
