@@ -267,3 +267,14 @@ def test_reproduce_errors_are_one_line(tmp_path):
         f"Error: --only nothing* matches no row of study 'cifar10'; rows: {rows}\n"
     assert one_line_error("plot", str(tmp_path)) == \
         f"Error: no run records at {tmp_path / 'runs'} (expected a .json file or a folder)\n"
+
+
+def test_cifar10_study_pins_fp32_for_every_cnn_row():
+    """A study's numbers must not depend on the CPU it ran on (bf16 where the CPU has it)."""
+    from featbench.studies import get_study
+
+    rows = [r for r in get_study("cifar10").rows if r.features.startswith("cnn:")]
+    assert rows
+    for row in rows:
+        for quick in (False, True):
+            assert row.params_for(quick)[row.features]["precision"] == "fp32", row.id
