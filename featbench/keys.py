@@ -29,6 +29,7 @@ PLACEMENT = ("device", "batch_size")
 
 def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any], seed: int,
              *, val_size: int | float | None = None, extend_grid: bool = True,
+             dtype: str = "float32", skip_bad: bool = False,
              extra: dict[str, Any] | None = None) -> str:
     """Everything that determines a pair's number, hashed.
 
@@ -40,7 +41,9 @@ def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any]
     the classifier, its resolved parameters and grid, the solver and device type a
     large fit takes on this machine (:func:`~featbench.classifiers.large_fit_placement`),
     the tuning rules and the code of :mod:`featbench.classifiers`. Other placement
-    (device index, batch size) stays out. ``extra`` is hashed too (a study row's id).
+    (device index, batch size) stays out. The stored features' ``dtype`` and whether
+    undecodable images were left out (``skip_bad``) count too; ``extra`` is hashed as
+    well (a study row's id).
     """
     params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
               for name, values in params.items()}
@@ -62,7 +65,10 @@ def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any]
                        "extend_grid": extend_grid, "max_extensions": MAX_EXTENSIONS,
                        "bounds": BOUNDS, "tuning_code": classifier_code_hash(),
                        "versions": package_versions(), "data": ds.fingerprint, "seed": seed,
-                       "val": split.describe()}, sort_keys=True, default=repr)
+                       "val": split.describe(),
+                       **({"dtype": dtype} if dtype != "float32" else {}),
+                       **({"skip_bad": True} if skip_bad else {})},
+                      sort_keys=True, default=repr)
     return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
 
 

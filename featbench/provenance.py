@@ -38,7 +38,7 @@ def package_versions() -> dict[str, str]:
     """Versions of featbench, Python and the libraries that compute results."""
     out = {"featbench": __version__, "python": platform.python_version()}
     for dist in ("numpy", "scikit-learn", "scikit-image", "opencv-python-headless", "pillow",
-                 "torch", "torchvision"):
+                 "torch", "torchvision", "openvino"):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

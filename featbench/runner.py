@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -212,9 +213,10 @@ def run_benchmark(
     finished = {} if rerun or results_dir is None or annotate is not None \
         else finished_pairs(Path(results_dir) / "runs")
     for spec in features:
-        keys = {c: pair_key(ds, spec, c, params, seed, val_size=val_size,
-                            extend_grid=extend_grid) for c in classifiers}
-        todo = [c for c in classifiers if keys[c] not in finished]
+        keys = {c: _pair_key(ds, spec, c, params, seed, val_size=val_size,
+                             extend_grid=extend_grid, dtype=dtype, skip_bad=skip_bad)
+                for c in classifiers}
+        todo = [c for c in classifiers if keys[c] is None or keys[c] not in finished]
         for clf_name in classifiers:
             if clf_name not in todo:  # done earlier: its record, not a second one
                 rec = finished[keys[clf_name]]
@@ -241,6 +243,7 @@ def run_benchmark(
                                   else f"{clf_name} on {spec}: extraction failed")
             rec = new_record(ds, spec, clf_name, seed)
             rec["pair_key"] = keys[clf_name]
+            rec["features"]["dtype"] = dtype
             rec["dataset"]["tuning_split"] = split.describe()
             rec.update(annotate or {})
             if feats is None:  # keep what was asked, so a failed pair can be rerun
@@ -283,11 +286,27 @@ def run_benchmark(
 
 
 def finished_pairs(runs: Path) -> dict[str, dict]:
-    """The newest error-free record of each pair key in the folder ``runs``."""
+    """The newest error-free record of each pair key in the folder ``runs`` (none, with
+    a one-line warning, when the folder holds a file that is not a record)."""
     if not runs.is_dir() or not any(runs.glob("*.json")):
         return {}
-    return {r["pair_key"]: r for r in load_records([runs])
-            if r.get("pair_key") and not r.get("error")}
+    from .errors import DataError
+
+    try:
+        records = load_records([runs])
+    except DataError as exc:
+        warnings.warn(f"finished pairs not reused: {exc}", UserWarning, stacklevel=3)
+        return {}
+    return {r["pair_key"]: r for r in records if r.get("pair_key") and not r.get("error")}
+
+
+def _pair_key(*args, **kwargs) -> str | None:
+    """:func:`~featbench.keys.pair_key`, or None when a parameter makes it fail (the pair
+    then runs, and fails, as a pair: nothing is reused for it)."""
+    try:
+        return pair_key(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the pair's own run reports it
+        return None
 
 
 def feature_defaults(spec: str) -> dict[str, dict[str, Any]]:

@@ -104,3 +104,21 @@ def test_get_engine_names_and_errors():
         get_engine("spark")
     with pytest.raises(ParameterError, match="--ray-address"):
         get_engine("local", address="auto")
+
+
+def test_ray_actors_get_the_precision_and_backend_the_key_resolved():
+    """An actor on another node must compute what the driver's store key says: what
+    "auto" resolved to on the driver is pinned in the actors' parameters."""
+    import importlib.util
+
+    from featbench.engines.ray_data import _actor_params
+    from featbench.features.cnn import CNNEmbedding
+
+    est = CNNEmbedding("resnet18", weights=None, device="cpu", precision="fp32",
+                       backend="auto")
+    has_openvino = importlib.util.find_spec("openvino") is not None
+    assert _actor_params(est, "cpu") == {
+        "device": "cpu", "backend": "openvino" if has_openvino else "torch"}
+    pinned = CNNEmbedding("resnet18", weights=None, device="cpu", precision="fp32",
+                          backend="torch")
+    assert _actor_params(pinned, "cpu") == {"device": "cpu"}  # nothing left to resolve

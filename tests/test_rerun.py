@@ -43,10 +43,24 @@ def test_finished_pairs_are_reused_not_fitted_again(tmp_path, monkeypatch):
                          params={"hog": {"orientations": 6}})
     runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path, seed=1)
     runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path, val_size=30)
-    assert fitted == ["hog/ridge"] * 3
+    runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path, dtype="float16")
+    runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path, skip_bad=True)
+    assert fitted == ["hog/ridge"] * 5
     # --rerun fits again
     fitted.clear()
     runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path, rerun=True)
+    assert fitted == ["hog/ridge"]
+
+
+def test_a_folder_with_a_stray_json_file_reuses_nothing_and_says_so(tmp_path, monkeypatch):
+    import pytest
+
+    ds = load_dataset("digits").subset(200, 60, seed=0)
+    runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path)
+    (tmp_path / "runs" / "notes.json").write_bytes(b"\xff not json")
+    fitted = _spy(monkeypatch)
+    with pytest.warns(UserWarning, match="finished pairs not reused"):
+        runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path)
     assert fitted == ["hog/ridge"]
 
 

@@ -293,16 +293,18 @@ class _Shard:
 
 def _actor_params(est: BaseEstimator, device: str) -> dict[str, Any]:
     """What the actors' copies must set: the device type they run on (an actor's GPU is
-    its ``cuda``), and ``precision="auto"`` pinned to what the store key resolved here,
-    so that an actor on another machine computes what the key says."""
+    its ``cuda``), and ``precision`` and ``backend`` left at ``"auto"`` pinned to what the
+    store key resolved here, so that an actor on another machine computes what the key
+    says (or fails, naming what it lacks)."""
     params = est.get_params(deep=False)
     out: dict[str, Any] = {}
     if "device" in params:
         out["device"] = device
-    if params.get("precision") == "auto" and hasattr(est, "cache_token"):
-        resolved = est.cache_token().get("precision")
-        if resolved:
-            out["precision"] = resolved
+    for name in ("precision", "backend"):
+        if params.get(name) == "auto" and hasattr(est, "cache_token"):
+            resolved = est.cache_token().get(name)
+            if resolved:
+                out[name] = resolved
     return out
 
 

@@ -533,7 +533,9 @@ class CNNEmbedding(ImageExtractor):
 
     def _openvino(self, net: nn.Module, size: int) -> CompiledNet:
         """``net`` compiled by OpenVINO for ``size`` inputs (once per network and size)."""
-        key = (id(net), size, torch.get_num_threads())
+        # the network's own key (model, weights, layer, device), never id(): a module
+        # freed after set_params may leave its id to the next one
+        key = (self._net[0], size, torch.get_num_threads())
         cached = getattr(self, "_compiled", None)
         if cached is None or cached[0] != key:
             try:
