@@ -115,3 +115,23 @@ def no_loading(monkeypatch):
         raise AssertionError("the dataset was loaded before the check")
 
     monkeypatch.setattr(featbench.datasets, "load_dataset", load)
+
+
+@pytest.fixture
+def store_warnings():
+    """A context manager collecting the message of every StoreWarning raised inside (none
+    filtered as a repeat)."""
+    import contextlib
+    import warnings
+
+    from featbench.store import StoreWarning
+
+    @contextlib.contextmanager
+    def collect():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out: list[str] = []
+            yield out
+        out += [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
+
+    return collect

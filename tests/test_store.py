@@ -5,7 +5,6 @@ never fails."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -15,7 +14,6 @@ import sys
 import textwrap
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ from featbench.extraction import extract_features, plan
 from featbench.features import get_extractor
 from featbench.runner import run_benchmark
 from featbench.splits import tuning_split
-from featbench.store import FeatureStore, StoreWarning
+from featbench.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -475,28 +473,19 @@ def _fill_disk(monkeypatch, root: Path, how: str) -> None:
     monkeypatch.setattr(np, "save", full)
 
 
-@contextlib.contextmanager
-def _store_warnings():
-    """Every StoreWarning raised inside, none filtered as a repeat."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out: list[str] = []
-        yield out
-    out += [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
-
-
 BOVW = {"bovw": {"n_words": 8, "step": 8, "max_descriptors": 500}}
 
 
 @pytest.mark.parametrize("err", [errno.EROFS, errno.EACCES], ids=["EROFS", "EACCES"])
-def test_read_only_store_computes_in_memory_and_warns_once(tmp_path, ds, monkeypatch, err):
+def test_read_only_store_computes_in_memory_and_warns_once(store_warnings, tmp_path, ds,
+                                                          monkeypatch, err):
     ref = extract_features("hog+bovw", ds, BOVW, FeatureStore(tmp_path / "ok"), shard_size=64)
     ref_records = run_benchmark(ds, ["hog", "color-hist"], ["ridge"],
                                 store=FeatureStore(tmp_path / "ok"), results_dir=None)
     root = tmp_path / "ro" / "store"
     root.mkdir(parents=True)
     _deny_writes(monkeypatch, root, err)
-    with _store_warnings() as said:
+    with store_warnings() as said:
         got = extract_features("hog+bovw", ds, BOVW, FeatureStore(root), shard_size=64)
     assert len(said) == 1 and said[0].startswith(f"feature store {root} is not writable "
                                                  f"({os.strerror(err)}: {root}")
@@ -509,7 +498,7 @@ def test_read_only_store_computes_in_memory_and_warns_once(tmp_path, ds, monkeyp
     assert got.parts[1]["codebook"] == ref.parts[1]["codebook"]
     assert not got.cached and not any(root.iterdir())
     # a whole sweep: every pair succeeds, with one warning for the store
-    with _store_warnings() as said:
+    with store_warnings() as said:
         records = run_benchmark(ds, ["hog", "color-hist"], ["ridge"], store=FeatureStore(root),
                                 results_dir=None)
     assert len(said) == 1 and str(root) in said[0]
@@ -517,13 +506,13 @@ def test_read_only_store_computes_in_memory_and_warns_once(tmp_path, ds, monkeyp
     assert [r["test_acc"] for r in records] == [r["test_acc"] for r in ref_records]
 
 
-def test_read_only_store_with_entries_is_reused(tmp_path, ds, counted, monkeypatch):
+def test_read_only_store_with_entries_is_reused(store_warnings, tmp_path, ds, counted, monkeypatch):
     root = tmp_path / "store"
     first = extract_features("hog+bovw", ds, BOVW, FeatureStore(root), shard_size=64)
     files = sorted(p for p in root.rglob("*"))
     _deny_writes(monkeypatch, root, errno.EROFS)
     counted.clear()
-    with _store_warnings() as said:
+    with store_warnings() as said:
         again = extract_features("hog+bovw", ds, BOVW, FeatureStore(root), shard_size=64)
     assert said == [] and counted == [] and again.cached
     np.testing.assert_array_equal(again.train, first.train)
@@ -531,7 +520,7 @@ def test_read_only_store_with_entries_is_reused(tmp_path, ds, counted, monkeypat
     assert sorted(p for p in root.rglob("*")) == files
 
 
-def test_read_only_store_folder_for_real(tmp_path, ds, counted):
+def test_read_only_store_folder_for_real(store_warnings, tmp_path, ds, counted):
     """The same through the file system's own permissions (not as root: root writes
     anywhere)."""
     root = tmp_path / "store"
@@ -546,11 +535,11 @@ def test_read_only_store_folder_for_real(tmp_path, ds, counted):
             pytest.skip("a read-only folder is writable here (root; run under `setpriv "
                     "--bounding-set=-dac_override,-dac_read_search,-fowner` to test it)")
         counted.clear()
-        with _store_warnings() as said:
+        with store_warnings() as said:
             again = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
         assert said == [] and counted == []
         np.testing.assert_array_equal(again.train, first.train)
-        with _store_warnings() as said:
+        with store_warnings() as said:
             got = extract_features("hog", ds, {}, FeatureStore(empty), shard_size=64)
         assert len(said) == 1 and f"feature store {empty} is not writable" in said[0]
         np.testing.assert_array_equal(got.train, first.train)
@@ -560,7 +549,7 @@ def test_read_only_store_folder_for_real(tmp_path, ds, counted):
 
 
 @pytest.mark.parametrize("how", ["enospc", "short-write"])
-def test_full_disk_run_succeeds_with_one_warning(tmp_path, monkeypatch, how):
+def test_full_disk_run_succeeds_with_one_warning(store_warnings, tmp_path, monkeypatch, how):
     args = ["run", "-q", "-d", "digits", "-f", "hog", "-c", "ridge", "--train-size", "400",
             "--test-size", "200", "--shard-size", "128"]
     res = CliRunner().invoke(main, [*args, "--cache-dir", str(tmp_path / "ok"),
@@ -569,7 +558,7 @@ def test_full_disk_run_succeeds_with_one_warning(tmp_path, monkeypatch, how):
     assert res.exit_code == 0, res.output
     root = tmp_path / "full" / "store"
     _fill_disk(monkeypatch, root, how)
-    with _store_warnings() as said:
+    with store_warnings() as said:
         res = CliRunner().invoke(main, [*args, "--cache-dir", str(tmp_path / "full"),
                                         "--results-dir", str(tmp_path / "r")],
                                  catch_exceptions=False)
@@ -601,7 +590,7 @@ def _damage(root: Path, ds, how: str) -> Path:
 
 @pytest.mark.parametrize("how", ["entry-is-a-file", "manifest-is-a-folder", "manifest-is-junk",
                                  "shard-is-a-folder", "features-is-a-file"])
-def test_wrong_type_path_is_replaced(tmp_path, ds, counted, how):
+def test_wrong_type_path_is_replaced(store_warnings, tmp_path, ds, counted, how):
     root = tmp_path / "store"
     first = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
     target = _damage(root, ds, how)
@@ -610,7 +599,7 @@ def test_wrong_type_path_is_replaced(tmp_path, ds, counted, how):
                   "shard-is-a-folder": 1 + 64, "features-is-a-file": 1 + 300}
     for run in range(2):
         counted.clear()
-        with _store_warnings() as said:
+        with store_warnings() as said:
             got = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
         np.testing.assert_array_equal(got.train, first.train)
         np.testing.assert_array_equal(got.test, first.test)
@@ -625,7 +614,7 @@ def test_wrong_type_path_is_replaced(tmp_path, ds, counted, how):
     assert manifest["split"] == "train"
 
 
-def test_wrong_type_path_that_cannot_be_replaced_is_bypassed(tmp_path, ds, counted,
+def test_wrong_type_path_that_cannot_be_replaced_is_bypassed(store_warnings, tmp_path, ds, counted,
                                                              monkeypatch):
     root = tmp_path / "store"
     first = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
@@ -633,7 +622,7 @@ def test_wrong_type_path_that_cannot_be_replaced_is_bypassed(tmp_path, ds, count
     _deny_writes(monkeypatch, root, errno.EACCES)
     for _ in range(2):
         counted.clear()
-        with _store_warnings() as said:
+        with store_warnings() as said:
             got = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
         assert said[0] == f"featbench store: {target} is not a folder; replacing it"
         assert len(said) == 2 and "is not writable (Permission denied" in said[1]
@@ -643,7 +632,7 @@ def test_wrong_type_path_that_cannot_be_replaced_is_bypassed(tmp_path, ds, count
         assert target.read_text() == "junk"
 
 
-def test_unreadable_shard_is_computed_in_memory(tmp_path, ds, counted, monkeypatch):
+def test_unreadable_shard_is_computed_in_memory(store_warnings, tmp_path, ds, counted, monkeypatch):
     """A shard that cannot be read (EIO, a permission) is neither used nor removed."""
     root = tmp_path / "store"
     first = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
@@ -657,7 +646,7 @@ def test_unreadable_shard_is_computed_in_memory(tmp_path, ds, counted, monkeypat
 
     monkeypatch.setattr(np, "load", load)
     counted.clear()
-    with _store_warnings() as said:
+    with store_warnings() as said:
         got = extract_features("hog", ds, {}, FeatureStore(root), shard_size=64)
     assert said == [f"feature store {root} cannot read {npy} (Input/output error): features "
                     f"are computed but not stored"]

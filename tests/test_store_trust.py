@@ -6,7 +6,6 @@ refitted, store files follow the umask, a full disk leaves no orphan sidecar."""
 from __future__ import annotations
 
 import ast
-import contextlib
 import errno
 import hashlib
 import io
@@ -29,7 +28,7 @@ from featbench.extraction import extract_features, plan
 from featbench.features import cnn as cnn_mod
 from featbench.features import get_extractor
 from featbench.splits import tuning_split
-from featbench.store import FeatureStore, StoreWarning
+from featbench.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 BOVW = {"bovw": {"n_words": 8, "step": 8, "max_descriptors": 500}}
@@ -46,16 +45,6 @@ SMALL = {
 @pytest.fixture
 def ds():
     return load_dataset("digits").subset(200, 100, seed=0)
-
-
-@contextlib.contextmanager
-def _store_warnings():
-    """Every StoreWarning raised inside, none filtered as a repeat."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out: list[str] = []
-        yield out
-    out += [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
 
 
 class _WritesAFile:
@@ -116,7 +105,7 @@ def test_extracted_features_equal_a_fresh_fit_and_no_pickle_is_written(tmp_path,
     np.testing.assert_array_equal(again.test, first.test)
 
 
-def test_old_pickled_codebook_is_never_loaded(tmp_path, ds, bovw_fits):
+def test_old_pickled_codebook_is_never_loaded(store_warnings, tmp_path, ds, bovw_fits):
     """A store written by an older featbench (or planted): ``<key>.pkl`` with a matching
     checksum sidecar is not unpickled; the codebook is refitted, said in one line."""
     marker = tmp_path / "marker"
@@ -127,7 +116,7 @@ def test_old_pickled_codebook_is_never_loaded(tmp_path, ds, bovw_fits):
     data = _live_payload(tmp_path, marker)
     (folder / f"{key}.pkl").write_bytes(data)
     (folder / f"{key}.{fingerprint(np.frombuffer(data, np.uint8))}.sum").touch()
-    with _store_warnings() as said:
+    with store_warnings() as said:
         got = extract_features("bovw", ds, BOVW, FeatureStore(root), shard_size=64)
     assert not marker.exists()
     assert said == [f"featbench store: codebook {folder / f'{key}.pkl'} is a pickle written "
@@ -138,7 +127,7 @@ def test_old_pickled_codebook_is_never_loaded(tmp_path, ds, bovw_fits):
     np.testing.assert_array_equal(got.test, ref.transform(ds.X_test))
 
 
-def test_npz_with_an_object_array_is_refused(tmp_path, ds, bovw_fits):
+def test_npz_with_an_object_array_is_refused(store_warnings, tmp_path, ds, bovw_fits):
     """A ``.npz`` codebook whose header is valid and whose array holds a pickled object
     (with a matching checksum sidecar): refused unread, refitted, said in one line."""
     marker = tmp_path / "marker"
@@ -158,7 +147,7 @@ def test_npz_with_an_object_array_is_refused(tmp_path, ds, bovw_fits):
     planted = folder / f"{key}.npz"
     planted.write_bytes(data)
     (folder / f"{key}.{fingerprint(np.frombuffer(data, np.uint8))}.sum").touch()
-    with _store_warnings() as said:
+    with store_warnings() as said:
         got = extract_features("bovw", ds, BOVW, FeatureStore(root), shard_size=64)
     assert not marker.exists()
     assert len(said) == 1 and "\n" not in said[0]
@@ -171,12 +160,12 @@ def test_npz_with_an_object_array_is_refused(tmp_path, ds, bovw_fits):
     # the refused file was replaced by the refitted codebook, read by the next process
     assert planted.read_bytes() != data
     bovw_fits.clear()
-    with _store_warnings() as said:
+    with store_warnings() as said:
         extract_features("bovw", ds, BOVW, FeatureStore(root), shard_size=64)
     assert said == [] and bovw_fits == []
 
 
-def test_corrupt_codebook_is_refitted_not_used(tmp_path, ds, bovw_fits):
+def test_corrupt_codebook_is_refitted_not_used(store_warnings, tmp_path, ds, bovw_fits):
     first = extract_features("bovw", ds, BOVW, FeatureStore(tmp_path), shard_size=64)
     path = tmp_path / "codebooks" / f"{plan('bovw', ds, BOVW['bovw']).fit_key}.npz"
     data = bytearray(path.read_bytes())
@@ -187,7 +176,7 @@ def test_corrupt_codebook_is_refitted_not_used(tmp_path, ds, bovw_fits):
     data[at + 8:at + 16] = bytes(b ^ 0xFF for b in data[at + 8:at + 16])
     path.write_bytes(bytes(data))
     bovw_fits.clear()
-    with _store_warnings() as said:
+    with store_warnings() as said:
         again = extract_features("bovw", ds, BOVW, FeatureStore(tmp_path), shard_size=64)
     assert said == [f"featbench store: codebook {path} is corrupt; refitting it"]
     assert bovw_fits == [len(tuning_split(ds, 0).fit)]  # refitted
@@ -430,7 +419,7 @@ def test_run_records_follow_the_umask(tmp_path, umask, mode):
     assert oct((tmp_path / "runs" / "r.json").stat().st_mode & 0o777) == oct(mode)
 
 
-def test_full_disk_leaves_no_orphan_sidecar(tmp_path, monkeypatch):
+def test_full_disk_leaves_no_orphan_sidecar(store_warnings, tmp_path, monkeypatch):
     entry = FeatureStore(tmp_path).entry("k", 6, shard_size=4, manifest={"dtype": "float32"})
     entry.create()
     original = np.save
@@ -441,7 +430,7 @@ def test_full_disk_leaves_no_orphan_sidecar(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "save", full)
     F = np.arange(8, dtype=np.float32).reshape(4, 2)
-    with _store_warnings() as said:
+    with store_warnings() as said:
         assert entry.write(0, F) is True
     monkeypatch.setattr(np, "save", original)
     assert len(said) == 1 and "No space left on device" in said[0]
