@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: imported on first use, so that ``featbench --help`` (and Ctrl-C) do not wait for torch
 _LAZY = {"get_classifier": ".classifiers", "load_dataset": ".datasets",

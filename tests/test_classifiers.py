@@ -31,8 +31,10 @@ def test_lbfgs_solver_matches_liblinear(C, n_classes):
 
 
 def test_auto_solver_choice():
+    # L-BFGS at every size since 0.3 (liblinear only when asked for)
     X, y = make_classification(200, 20, random_state=0)
-    assert LinearSVM().fit(X, y).solver_ == "liblinear"
+    assert LinearSVM().fit(X, y).solver_ == "lbfgs"
+    assert LinearSVM(solver="liblinear").fit(X, y).solver_ == "liblinear"
     X2, y2 = make_classification(200, 600, random_state=0)
     assert LinearSVM(C=0.01).fit(X2, y2).solver_ == "lbfgs"
 
@@ -73,7 +75,9 @@ def test_tune_picks_best_validation_value_and_refits_on_all(name, shape):
     mask = split_validation(y, 100, seed=0)
     key = HAND[name][0]
     values = default_grid(name)[key]
-    res = tune_and_fit(get_classifier(name), default_grid(name), X, y, mask)
+    # scikit-learn's own solver, to compare bit for bit (the torch path: test_path.py)
+    params = {"solver": "sklearn"} if name == "logreg" else {}
+    res = tune_and_fit(get_classifier(name, **params), default_grid(name), X, y, mask)
     # a slow loop: each value fitted on the training rows, scored on the validation rows
     hand = [float(np.mean(_by_hand(name, v).fit(X[~mask], y[~mask]).predict(X[mask])
                           == y[mask])) for v in values]

@@ -166,7 +166,7 @@ def test_table_shows_precision_and_a_solver_that_is_not_the_default(digits, tmp_
     # kmeans-patches encodes in float32 on the CPU; HOG is no torch extractor
     assert list(df["precision"]) == ["fp32", ""]
     assert all(r["classifier"]["params"]["solver"] == "auto" for r in recs)  # as asked
-    assert all(r["classifier"]["placement"]["solver"] == "sklearn" for r in recs)
+    assert all(r["classifier"]["placement"]["solver"] == "torch" for r in recs)
     assert not any("solver=" in h for h in df["hyperparams"])
     header, _, km_row, hog_row = format_table(df).splitlines()
     assert header.split()[:4] == ["features", "feature_params", "precision", "classifier"]
@@ -174,12 +174,12 @@ def test_table_shows_precision_and_a_solver_that_is_not_the_default(digits, tmp_
     assert km_row.split()[1 + len(KM_PARAMS)] == "fp32"
     assert hog_row.split()[:3] == ["hog", "-", "-"]
     assert "precision" not in format_table(df.iloc[1:])  # no torch extractor: no column
-    # a record of a fit that took torch's solver (on a GPU) says so
+    # a record of a fit that took another solver than the default says so
     rec = recs[0]
-    rec["classifier"]["placement"].update(solver="torch", device="cuda:0")
+    rec["classifier"]["placement"].update(solver="sklearn")
     rec["features"]["parts"][0].update(precision="bf16", device_type="cuda")
     row = make_table([rec]).iloc[0]
-    assert row["precision"] == "bf16 (cuda)" and "solver=torch" in row["hyperparams"]
+    assert row["precision"] == "bf16 (cuda)" and "solver=sklearn" in row["hyperparams"]
 
 
 # -- shard workers that resolve "auto" differently ------------------------------------

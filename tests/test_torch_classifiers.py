@@ -96,11 +96,26 @@ def test_logistic_objective_is_sklearns():
     assert logistic_objective(0.5 * ref.coef_, ref.intercept_, X, y, 0.1) > f
 
 
-def test_logreg_defaults_on_cpu_are_sklearn_bit_for_bit():
-    """The registered logreg, on the CPU, is the LogisticRegression it was before."""
+def test_logreg_default_is_torch_at_sklearn_optimum():
+    """The registered logreg fits with the torch solver (since 0.3) and reaches the
+    optimum of LogisticRegression's objective to float32 precision."""
+    X, y = make_classification(500, 700, n_informative=20, n_classes=3, random_state=1)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    ours = get_classifier("logreg", C=0.01).fit(X, y).named_steps["clf"]
+    ref = LogisticRegression(C=0.01, tol=1e-8, max_iter=5000).fit(X, y)
+    assert (ours.solver_, ours.device_) == ("torch", "cpu")
+    y_index = np.searchsorted(ref.classes_, y)
+    f_ref = logistic_objective(ref.coef_, ref.intercept_, X, y_index, 0.01)
+    assert logistic_objective(ours.coef_, ours.intercept_, X, y_index, 0.01) == \
+        pytest.approx(f_ref, rel=1e-3)
+    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+
+
+def test_logreg_sklearn_solver_is_sklearn_bit_for_bit():
+    """solver="sklearn" is the LogisticRegression featbench registered before 0.3."""
     X, y = make_classification(500, 700, n_informative=20, n_classes=3, random_state=1)
     X = X.astype(np.float32)
-    ours = get_classifier("logreg", C=0.01).fit(X, y)
+    ours = get_classifier("logreg", C=0.01, solver="sklearn").fit(X, y)
     ref = Pipeline([("scale", StandardScaler()),
                     ("clf", LogisticRegression(C=0.01, max_iter=5000, random_state=0))]).fit(X, y)
     clf = ours.named_steps["clf"]
@@ -114,7 +129,8 @@ def test_logreg_defaults_on_cpu_are_sklearn_bit_for_bit():
 
 def test_logreg_binary_probabilities_match_sklearn():
     X, y = _data(2, n=300, d=20)
-    ours, ref = LogReg(C=0.5).fit(X, y), LogisticRegression(C=0.5).fit(X, y)
+    ours = LogReg(C=0.5, solver="sklearn").fit(X, y)
+    ref = LogisticRegression(C=0.5).fit(X, y)
     np.testing.assert_array_equal(ours.predict_proba(X), ref.predict_proba(X))
 
 
@@ -180,7 +196,7 @@ def test_logreg_torch_class_weight_scales_tol_as_sklearn(n_classes):
 def test_logreg_class_weight_on_cpu_is_sklearn_bit_for_bit(class_weight):
     X, y = _imbalanced(4, n=300, d=20)
     y = np.minimum(y, 2)
-    ours = LogReg(C=0.5, class_weight=class_weight).fit(X, y)
+    ours = LogReg(C=0.5, solver="sklearn", class_weight=class_weight).fit(X, y)
     ref = LogisticRegression(C=0.5, class_weight=class_weight).fit(X, y)
     assert ours.solver_ == "sklearn"
     np.testing.assert_array_equal(ours.coef_, ref.coef_)
@@ -263,18 +279,21 @@ def test_auto_device_rule(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runtime.fit_device("auto", 100 * big) == torch.device("cpu")
     assert LinearSVM()._placement(100_000, 10_000) == ("lbfgs", torch.device("cpu"))
-    assert LogReg()._placement(100_000, 10_000) == ("sklearn", torch.device("cpu"))
+    assert LogReg()._placement(100_000, 10_000) == ("torch", torch.device("cpu"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert runtime.fit_device("auto", big) == torch.device("cuda")
     assert runtime.fit_device("auto", big - 1) == torch.device("cpu")
     monkeypatch.setattr(runtime, "AUTO_CUDA_MIN_SIZE", 1000)
     assert LinearSVM()._placement(10, 600) == ("lbfgs", torch.device("cuda"))
-    assert LinearSVM()._placement(10, 99) == ("liblinear", torch.device("cpu"))  # liblinear
+    assert LinearSVM()._placement(10, 99) == ("lbfgs", torch.device("cpu"))  # too small
     assert LinearSVM()._placement(1, 600) == ("lbfgs", torch.device("cpu"))  # too small
     assert LinearSVM(device="cpu")._placement(10, 600) == ("lbfgs", torch.device("cpu"))
     assert LogReg()._placement(10, 100) == ("torch", torch.device("cuda"))
-    assert LogReg()._placement(10, 99) == ("sklearn", torch.device("cpu"))
-    assert LogReg(device="cpu")._placement(10, 100) == ("sklearn", torch.device("cpu"))
+    assert LogReg()._placement(10, 99) == ("torch", torch.device("cpu"))
+    assert LogReg(device="cpu")._placement(10, 100) == ("torch", torch.device("cpu"))
+    assert LogReg(solver="sklearn")._placement(10, 99) == ("sklearn", torch.device("cpu"))
+    assert LinearSVM(solver="liblinear")._placement(10, 99) == ("liblinear",
+                                                                 torch.device("cpu"))
     assert LogReg(solver="torch")._placement(10, 99) == ("torch", torch.device("cpu"))
 
 
@@ -287,8 +306,8 @@ def test_record_says_where_the_classifier_ran():
                          params={"logreg": {"C": 0.1}, "linear-svm": {"C": 0.1}},
                          results_dir=None, n_jobs=1)
     assert [r["classifier"]["placement"] for r in recs] == [
-        {"solver": "sklearn", "device": "cpu", "default_solver": "sklearn"},
-        {"solver": "liblinear", "device": "cpu", "default_solver": "liblinear"}]
+        {"solver": "torch", "device": "cpu", "default_solver": "torch"},
+        {"solver": "lbfgs", "device": "cpu", "default_solver": "lbfgs"}]
 
 
 @pytest.mark.parametrize("est", [LogReg(), LogReg(solver="torch", device="cpu"),

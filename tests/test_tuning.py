@@ -189,8 +189,9 @@ def test_grid_points_fit_in_threads_only_where_that_helps(monkeypatch):
 
     X, y = _blobs(n=300, d=20)
     mask = split_validation(y, 60, seed=0)
-    assert tuning.threads_help(get_classifier("linear-svm"), X.shape)  # liblinear: 20 <= 512
-    assert not tuning.threads_help(get_classifier("linear-svm"), (300, 600))  # torch L-BFGS
+    liblinear = get_classifier("linear-svm", solver="liblinear")
+    assert tuning.threads_help(liblinear, X.shape)  # liblinear is single-threaded
+    assert not tuning.threads_help(get_classifier("linear-svm"), X.shape)  # torch L-BFGS
     assert not tuning.threads_help(get_classifier("linear-svm", solver="lbfgs"), X.shape)
     for name in ("logreg", "mlp", "ridge"):
         assert not tuning.threads_help(get_classifier(name), X.shape)
@@ -205,6 +206,8 @@ def test_grid_points_fit_in_threads_only_where_that_helps(monkeypatch):
     tune_and_fit(get_classifier("logreg"), {"C": [0.01, 0.1, 1.0]}, X, y, mask, n_jobs=2)
     assert pools == []  # one by one: L-BFGS already uses every core
     tune_and_fit(get_classifier("linear-svm"), {"C": [0.01, 0.1, 1.0]}, X, y, mask, n_jobs=2)
+    assert pools == []
+    tune_and_fit(liblinear, {"C": [0.01, 0.1, 1.0]}, X, y, mask, n_jobs=2)
     assert pools == [2]
 
 

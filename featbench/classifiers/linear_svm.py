@@ -1,4 +1,4 @@
-"""Linear SVM: liblinear for few features, a batched L-BFGS solver in torch for many.
+"""Linear SVM: a batched L-BFGS solver in torch (the default), or liblinear.
 
 Both minimize liblinear's primal L2-regularized squared-hinge objective,
 one-vs-rest, with the bias as an extra (regularized) feature, exactly as
@@ -6,8 +6,11 @@ one-vs-rest, with the bias as an extra (regularized) feature, exactly as
 fast for a few hundred features but takes minutes to hours on thousands of
 correlated features (raw pixels, k-means or Fisher encodings of 50,000 images);
 the torch solver optimizes all classes at once with full-batch matrix products
-and L-BFGS, and agrees with liblinear (tests compare them). It runs on the CPU, or
-on a GPU (``device``; "auto" takes CUDA for large problems, see
+and L-BFGS, warm-started along the grid of C (:mod:`featbench.classifiers.path`),
+and agrees with liblinear (tests compare them). Where the code departs from
+liblinear: float32 arithmetic and L-BFGS instead of a trust-region Newton method; the
+stopping rule (the gradient below ``tol`` times its size at zero) is liblinear's.
+It runs on the CPU, or on a GPU (``device``; "auto" takes CUDA for large problems, see
 :func:`featbench.runtime.fit_device`).
 """
 
@@ -120,8 +123,8 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         Inverse regularization strength.
     solver : {"auto", "liblinear", "lbfgs"}, default="auto"
         "liblinear": :class:`sklearn.svm.LinearSVC` in the primal; "lbfgs": full-batch
-        L-BFGS in torch over all classes at once; "auto": liblinear up to 512
-        features, lbfgs above (and on any device other than the CPU).
+        L-BFGS in torch over all classes at once, in float32; "auto": lbfgs (before
+        featbench 0.3: liblinear up to 512 features on the CPU).
     max_iter : int, default=1000
     tol : float, default=1e-4
     intercept_scaling : float, default=1.0
@@ -171,7 +174,7 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
         solver = self.solver
         if solver == "auto":
-            solver = "liblinear" if n_features <= 512 else "lbfgs"
+            solver = "lbfgs"
         if self.device == "auto":
             if solver == "liblinear":
                 return solver, torch.device("cpu")
