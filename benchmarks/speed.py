@@ -11,11 +11,20 @@ Figures (CIFAR-10 JPEG copy when present, random 32x32 images otherwise):
 
 * ``hog``, ``color-hist``: images/s against a per-image ``skimage.feature.hog`` loop
   and a per-image ``rgb2hsv`` + ``np.histogram`` loop;
-* classifier fits on HOG features of the training split (tuning split of seed 0):
-  the grid of ``logreg`` fitted as a warm-started float32 path
-  (:mod:`featbench.classifiers.path`) against scikit-learn's ``LogisticRegression``
-  cold-started at every value (featbench's CPU default until 0.3), with the
-  objective reached at each value;
+* ``kmeans-patches`` (K = 1,600, fp32): images/s against featbench 0.2's encoding, and
+  the rate of its matrix product alone (the bound the encoding approaches);
+* classifier fits on the full training split (tuning split of seed 0), grid search +
+  refit as ``featbench run`` does them (``tune_and_fit``): ``logreg`` and
+  ``linear-svm`` on HOG against scikit-learn's ``LogisticRegression`` / ``LinearSVC``
+  cold-started at every value and refitted (featbench's CPU default until 0.3), with
+  the objective each reaches at every value; ``mlp`` on HOG + hue against one fit of
+  scikit-learn's ``MLPClassifier``; with ``--big``, ``logreg`` on raw pixels against
+  one cold ``LogisticRegression`` fit at the value it chooses;
+* robustness: a fit and an extraction on a quiet machine and beside two CPU-bound
+  processes (the ratio; the goal is at most 2.5x);
+* start-up: ``featbench list`` and ``featbench describe hog`` against ``import torch``;
+* whole runs: the CS231n row (``hog+color-hist``, ``-p hog.block_norm=none``,
+  ``linear-svm``) from the JPEG files with an empty store (goal: 40 s);
 * ``cnn:efficientnet-lite0`` at 224 px, fp32: the OpenVINO backend and eager torch
   against a plain eager loop over pre-decoded tensors (``--skip-cnn`` leaves it out).
 """
@@ -25,6 +34,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,39 +79,218 @@ def extractors(X: np.ndarray, n_peer: int) -> None:
          "rgb2hsv + np.histogram per image", rate(numpy_hue_loop, X[:n_peer]), "img/s")
 
 
-def fits(data_dir: Path) -> None:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+def target(what: str, ours: float, goal: float, unit: str = "s") -> None:
+    """A figure with its goal instead of a peer (lower is better)."""
+    print(f"{what:<34}{ours:>12,.1f} {unit:<6}  {'goal':<40}{goal:>12,.1f} {unit:<6}"
+          f"{'met' if ours <= goal else 'MISSED':>8}", flush=True)
 
+
+def previous_kmeans_encoding(images, mean, whiten, centroids, p=6, eps=10.0):
+    """featbench 0.2's k-means triangle encoding (4 images per call), the peer."""
+    import torch
+    import torch.nn.functional as F
+
+    from featbench.features.kmeans_patches import normalize_patches
+
+    mean_t, whiten_t, C = (torch.from_numpy(a) for a in (mean, whiten, centroids))
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(images), 4):
+            x = torch.tensor(images[s:s + 4]).permute(0, 3, 1, 2).float()
+            b, _, h, w = x.shape
+            rows, cols = h - p + 1, w - p + 1
+            Z = (normalize_patches(F.unfold(x, p).transpose(1, 2), eps) - mean_t) @ whiten_t
+            z = torch.matmul(Z, C.T).mul_(-2.0)
+            z.add_((Z * Z).sum(-1, keepdim=True)).add_((C * C).sum(-1))
+            z.clamp_(min=0.0).sqrt_()
+            A = z.sub_(z.mean(-1, keepdim=True)).neg_().relu_().reshape(b, rows, cols, -1)
+            hr, hc = (rows + 1) // 2, (cols + 1) // 2
+            quads = [A[:, :hr, :hc], A[:, :hr, hc:], A[:, hr:, :hc], A[:, hr:, hc:]]
+            out.append(torch.cat([q.sum(dim=(1, 2)) for q in quads], dim=1))
+    return torch.cat(out).numpy()
+
+
+def kmeans(X: np.ndarray) -> None:
+    import torch
+    from bench_extractors import rate
+
+    from featbench.features import KMeansPatches
+
+    images = X[:2048]
+    est = KMeansPatches(n_patches=100_000, kmeans_iter=5).fit(X[:5000])
+    ours = rate(est.transform, images, 2)
+    peer = rate(lambda x: previous_kmeans_encoding(x, est.mean_, est.whiten_, est.centroids_),
+                images, 2)
+    line("kmeans-patches K=1600 fp32", ours, "featbench 0.2 encoding", peer, "img/s")
+    Z = torch.randn(4 * 729, 108)
+    CT = torch.from_numpy(est.centroids_).T.contiguous()
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 3:
+        torch.matmul(Z, CT)
+        n += 4
+    line("kmeans-patches K=1600 fp32", ours, "its matrix product alone (bound)",
+         n / (time.perf_counter() - t0), "img/s")
+
+
+def _data(data_dir: Path, features: str, params: dict | None = None):
     from featbench import load_dataset
-    from featbench.classifiers import get_classifier
-    from featbench.classifiers.path import PathFitter
-    from featbench.classifiers.torch_logreg import logistic_objective
     from featbench.extraction import extract_features
     from featbench.splits import tuning_split
     from featbench.store import FeatureStore
 
     ds = load_dataset("cifar10", data_dir=data_dir)
-    res = extract_features("hog", ds, {}, FeatureStore())
+    res = extract_features(features, ds, params or {}, FeatureStore())
     split = tuning_split(ds, 0)
-    y_all = np.asarray(ds.train.labels)
-    X, y = res.train[split.fit], y_all[split.fit]
-    grid = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    y = np.asarray(ds.train.labels)
+    mask = np.zeros(len(y), bool)
+    mask[split.val] = True
+    return np.asarray(res.train), y, mask
+
+
+def _cold(name: str, C: float, Xs: np.ndarray, y: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    if name == "logreg":
+        return LogisticRegression(C=C, max_iter=5000).fit(Xs, y)
+    return LinearSVC(C=C, dual=False, max_iter=5000).fit(Xs, y)
+
+
+def _objective(name: str, est, Xs: np.ndarray, y: np.ndarray, C: float) -> float:
+    from featbench.classifiers.linear_svm import squared_hinge_objective
+    from featbench.classifiers.torch_logreg import logistic_objective
+
+    y_index = np.searchsorted(est.classes_, y)
+    if name == "logreg":
+        return logistic_objective(est.coef_, est.intercept_, Xs, y_index, C)
+    Y = np.where(y_index[:, None] == np.arange(len(est.classes_))[None], 1.0, -1.0)
+    return squared_hinge_objective(est.coef_, est.intercept_, Xs, Y, C)
+
+
+def linear_fits(data_dir: Path, features: str, params: dict | None, names: tuple[str, ...],
+                grids: dict[str, list[float]], peer_all: bool = True) -> None:
+    """Grid search + refit with featbench against scikit-learn cold at each value."""
+    from sklearn.preprocessing import StandardScaler
+
+    from featbench.classifiers import get_classifier
+    from featbench.classifiers.tuning import tune_and_fit
+
+    X, y, mask = _data(data_dir, features, params)
+    Xs_fit = StandardScaler().fit_transform(X[~mask])
+    for name in names:
+        grid = grids[name]
+        t0 = time.perf_counter()
+        res = tune_and_fit(get_classifier(name), {"C": list(grid)}, X, y, mask, extend=True)
+        ours = time.perf_counter() - t0
+        chosen = res.best_params["C"]
+        tried = [s["params"]["C"] for s in res.val_scores]
+        values = tried if peer_all else [chosen]
+        t0 = time.perf_counter()
+        cold = {C: _cold(name, C, Xs_fit, y[~mask]) for C in values}
+        if peer_all:  # and the refit on all of train
+            _cold(name, chosen, StandardScaler().fit_transform(X), y)
+        peer = time.perf_counter() - t0
+        peer_name = ("LogisticRegression" if name == "logreg" else "LinearSVC") + (
+            f" cold at {len(values)} C + refit" if peer_all else f" cold at C={chosen:g} only")
+        line(f"{name} on {features} ({len(y):,} x {X.shape[1]})", ours, peer_name, peer, "s",
+             higher_is_better=False)
+        print(f"    chose C={chosen:g} (val {res.val_acc:.4f}); tried {tried}; converged: "
+              f"{not res.hit_limit}")
+        from featbench.classifiers.path import PathFitter
+
+        fitter = PathFitter(get_classifier(name), X[~mask], y[~mask], X[mask][:10])
+        for C in values:
+            a = _objective(name, fitter.fit(C), Xs_fit, y[~mask], C)
+            b = _objective(name, cold[C], Xs_fit, y[~mask], C)
+            print(f"    C={C:g}: objective {a:.6g} (featbench path) vs {b:.6g} (cold); "
+                  f"relative {(a - b) / b:+.1e}", flush=True)
+
+
+def mlp_fit(data_dir: Path) -> None:
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from featbench.classifiers import get_classifier
+
+    X, y, mask = _data(data_dir, "hog+color-hist", {"hog": {"block_norm": None}})
+    X, y = X[~mask], y[~mask]
     t0 = time.perf_counter()
-    fitter = PathFitter(get_classifier("logreg", solver="torch", device="cpu"), X, y, X[:10])
-    path = {C: fitter.fit(C) for C in grid}
-    ours = time.perf_counter() - t0
+    ours = get_classifier("mlp", alpha=1e-2).fit(X, y)
+    t_ours = time.perf_counter() - t0
     Xs = StandardScaler().fit_transform(X)
     t0 = time.perf_counter()
-    cold = {C: LogisticRegression(C=C, max_iter=5000).fit(Xs, y) for C in grid}
-    peer = time.perf_counter() - t0
-    line(f"logreg grid on HOG ({len(y):,} x {X.shape[1]})", ours,
-         "LogisticRegression cold at each C", peer, "s", higher_is_better=False)
-    for C in grid:
-        a = logistic_objective(path[C].coef_, path[C].intercept_, Xs, y, C)
-        b = logistic_objective(cold[C].coef_, cold[C].intercept_, Xs, y, C)
-        print(f"    C={C:g}: objective {a:.6g} (path, {int(path[C].n_iter_[0])} iterations) vs "
-              f"{b:.6g} (cold, {int(cold[C].n_iter_[0])}); relative {(a - b) / b:+.1e}")
+    ref = MLPClassifier((500,), alpha=1e-2, early_stopping=True, max_iter=200,
+                        random_state=0).fit(Xs, y)
+    t_peer = time.perf_counter() - t0
+    line(f"mlp alpha=0.01 on HOG+hue ({len(y):,})", t_ours, "MLPClassifier, one fit", t_peer,
+         "s", higher_is_better=False)
+    clf = ours.named_steps["clf"]
+    print(f"    epochs {getattr(clf, 'n_iter_', '?')} vs {ref.n_iter_}; best validation score "
+          f"{getattr(clf, 'best_validation_score_', float('nan')):.4f} vs "
+          f"{ref.best_validation_score_:.4f}", flush=True)
+
+
+def _busy(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def under_load(data_dir: Path, X: np.ndarray) -> None:
+    """The same work quiet and beside two CPU-bound processes."""
+    from featbench.classifiers import get_classifier
+    from featbench.classifiers.tuning import tune_and_fit
+    from featbench.features import HOG, KMeansPatches
+
+    F, y, mask = _data(data_dir, "hog")
+    F, y, mask = F[:10000], y[:10000], mask[:10000]
+    km = KMeansPatches(n_patches=50_000, kmeans_iter=3).fit(X[:2000])
+    work = {
+        "logreg grid on HOG, 10,000": lambda: tune_and_fit(
+            get_classifier("logreg"), {"C": [1e-3, 1e-2, 1e-1]}, F, y, mask),
+        "hog, 20,000 images": lambda: HOG().fit_transform(X[:20000]),
+        "kmeans-patches, 1,000 images": lambda: km.transform(X[:1000]),
+    }
+    for what, fn in work.items():
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        quiet = time.perf_counter() - t0
+        procs = _busy(2)
+        try:
+            time.sleep(1.0)
+            t0 = time.perf_counter()
+            fn()
+            loaded = time.perf_counter() - t0
+        finally:
+            for p in procs:
+                p.kill()
+        line(f"{what} beside 2 busy processes", loaded, "the same on the quiet machine", quiet,
+             "s", higher_is_better=False)
+        time.sleep(1.0)
+
+
+def _wall(cmd: list[str], repeat: int = 1, env: dict | None = None) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def startup() -> None:
+    fb = [sys.executable, "-m", "featbench"]
+    torch_s = _wall([sys.executable, "-c", "import torch"], 3)
+    for args in (["list"], ["describe", "hog"], ["--help"]):
+        line(f"featbench {' '.join(args)}", _wall(fb + args, 3), "python -c 'import torch'",
+             torch_s, "s", higher_is_better=False)
+
+
+def whole_runs(data_dir: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "featbench", "run", "-q", "-d", "cifar10", "--data-dir",
+               str(data_dir), "-f", "hog+color-hist", "-p", "hog.block_norm=none", "-c",
+               "linear-svm", "--cache-dir", f"{tmp}/cache", "--results-dir", f"{tmp}/runs"]
+        target("CS231n row from JPEGs, empty store", _wall(cmd), 40.0)
 
 
 def cnn(X: np.ndarray) -> None:
@@ -146,7 +337,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000, help="images for the extractors")
     parser.add_argument("--n-peer", type=int, default=2000, help="images for per-image loops")
     parser.add_argument("--skip-cnn", action="store_true")
+    parser.add_argument("--big", action="store_true",
+                        help="also logreg on raw pixels (several minutes)")
+    parser.add_argument("--only", default="extractors,kmeans,fits,mlp,load,startup,runs,cnn",
+                        help="comma-separated parts to run")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
     from bench_extractors import load_images
 
     from featbench.parallel import load_average, set_options
@@ -156,10 +352,27 @@ def main() -> None:
     print(f"load average before: {load_average()}", flush=True)
     X, what = load_images(args.n, args.data_dir)
     print(what)
-    extractors(X, args.n_peer)
-    if (args.data_dir / "cifar10-jpeg").is_dir():
-        fits(args.data_dir)
-    if not args.skip_cnn:
+    cifar = (args.data_dir / "cifar10-jpeg").is_dir()
+    if "extractors" in parts:
+        extractors(X, args.n_peer)
+    if "kmeans" in parts:
+        kmeans(X)
+    if cifar and "fits" in parts:
+        linear_fits(args.data_dir, "hog", None, ("logreg", "linear-svm"),
+                    {"logreg": [1e-3, 1e-2, 1e-1, 1.0, 10.0],
+                     "linear-svm": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]})
+        if args.big:
+            linear_fits(args.data_dir, "raw", None, ("logreg",), {"logreg": [1e-4, 1e-3, 1e-2]},
+                        peer_all=False)
+    if cifar and "mlp" in parts:
+        mlp_fit(args.data_dir)
+    if cifar and "load" in parts:
+        under_load(args.data_dir, X)
+    if "startup" in parts:
+        startup()
+    if cifar and "runs" in parts:
+        whole_runs(args.data_dir)
+    if "cnn" in parts and not args.skip_cnn:
         cnn(X)
     print(f"load average after: {load_average()} (pid {os.getpid()})")
 
