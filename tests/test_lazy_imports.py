@@ -39,21 +39,10 @@ PROBE = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def warm_cache(tmp_path_factory):
-    """A cache folder holding torchvision's model list (written by featbench itself)."""
-    from featbench.features import models
-
+    """A cache folder after a first ``featbench list features``, which imports torchvision
+    once to list its models and keeps the list there."""
     folder = tmp_path_factory.mktemp("cache")
-    saved = os.environ.get("FEATBENCH_CACHE")
-    os.environ["FEATBENCH_CACHE"] = str(folder)
-    models.torchvision_models.cache_clear()
-    try:
-        models.torchvision_models()
-    finally:
-        models.torchvision_models.cache_clear()
-        if saved is None:
-            del os.environ["FEATBENCH_CACHE"]
-        else:
-            os.environ["FEATBENCH_CACHE"] = saved
+    run_cli(["list", "features"], folder)
     return folder
 
 
