@@ -544,11 +544,14 @@ def _show(value) -> str:
 
 
 def _param_docs(cls) -> dict[str, str]:
-    """The first sentence of each parameter's text in a numpydoc "Parameters" section."""
+    """The first sentence of each parameter's text in a numpydoc "Parameters" section
+    of a class's docstring (``cls``: the class, or its docstring cleaned as
+    :func:`inspect.getdoc` does)."""
     import inspect
     import re
 
-    lines = (inspect.getdoc(cls) or "").splitlines()
+    doc = cls if isinstance(cls, str) else inspect.getdoc(cls)
+    lines = (doc or "").splitlines()
     heading = next((i for i in range(len(lines) - 1) if lines[i].strip() == "Parameters"
                     and set(lines[i + 1].strip()) == {"-"}), None)
     if heading is None:
@@ -582,17 +585,27 @@ def _param_docs(cls) -> dict[str, str]:
 
 
 def _component(name: str):
-    """``("feature" | "classifier", fresh estimator, description)`` for a name."""
+    """``("feature" | "classifier", spec, description)`` for a name, where spec is the
+    :class:`~featbench.registry.ClassSpec` of a fresh estimator (read from the source
+    when it can be: no torch or scikit-learn import)."""
     from .classifiers import CLASSIFIERS
-    from .features import EXTRACTORS, build_extractor
+    from .features import EXTRACTORS, build_extractor, extractor_entry
 
     if name in CLASSIFIERS:
-        return "classifier", CLASSIFIERS.build(name), CLASSIFIERS.get(name).description
+        entry = CLASSIFIERS.get(name)
+        return "classifier", entry.spec(), entry.description
     if name in EXTRACTORS or ":" in name:
         family = f"{name.partition(':')[0]}:<model>" if ":" in name else name
-        entry = EXTRACTORS.get(family) if family in EXTRACTORS else None
-        est = build_extractor(name)  # an unknown model lists close matches
-        return "feature", est, entry.description if entry else ""
+        description = EXTRACTORS.get(family).description if family in EXTRACTORS else ""
+        if ":" not in name:
+            return "feature", EXTRACTORS.get(name).spec(), description
+        from .features.models import LITE_MODELS, torchvision_models
+
+        arg = name.partition(":")[2]
+        if family not in EXTRACTORS or arg not in LITE_MODELS and arg not in (
+                torchvision_models()):
+            build_extractor(name)  # an unknown family or model raises with close matches
+        return "feature", extractor_entry(name).spec(model=arg), description
     import difflib
 
     valid = [*EXTRACTORS.names(), *CLASSIFIERS.names()]
@@ -647,9 +660,8 @@ def list_(what, show_params) -> None:
         for entry in registry:
             click.echo(f"  {entry.name:<14} {entry.description}")
             if show_params and name in ("features", "classifiers"):
-                est = entry.factory()  # cnn:<model>: the family's default model
-                shown = ", ".join(f"{k}={_show(v)}"
-                                  for k, v in sorted(est.get_params(deep=False).items()))
+                params = entry.spec().params  # cnn:<model>: the family's default model
+                shown = ", ".join(f"{k}={_show(v)}" for k, v in sorted(params.items()))
                 click.echo(f"  {'':<14} {shown}")
         if name == "features":
             from .features import list_models
@@ -668,13 +680,12 @@ def describe(name) -> None:
     set a parameter in a run with -p NAME.PARAM=VALUE.
     """
     with _boundary(lambda: "nothing was changed"):
-        kind, est, description = _component(name)
-    cls = type(est)
-    click.echo(f"{name} ({kind}, {cls.__module__}.{cls.__qualname__})")
+        kind, spec, description = _component(name)
+    click.echo(f"{name} ({kind}, {spec.path})")
     if description:
         click.echo(f"  {description}")
-    params = est.get_params(deep=False)
-    docs = _param_docs(cls)
+    params = spec.params
+    docs = _param_docs(spec.doc)
     click.echo(f"parameters (-p {name}.PARAM=VALUE), with defaults:")
     width = max((len(f"{k}={_show(v)}") for k, v in params.items()), default=0)
     for key, value in sorted(params.items()):

@@ -2,17 +2,38 @@
 
 Every extractor, classifier and dataset featbench knows is registered with a
 decorator under a kebab-case name; ``featbench list`` prints them.
+
+An entry registered with :meth:`Registry.register_class` names its class as
+``"module:Class"`` and is imported on first build: ``featbench list`` and
+``featbench describe`` read the class's docstring and ``__init__`` defaults from
+its source (:func:`class_spec`) and never import torch or scikit-learn.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
+import importlib
+import importlib.util
+import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """What ``describe`` shows of a registered class, without building it."""
+
+    #: ``module.Class`` where the class is defined
+    path: str
+    #: its docstring, cleaned as :func:`inspect.getdoc` does
+    doc: str
+    #: ``get_params(deep=False)`` of the object the entry builds
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -23,8 +44,79 @@ class Entry:
     factory: Callable[..., Any]
     description: str
     #: what each parameter accepts (scikit-learn's constraint vocabulary; see
-    #: :mod:`featbench.constraints`); empty: the built object's own, if any
-    constraints: dict[str, list] | None = None
+    #: :mod:`featbench.constraints`), or a function returning it (called once, on first
+    #: use, so that registering imports no scikit-learn); empty: the built object's own
+    declared: dict[str, list] | Callable[[], dict[str, list]] | None = None
+    #: ``"module:Class"`` the factory builds (empty: a plain factory)
+    target: str = ""
+    #: parameters the factory sets over the class's ``__init__`` defaults
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def constraints(self) -> dict[str, list] | None:
+        """The declared parameter constraints (resolved once when given as a function)."""
+        if callable(self.declared):
+            object.__setattr__(self, "declared", self.declared())
+        return self.declared  # type: ignore[return-value]
+
+    def spec(self, **params: Any) -> ClassSpec:
+        """Class, docstring and parameters of ``factory(**params)``: read from the class's
+        source when it allows (literal ``__init__`` defaults, own docstring), else built."""
+        if self.target:
+            static = class_spec(self.target)
+            if static is not None:
+                return ClassSpec(static.path, static.doc,
+                                 {**static.params, **self.overrides, **params})
+        est = self.factory(**params)
+        cls = type(est)
+        return ClassSpec(f"{cls.__module__}.{cls.__qualname__}", inspect.getdoc(cls) or "",
+                         est.get_params(deep=False))
+
+
+def _import_target(target: str) -> type:
+    module, _, qualname = target.partition(":")
+    return getattr(importlib.import_module(module), qualname)
+
+
+def class_spec(target: str) -> ClassSpec | None:
+    """Docstring and ``__init__`` defaults of class ``"module:Class"``, read from the
+    module's source without importing it; ``None`` when the source does not say them
+    plainly (no file, class not defined there, no own docstring or ``__init__``, a
+    default that is not a literal, ``*args``/``**kwargs``, a parameter without default).
+    """
+    module, _, name = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        origin = spec.origin if spec is not None else None
+        if not origin or not origin.endswith(".py"):
+            return None
+        with open(origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), origin)
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return None
+    node = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+    if node is None:
+        return None
+    doc = ast.get_docstring(node)
+    init = next((n for n in node.body
+                 if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    if not doc or init is None or init.args.vararg or init.args.kwarg:
+        return None
+    args = init.args
+    positional = [*args.posonlyargs, *args.args][1:]  # without self
+    if len(args.defaults) != len(positional):
+        return None
+    pairs = list(zip(positional, args.defaults, strict=True))
+    pairs += list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
+    params: dict[str, Any] = {}
+    for arg, default in pairs:
+        if default is None:
+            return None
+        try:
+            params[arg.arg] = ast.literal_eval(default)
+        except (ValueError, TypeError, SyntaxError):
+            return None
+    return ClassSpec(f"{module}.{name}", doc, params)
 
 
 class Registry:
@@ -41,7 +133,8 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, description: str = "",
-                 constraints: dict[str, list] | None = None) -> Callable:
+                 constraints: dict[str, list] | Callable[[], dict[str, list]] | None = None
+                 ) -> Callable:
         """Register the decorated factory under ``name`` (duplicates are an error), with
         the constraints its parameters must satisfy (checked before any work)."""
 
@@ -53,6 +146,24 @@ class Registry:
             return factory
 
         return decorator
+
+    def register_class(self, name: str, target: str, description: str,
+                       constraints: dict[str, list] | Callable[[], dict[str, list]] | None
+                       = None, **overrides: Any) -> None:
+        """Register class ``target`` (``"module:Class"``) under ``name``, imported when
+        first built; the factory passes ``overrides`` and then its own parameters.
+
+        ``constraints`` may be a function returning them, called on first use.
+        """
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+
+        def factory(**params: Any) -> Any:
+            return _import_target(target)(**{**overrides, **params})
+
+        factory.__qualname__ = factory.__name__ = target.partition(":")[2]
+        self._entries[name] = Entry(name, factory, description, constraints, target,
+                                    dict(overrides))
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -7,21 +7,14 @@ the validation split (see :mod:`featbench.classifiers.tuning`).
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from sklearn.base import clone
-from sklearn.linear_model import RidgeClassifier
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-
-from ..constraints import StrOptions, positive_int, positive_real
 from ..features import set_params_checked
 from ..registry import Registry
-from ..runtime import AUTO_CUDA_MIN_SIZE
-from .linear_svm import SOLVERS, LinearSVM
-from .torch_logreg import SOLVERS as LOGREG_SOLVERS
-from .torch_logreg import LogReg
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 CLASSIFIERS = Registry("classifier")
 
@@ -38,42 +31,64 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 }
 
 
-@CLASSIFIERS.register(
-    "linear-svm", "Linear SVM, one-vs-rest squared hinge (LinearSVC's objective; torch L-BFGS "
-    "above 512 features, on CUDA for large problems).",
-    {"C": [positive_real()], "solver": [StrOptions(set(SOLVERS))], "max_iter": [positive_int()],
-     "tol": [positive_real()], "intercept_scaling": [positive_real()],
-     "random_state": ["random_state"], "device": [str]},
-)
-def linear_svm(random_state: int | None = 0) -> LinearSVM:
-    """Linear SVM: liblinear's primal solver, or L-BFGS in torch for many features."""
-    return LinearSVM(max_iter=MAX_ITER, random_state=random_state)
+#: public names of the implementation modules, imported on first use (PEP 562) so that
+#: ``featbench list`` and ``describe`` import neither torch nor scikit-learn
+_LAZY = {"LinearSVM": ".linear_svm", "SOLVERS": ".linear_svm", "LogReg": ".torch_logreg",
+         "LOGREG_SOLVERS": ".torch_logreg", "AUTO_CUDA_MIN_SIZE": "..runtime"}
 
 
-@CLASSIFIERS.register(
-    "logreg", "Multinomial logistic regression (scikit-learn's lbfgs; torch L-BFGS on CUDA for "
-    "large problems).",
-    {"C": [positive_real()], "solver": [StrOptions(set(LOGREG_SOLVERS))],
-     "max_iter": [positive_int()], "tol": [positive_real()], "random_state": ["random_state"],
-     "device": [str], "class_weight": [None, StrOptions({"balanced"}), dict]},
-)
-def logreg(random_state: int | None = 0) -> LogReg:
-    """Multinomial (softmax) logistic regression: ``LogisticRegression`` on the CPU."""
-    return LogReg(max_iter=MAX_ITER, random_state=random_state)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name], __name__)
+        return getattr(module, "SOLVERS" if name == "LOGREG_SOLVERS" else name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@CLASSIFIERS.register("ridge", "Ridge classifier: least squares on +-1 targets.")
-def ridge(random_state: int | None = 0) -> RidgeClassifier:
-    """Ridge regression on one-vs-all +-1 targets (closed form)."""
-    return RidgeClassifier(random_state=random_state)
+def _constraints(name: str):
+    """The constraints of classifier ``name``, built on first use (they need
+    scikit-learn's constraint classes and the solvers of the implementation modules)."""
+
+    def declared() -> dict[str, list]:
+        from ..constraints import StrOptions, positive_int, positive_real
+        from .linear_svm import SOLVERS
+        from .torch_logreg import SOLVERS as LOGREG_SOLVERS
+
+        return {
+            "linear-svm": {
+                "C": [positive_real()], "solver": [StrOptions(set(SOLVERS))],
+                "max_iter": [positive_int()], "tol": [positive_real()],
+                "intercept_scaling": [positive_real()], "random_state": ["random_state"],
+                "device": [str]},
+            "logreg": {
+                "C": [positive_real()], "solver": [StrOptions(set(LOGREG_SOLVERS))],
+                "max_iter": [positive_int()], "tol": [positive_real()],
+                "random_state": ["random_state"], "device": [str],
+                "class_weight": [None, StrOptions({"balanced"}), dict]},
+        }[name]
+
+    return declared
 
 
-@CLASSIFIERS.register("mlp", "Two-layer network, 500 ReLU hidden units (CS231n features row).")
-def mlp(random_state: int | None = 0) -> MLPClassifier:
-    """Two-layer ReLU network trained with Adam and early stopping."""
-    return MLPClassifier(
-        hidden_layer_sizes=(500,), early_stopping=True, max_iter=200, random_state=random_state
-    )
+# Linear SVM: liblinear's primal solver, or L-BFGS in torch for many features.
+CLASSIFIERS.register_class(
+    "linear-svm", "featbench.classifiers.linear_svm:LinearSVM",
+    "Linear SVM, one-vs-rest squared hinge (LinearSVC's objective; torch L-BFGS above 512 "
+    "features, on CUDA for large problems).",
+    _constraints("linear-svm"), max_iter=MAX_ITER, random_state=0)
+# Multinomial (softmax) logistic regression: ``LogisticRegression`` on the CPU.
+CLASSIFIERS.register_class(
+    "logreg", "featbench.classifiers.torch_logreg:LogReg",
+    "Multinomial logistic regression (scikit-learn's lbfgs; torch L-BFGS on CUDA for large "
+    "problems).",
+    _constraints("logreg"), max_iter=MAX_ITER, random_state=0)
+# Ridge regression on one-vs-all +-1 targets (closed form).
+CLASSIFIERS.register_class("ridge", "sklearn.linear_model:RidgeClassifier",
+                           "Ridge classifier: least squares on +-1 targets.", random_state=0)
+# Two-layer ReLU network trained with Adam and early stopping.
+CLASSIFIERS.register_class(
+    "mlp", "sklearn.neural_network:MLPClassifier",
+    "Two-layer network, 500 ReLU hidden units (CS231n features row).",
+    hidden_layer_sizes=(500,), early_stopping=True, max_iter=200, random_state=0)
 
 
 def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pipeline:
@@ -94,6 +109,9 @@ def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pi
     >>> get_classifier("linear-svm", C=0.01).named_steps["clf"].C
     0.01
     """
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     clf = CLASSIFIERS.build(name, random_state=random_state)
     set_params_checked(clf, params, f"classifier {name!r}")
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
@@ -112,6 +130,8 @@ def resolve_placement(clf: Any, n_samples: int, n_features: int) -> dict[str, st
     place = getattr(clf, "_placement", None)
     if place is None:
         return {}
+    from sklearn.base import clone
+
     solver, device = place(n_samples, n_features)
     cpu = clone(clf).set_params(solver="auto", device="cpu")
     return {"solver": solver, "device": device.type,
@@ -125,6 +145,8 @@ def large_fit_placement(clf: Any) -> dict[str, str]:
     classifiers without solver and device options."""
     if getattr(clf, "_placement", None) is None:
         return {}
+    from ..runtime import AUTO_CUDA_MIN_SIZE
+
     n_features = 1024
     out = resolve_placement(clf, -(-AUTO_CUDA_MIN_SIZE // n_features), n_features)
     out.pop("default_solver")

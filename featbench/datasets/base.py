@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..cache import cache_dir, fingerprint
 from ..errors import DataError
@@ -338,6 +337,8 @@ def _stratified(src: ImageSource, size: int | None, seed: int, split: str) -> Im
                         f"per class ({n_classes} classes)")
     counts = np.bincount(y)
     stratify = y if size >= len(np.unique(y)) and counts[counts > 0].min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # not at import: `featbench list`
+
     idx, _ = train_test_split(np.arange(len(y)), train_size=size, random_state=seed,
                               stratify=stratify)
     return src.take(np.sort(idx))
@@ -350,6 +351,8 @@ def stratified_indices(y: np.ndarray, test_fraction: float, seed: int
         raise DataError(f"--test-fraction must be in (0, 1); got {test_fraction}")
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # not at import: `featbench list`
+
     idx_tr, idx_te = train_test_split(np.arange(len(y)), test_size=test_fraction,
                                       random_state=seed, stratify=stratify)
     return np.sort(idx_tr), np.sort(idx_te)

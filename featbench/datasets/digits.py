@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from sklearn.datasets import load_digits as _sk_load_digits
 
 from .base import Dataset, stratified_split
 
@@ -19,6 +18,8 @@ SIZE = 32
 
 def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     """The digits as a seeded, stratified train/test :class:`Dataset`."""
+    from sklearn.datasets import load_digits as _sk_load_digits  # not at `featbench list`
+
     bunch = _sk_load_digits()
     gray = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
     big = np.stack([

