@@ -143,6 +143,14 @@ def tie_margin(n_val: int) -> float:
     return max(0.002, 2.0 / max(1, n_val))
 
 
+def iterations(estimator) -> int | None:
+    """The solver's iteration count of a fitted classifier (the largest over its
+    sub-problems), or None when it has none."""
+    clf = estimator.named_steps["clf"] if isinstance(estimator, Pipeline) else estimator
+    n_iter = getattr(clf, "n_iter_", None)
+    return None if n_iter is None else int(np.max(n_iter))
+
+
 def hit_iteration_limit(estimator) -> bool:
     """Whether a fitted classifier stopped at its iteration limit (``n_iter_ >= max_iter``)."""
     clf = estimator.named_steps["clf"] if isinstance(estimator, Pipeline) else estimator
@@ -310,7 +318,7 @@ def _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, *, extend, margin, bar
         return {"params": {k: _plain(v) for k, v in params.items()},
                 "val_acc": float(np.mean(pred == y_val)),
                 "val_mean_class_acc": float(balanced_accuracy_score(y_val, pred)),
-                "fit_s": fit_s, "hit_limit": hit_iteration_limit(est)}
+                "fit_s": fit_s, "n_iter": iterations(est), "hit_limit": hit_iteration_limit(est)}
 
     threads = threads_help(pipeline, X_fit.shape) and path is None
 
