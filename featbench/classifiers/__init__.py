@@ -11,17 +11,17 @@ from typing import Any
 
 from sklearn.base import clone
 from sklearn.linear_model import RidgeClassifier
-from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..constraints import StrOptions, positive_int, positive_real
+from ..constraints import IntSequence, StrOptions, positive_int, positive_real
 from ..features import set_params_checked
 from ..registry import Registry
 from ..runtime import AUTO_CUDA_MIN_SIZE
 from .linear_svm import SOLVERS, LinearSVM
 from .torch_logreg import SOLVERS as LOGREG_SOLVERS
 from .torch_logreg import LogReg
+from .torch_mlp import MLP
 
 CLASSIFIERS = Registry("classifier")
 
@@ -68,12 +68,15 @@ def ridge(random_state: int | None = 0) -> RidgeClassifier:
     return RidgeClassifier(random_state=random_state)
 
 
-@CLASSIFIERS.register("mlp", "Two-layer network, 500 ReLU hidden units (CS231n features row).")
-def mlp(random_state: int | None = 0) -> MLPClassifier:
-    """Two-layer ReLU network trained with Adam and early stopping."""
-    return MLPClassifier(
-        hidden_layer_sizes=(500,), early_stopping=True, max_iter=200, random_state=random_state
-    )
+@CLASSIFIERS.register(
+    "mlp", "Two-layer network, 500 ReLU hidden units (CS231n features row): scikit-learn's "
+    "MLPClassifier (Adam, early stopping) run in torch, float32.",
+    {**MLP._parameter_constraints, "hidden_layer_sizes": [IntSequence()]},
+)
+def mlp(random_state: int | None = 0) -> MLP:
+    """Two-layer ReLU network trained with Adam and early stopping (torch, float32)."""
+    return MLP(hidden_layer_sizes=(500,), early_stopping=True, max_iter=200,
+               random_state=random_state)
 
 
 def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pipeline:

@@ -227,7 +227,7 @@ class MLP(ClassifierMixin, BaseEstimator):
         rs = check_random_state(self.random_state)
         # MLPClassifier._init_coef: each layer's weights, then its biases, in float64
         init = []
-        for fan_in, fan_out in zip(units[:-1], units[1:]):
+        for fan_in, fan_out in zip(units[:-1], units[1:], strict=True):
             bound = np.sqrt(6.0 / (fan_in + fan_out))
             init.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
                          rs.uniform(-bound, bound, fan_out)))
@@ -246,8 +246,7 @@ class MLP(ClassifierMixin, BaseEstimator):
             idx_train, idx_val = np.arange(len(y)), None
         fit = _AdamFit(X, Y, idx_train, idx_val, init, self, np_dtype, t_dtype, device, rs)
         fit.run()
-        self.coefs_ = [w.cpu().numpy().copy() for w in fit.best_W]
-        self.intercepts_ = [b.cpu().numpy().copy() for b in fit.best_b]
+        self.coefs_, self.intercepts_ = fit.best()
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError("Solver produced non-finite parameter weights. The input data "
                              "may contain large values and need to be preprocessed.")
@@ -313,19 +312,20 @@ class _AdamFit:
             # class index of each validation sample (LabelBinarizer's inverse)
             self.y_val = yv.argmax(1) if Y.shape[1] > 1 else yv[:, 0].long()
         del X, Yt
-        sizes = [w.size + b.size for w, b in init]
-        self.flat = torch.empty(sum(sizes), **kw)
+        # all weights, then all biases (scikit-learn's coefs_ + intercepts_): the L2 term
+        # is one dot product of the first n_coef entries
+        arrays = [w for w, _ in init] + [b for _, b in init]
+        self.n_coef = sum(w.size for w, _ in init)
+        self.flat = torch.empty(sum(a.size for a in arrays), **kw)
         self.grad = torch.empty_like(self.flat)
-        self.W, self.b, self.gW, self.gb = [], [], [], []
-        start = 0
-        for w, b in init:
-            for src, views, gviews in ((w, self.W, self.gW), (b, self.b, self.gb)):
-                stop = start + src.size
-                views.append(self.flat[start:stop].view(src.shape))
-                gviews.append(self.grad[start:stop].view(src.shape))
-                views[-1].copy_(torch.from_numpy(src.astype(np_dtype)))
-                start = stop
-        self.best = self.flat.clone()
+        params, grads = self._views(self.flat, arrays), self._views(self.grad, arrays)
+        for view, a in zip(params, arrays, strict=True):
+            view.copy_(torch.from_numpy(a.astype(np_dtype)))
+        n_layers = len(init)
+        self.arrays = arrays
+        self.W, self.b = params[:n_layers], params[n_layers:]
+        self.gW, self.gb = grads[:n_layers], grads[n_layers:]
+        self.best_flat = self.flat.clone()
         self.m = torch.zeros_like(self.flat)
         self.v = torch.zeros_like(self.flat)
         self.denom = torch.empty_like(self.flat)
@@ -333,27 +333,25 @@ class _AdamFit:
         self.eps = float(np.finfo(np_dtype).eps)
         self.softmax = Y.shape[1] > 1
 
-    @property
-    def best_W(self) -> list[torch.Tensor]:
-        return self._views(self.best)[0]
+    def best(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The kept coefficients and intercepts (the best epoch's with early stopping)."""
+        out = [v.cpu().numpy().copy() for v in self._views(self.best_flat, self.arrays)]
+        return out[:len(self.W)], out[len(self.W):]
 
-    @property
-    def best_b(self) -> list[torch.Tensor]:
-        return self._views(self.best)[1]
-
-    def _views(self, flat: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        ws, bs, start = [], [], 0
-        for w, b in zip(self.W, self.b):
-            for t, out in ((w, ws), (b, bs)):
-                out.append(flat[start:start + t.numel()].view(t.shape))
-                start += t.numel()
-        return ws, bs
+    @staticmethod
+    def _views(flat: torch.Tensor, arrays: list[np.ndarray]) -> list[torch.Tensor]:
+        """Consecutive views of ``flat`` shaped as ``arrays``."""
+        views, start = [], 0
+        for a in arrays:
+            views.append(flat[start:start + a.size].view(a.shape))
+            start += a.size
+        return views
 
     def _forward(self, a: torch.Tensor) -> list[torch.Tensor]:
         """Activations of every layer for inputs ``a`` (output: probabilities)."""
         acts = [a]
         last = len(self.W) - 1
-        for i, (w, b) in enumerate(zip(self.W, self.b)):
+        for i, (w, b) in enumerate(zip(self.W, self.b, strict=True)):
             a = torch.addmm(b, a, w)
             if i < last:
                 a.clamp_(min=0)
@@ -377,15 +375,14 @@ class _AdamFit:
             nll = torch.log(pc).mul_(yb).sum()
         else:
             nll = (torch.log(pc).mul_(yb) + torch.log(1 - pc).mul_(1 - yb)).sum()
-        sq = sum(torch.dot(w.reshape(-1), w.reshape(-1)) for w in self.W)
-        loss_acc.sub_(nll).add_(sq, alpha=0.5 * est.alpha)
-        # backward: delta = p - y at the output, then through each ReLU layer
-        delta = p.sub_(yb)
+        w = self.flat[:self.n_coef]
+        loss_acc.sub_(nll).add_(torch.dot(w, w), alpha=0.5 * est.alpha)
+        # backward: delta = p - y at the output, then through each ReLU layer; scikit-learn
+        # divides each gradient by the batch size, here delta is (the same up to rounding)
+        delta = p.sub_(yb).div_(n_b)
         for i in range(len(self.W) - 1, -1, -1):
-            torch.addmm(self.W[i], acts[i].T, delta, beta=est.alpha, out=self.gW[i])
-            self.gW[i].div_(n_b)
+            torch.addmm(self.W[i], acts[i].T, delta, beta=est.alpha / n_b, out=self.gW[i])
             torch.sum(delta, 0, out=self.gb[i])
-            self.gb[i].div_(n_b)
             if i > 0:
                 delta = torch.ops.aten.threshold_backward(delta @ self.W[i].T, acts[i], 0)
         # Adam (AdamOptimizer._get_updates): eps is added to sqrt(v) before the bias
@@ -448,7 +445,7 @@ class _AdamFit:
                     no_improvement = 0
                 if score > est.best_validation_score_:
                     est.best_validation_score_ = score
-                    self.best.copy_(self.flat)
+                    self.best_flat.copy_(self.flat)
             else:
                 if est.loss_curve_[-1] > est.best_loss_ - est.tol:
                     no_improvement += 1
@@ -460,8 +457,8 @@ class _AdamFit:
                 break
             if est.n_iter_ == est.max_iter:
                 warnings.warn(
-                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                    "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning,
+                    f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "
+                    f"the optimization hasn't converged yet.", ConvergenceWarning,
                     stacklevel=4)
         if not early:
-            self.best.copy_(self.flat)
+            self.best_flat.copy_(self.flat)
