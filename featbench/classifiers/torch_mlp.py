@@ -66,6 +66,7 @@ class MLP(ClassifierMixin, BaseEstimator):
     batch_size : int or "auto", default="auto"
         "auto": ``min(200, n_samples)``.
     learning_rate_init : float, default=1e-3
+        Adam's step size.
     max_iter : int, default=200
         Epochs at most.
     shuffle : bool, default=True
@@ -73,14 +74,20 @@ class MLP(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
         Seeds the initial weights, the validation split and the shuffles.
     tol : float, default=1e-4
+        Smallest improvement of the validation accuracy (early stopping) or of the
+        training loss that counts as one.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified), stop when its
-        accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs, and keep
-        the coefficients of the best epoch.
+        Hold out ``validation_fraction`` of the data (stratified for two classes only,
+        as scikit-learn), stop when its accuracy has not improved by ``tol`` for more
+        than ``n_iter_no_change`` epochs, and keep the coefficients of the best epoch.
+        Without it, stop when the training loss has not improved by ``tol`` for more
+        than ``n_iter_no_change`` epochs.
     validation_fraction : float, default=0.1
+        Share of the data held out for early stopping.
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's parameters.
     n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
     solver : {"auto", "sklearn", "torch"}, default="auto"
         "torch" (and "auto"): this module's loop on ``device``, in ``dtype``;
         "sklearn": :class:`~sklearn.neural_network.MLPClassifier` itself (CPU, in the
