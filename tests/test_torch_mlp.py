@@ -26,6 +26,16 @@ from featbench.params import parse_params
 from featbench.plan import validate_plan
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small fits in one torch thread: on a busy machine, OpenMP workers that spin-wait
+    make them many times slower (nothing checked here depends on the thread count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _data(n_classes: int, n: int = 600, d: int = 20, seed: int = 0):
     X, y = make_classification(n, d, n_informative=8, n_classes=n_classes,
                                random_state=seed)
@@ -183,12 +193,6 @@ def test_registered_mlp_and_its_parameters():
 
 
 def test_sklearn_estimator_checks():
-    # one torch thread: dozens of tiny fits, which threads only slow down on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            check_estimator(MLP(hidden_layer_sizes=(20,), device="cpu"))
-    finally:
-        torch.set_num_threads(threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check_estimator(MLP(hidden_layer_sizes=(20,), device="cpu"))
