@@ -25,6 +25,8 @@ from featbench.errors import ParameterError
 from featbench.params import parse_params
 from featbench.plan import validate_plan
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -196,3 +198,38 @@ def test_sklearn_estimator_checks():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check_estimator(MLP(hidden_layer_sizes=(20,), device="cpu"))
+
+
+def test_record_says_where_the_mlp_ran():
+    from featbench.datasets import load_dataset
+    from featbench.runner import run_benchmark
+
+    ds = load_dataset("digits").subset(300, 100, seed=0)
+    params = {"hidden_layer_sizes": (20,), "alpha": 0.01}
+    torch_rec, sk_rec = (
+        run_benchmark(ds, ["hog"], ["mlp"], params={"mlp": {**params, **extra}},
+                      results_dir=None, n_jobs=1)[0]
+        for extra in ({}, {"solver": "sklearn"}))
+    assert torch_rec["classifier"]["placement"] == {"solver": "torch", "device": "cpu",
+                                                    "default_solver": "torch"}
+    assert sk_rec["classifier"]["placement"] == {"solver": "sklearn", "device": "cpu",
+                                                 "default_solver": "torch"}
+    assert torch_rec["classifier"]["params"]["dtype"] == "float32"
+    assert torch_rec["test_acc"] >= 0.8
+    # float32 torch and float64 scikit-learn: the same network to a point or two
+    assert abs(torch_rec["test_acc"] - sk_rec["test_acc"]) <= 0.03
+
+
+@needs_cuda
+def test_cuda_fit_is_sklearns():
+    X, y = _data(3)
+    kw = dict(hidden_layer_sizes=(30,), early_stopping=True, random_state=3, alpha=1e-2)
+    ref = MLPClassifier(**kw).fit(X, y)
+    ours = MLP(dtype="float64", device="cuda", **kw).fit(X, y)
+    assert ours.device_.startswith("cuda")
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.validation_scores_ == pytest.approx(ref.validation_scores_, abs=1e-12)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-8)
+    f32 = MLP(device="cuda", **kw).fit(X, y)
+    assert np.mean(f32.predict(X) == ref.predict(X)) >= 0.98

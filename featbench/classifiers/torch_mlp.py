@@ -43,7 +43,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import ParameterError
-from ..runtime import fit_device
+from ..runtime import fit_device, tf32_mode
 
 SOLVERS = ("auto", "sklearn", "torch")
 DTYPES = ("float32", "float64")
@@ -252,7 +252,8 @@ class MLP(ClassifierMixin, BaseEstimator):
         else:
             idx_train, idx_val = np.arange(len(y)), None
         fit = _AdamFit(X, Y, idx_train, idx_val, init, self, np_dtype, t_dtype, device, rs)
-        fit.run()
+        with tf32_mode(False):  # float32 means IEEE float32 on CUDA too
+            fit.run()
         self.coefs_, self.intercepts_ = fit.best()
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError("Solver produced non-finite parameter weights. The input data "
