@@ -18,7 +18,7 @@ one forward pass per epoch) instead of scikit-learn's NumPy code: 2.5x faster pe
 than scikit-learn's float64 fit on one core at 49,000 x 154
 (``benchmarks/mlp_speed.py``). float32 rounding makes its trajectory drift from
 scikit-learn's (and, in the last bits, from one thread count to another): predictions
-agree on about 99% of points, and the epoch early stopping picks can differ.
+agree on over 99% of points in the tests, and the epoch early stopping picks can differ.
 
 Differences from ``MLPClassifier``: only ReLU hidden units and the adam solver; no
 ``sample_weight``, multilabel targets, ``partial_fit`` or ``warm_start``; a fit on a
