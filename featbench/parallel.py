@@ -54,17 +54,19 @@ def get_n_jobs() -> int:
     return max(1, int(n))
 
 
-def limit_threads(n: int | None = None) -> dict[str, int]:
+def limit_threads(n: int | None = None) -> dict[str, int | str]:
     """Size every thread pool featbench's computations use to ``n`` (default
     :func:`get_n_jobs`): torch's intra-op threads and the BLAS/OpenMP pools of NumPy,
     SciPy and scikit-learn (``threadpoolctl``). Pools larger than the cores a process
     may use spin-wait against each other when other work shares the CPU (a fit several
-    times slower than a fair share); returns the sizes set (recorded with results)."""
+    times slower than a fair share); returns the sizes set and OpenMP's wait policy
+    (``OMP_WAIT_POLICY``, PASSIVE unless the user set it: see :mod:`featbench`),
+    recorded with results."""
     n = max(1, int(n or get_n_jobs()))
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
-    out = {"threads": n}
+    out: dict = {"threads": n, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     import sys
 
     if "torch" in sys.modules:  # torch is imported by the extractors that use it

@@ -99,9 +99,10 @@ def _digits_dataset():
 
 
 def test_sigint_during_an_mlp_fit_stops_the_run(tmp_path, monkeypatch):
-    """scikit-learn's MLP catches KeyboardInterrupt and returns half-trained; a real
-    SIGINT during its fit must still stop the run with KeyboardInterrupt, keep the pair
-    finished before it and record nothing of the interrupted pair."""
+    """scikit-learn's MLP (``mlp.solver=sklearn``) catches KeyboardInterrupt and returns
+    half-trained; a real SIGINT during its fit must still stop the run with
+    KeyboardInterrupt, keep the pair finished before it and record nothing of the
+    interrupted pair."""
     from sklearn.neural_network import MLPClassifier
 
     from featbench.runner import run_benchmark
@@ -132,7 +133,8 @@ def test_sigint_during_an_mlp_fit_stops_the_run(tmp_path, monkeypatch):
     sender.start()
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(_digits_dataset(), ["raw"], ["ridge", "mlp"],
-                      params={"mlp": dict(ENDLESS_MLP)}, results_dir=tmp_path, n_jobs=1,
+                      params={"mlp": {**ENDLESS_MLP, "solver": "sklearn"}},
+                      results_dir=tmp_path, n_jobs=1,
                       on_record=records.append)
     sender.join(5)
     assert sent and returned == [True]  # a real SIGINT, swallowed inside the MLP's loop

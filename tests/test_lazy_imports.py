@@ -103,10 +103,10 @@ def test_torchvision_list_is_saved_per_version_and_a_bad_file_is_ignored(tmp_pat
 def _references():
     """name -> the estimator as the factories built it before the registry became lazy."""
     from sklearn.linear_model import RidgeClassifier
-    from sklearn.neural_network import MLPClassifier
 
     from featbench.classifiers.linear_svm import LinearSVM
     from featbench.classifiers.torch_logreg import LogReg
+    from featbench.classifiers.torch_mlp import MLP
     from featbench.features.bovw import BagOfVisualWords
     from featbench.features.cnn import CNNEmbedding
     from featbench.features.color import ColorHistogram
@@ -127,8 +127,8 @@ def _references():
         ("classifier", "linear-svm"): LinearSVM(max_iter=5000, random_state=0),
         ("classifier", "logreg"): LogReg(max_iter=5000, random_state=0),
         ("classifier", "ridge"): RidgeClassifier(random_state=0),
-        ("classifier", "mlp"): MLPClassifier(hidden_layer_sizes=(500,), early_stopping=True,
-                                             max_iter=200, random_state=0),
+        ("classifier", "mlp"): MLP(hidden_layer_sizes=(500,), early_stopping=True, max_iter=200,
+                                   random_state=0),
     }
 
 
@@ -170,7 +170,7 @@ def test_featbench_classes_are_read_from_source_not_imported():
 
     entries = [*EXTRACTORS, *CLASSIFIERS]
     ours = [e for e in entries if e.target.startswith("featbench.")]
-    assert len(ours) == len(EXTRACTORS.names()) + 2  # all extractors, linear-svm, logreg
+    assert len(ours) == len(EXTRACTORS.names()) + 3  # all extractors, linear-svm, logreg, mlp
     for entry in ours:
         assert class_spec(entry.target) is not None, entry.name
 

@@ -34,12 +34,29 @@ def test_limit_threads_sizes_blas_and_torch_pools():
     with threadpool_limits(limits=None):  # restores the BLAS pools afterwards
         try:
             got = limit_threads(1)
-            assert got == {"threads": 1, "torch_threads": 1}
+            assert got == {"threads": 1, "torch_threads": 1,
+                           "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
             assert torch.get_num_threads() == 1
             pools = threadpool_info()
             assert pools and all(p["num_threads"] == 1 for p in pools)
         finally:
             torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("user, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_unless_the_user_says_otherwise(user, expected):
+    """featbench sets OMP_WAIT_POLICY before torch (and its OpenMP runtime) loads."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user is not None:
+        env["OMP_WAIT_POLICY"] = user
+    code = ("import sys, os, featbench.cli; assert 'torch' not in sys.modules; "
+            "print(os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == expected
 
 
 def test_records_hold_cpu_time_and_load(tmp_path):

@@ -34,6 +34,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 #: public names of the implementation modules, imported on first use (PEP 562) so that
 #: ``featbench list`` and ``describe`` import neither torch nor scikit-learn
 _LAZY = {"LinearSVM": ".linear_svm", "SOLVERS": ".linear_svm", "LogReg": ".torch_logreg",
+         "MLP": ".torch_mlp",
          "LOGREG_SOLVERS": ".torch_logreg", "AUTO_CUDA_MIN_SIZE": "..runtime"}
 
 
@@ -49,9 +50,14 @@ def _constraints(name: str):
     scikit-learn's constraint classes and the solvers of the implementation modules)."""
 
     def declared() -> dict[str, list]:
-        from ..constraints import StrOptions, positive_int, positive_real
+        from ..constraints import IntSequence, StrOptions, positive_int, positive_real
         from .linear_svm import SOLVERS
         from .torch_logreg import SOLVERS as LOGREG_SOLVERS
+
+        if name == "mlp":
+            from .torch_mlp import MLP
+
+            return {**MLP._parameter_constraints, "hidden_layer_sizes": [IntSequence()]}
 
         return {
             "linear-svm": {
@@ -69,26 +75,29 @@ def _constraints(name: str):
     return declared
 
 
-# Linear SVM: liblinear's primal solver, or L-BFGS in torch for many features.
+# Linear SVM: L-BFGS in torch (float32, warm-started along the grid), or liblinear.
 CLASSIFIERS.register_class(
     "linear-svm", "featbench.classifiers.linear_svm:LinearSVM",
-    "Linear SVM, one-vs-rest squared hinge (LinearSVC's objective; torch L-BFGS above 512 "
-    "features, on CUDA for large problems).",
+    "Linear SVM, one-vs-rest squared hinge (LinearSVC's objective) by full-batch L-BFGS in "
+    "torch, float32, on CUDA for large problems; solver=liblinear for LinearSVC itself.",
     _constraints("linear-svm"), max_iter=MAX_ITER, random_state=0)
-# Multinomial (softmax) logistic regression: ``LogisticRegression`` on the CPU.
+# Multinomial (softmax) logistic regression: torch L-BFGS, or LogisticRegression itself.
 CLASSIFIERS.register_class(
     "logreg", "featbench.classifiers.torch_logreg:LogReg",
-    "Multinomial logistic regression (scikit-learn's lbfgs; torch L-BFGS on CUDA for large "
-    "problems).",
+    "Multinomial logistic regression (LogisticRegression's objective) by full-batch L-BFGS in "
+    "torch, float32, on CUDA for large problems; solver=sklearn for LogisticRegression itself.",
     _constraints("logreg"), max_iter=MAX_ITER, random_state=0)
 # Ridge regression on one-vs-all +-1 targets (closed form).
 CLASSIFIERS.register_class("ridge", "sklearn.linear_model:RidgeClassifier",
                            "Ridge classifier: least squares on +-1 targets.", random_state=0)
-# Two-layer ReLU network trained with Adam and early stopping.
+# Two-layer ReLU network trained with Adam and early stopping, MLPClassifier's algorithm.
 CLASSIFIERS.register_class(
-    "mlp", "sklearn.neural_network:MLPClassifier",
-    "Two-layer network, 500 ReLU hidden units (CS231n features row).",
-    hidden_layer_sizes=(500,), early_stopping=True, max_iter=200, random_state=0)
+    "mlp", "featbench.classifiers.torch_mlp:MLP",
+    "Two-layer network, 500 ReLU hidden units (CS231n features row): scikit-learn's "
+    "MLPClassifier (Adam, early stopping) run in torch, float32; solver=sklearn for "
+    "MLPClassifier itself.",
+    _constraints("mlp"), hidden_layer_sizes=(500,), early_stopping=True, max_iter=200,
+    random_state=0)
 
 
 def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pipeline:
