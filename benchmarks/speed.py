@@ -15,11 +15,12 @@ Figures (CIFAR-10 JPEG copy when present, random 32x32 images otherwise):
   the rate of its matrix product alone (the bound the encoding approaches);
 * classifier fits on the full training split (tuning split of seed 0), grid search +
   refit as ``featbench run`` does them (``tune_and_fit``): ``logreg`` and
-  ``linear-svm`` on HOG against scikit-learn's ``LogisticRegression`` / ``LinearSVC``
-  cold-started at every value and refitted (featbench's CPU default until 0.3), with
-  the objective each reaches at every value; ``mlp`` on HOG + hue against one fit of
-  scikit-learn's ``MLPClassifier``; with ``--big``, ``logreg`` on raw pixels against
-  one cold ``LogisticRegression`` fit at the value it chooses;
+  ``linear-svm`` on HOG against featbench 0.2's CPU path (``solver=sklearn`` /
+  ``liblinear``: scikit-learn's ``LogisticRegression`` / ``LinearSVC`` cold at each
+  value, liblinear's values in threads), with the objective each refit reaches;
+  ``mlp`` on HOG + hue against one fit of scikit-learn's ``MLPClassifier``; with
+  ``--big``, ``logreg`` on raw pixels against one cold ``LogisticRegression`` fit at the
+  value featbench chooses;
 * robustness: a fit and an extraction on a quiet machine and beside two CPU-bound
   processes (the ratio; the goal is at most 2.5x);
 * start-up: ``featbench list`` and ``featbench describe hog`` against ``import torch``;
@@ -147,19 +148,14 @@ def _data(data_dir: Path, features: str, params: dict | None = None):
     return np.asarray(res.train), y, mask
 
 
-def _cold(name: str, C: float, Xs: np.ndarray, y: np.ndarray):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import LinearSVC
-
-    if name == "logreg":
-        return LogisticRegression(C=C, max_iter=5000).fit(Xs, y)
-    return LinearSVC(C=C, dual=False, max_iter=5000).fit(Xs, y)
-
-
-def _objective(name: str, est, Xs: np.ndarray, y: np.ndarray, C: float) -> float:
+def _objective(name: str, pipe, X: np.ndarray, y: np.ndarray, C: float) -> float:
+    """The classifier's objective at C on ``X`` standardized by ``pipe``'s scaler (the
+    same scaling for both fits compared: the mean and scale of the same rows)."""
     from featbench.classifiers.linear_svm import squared_hinge_objective
     from featbench.classifiers.torch_logreg import logistic_objective
 
+    est = pipe.named_steps["clf"]
+    Xs = pipe.named_steps["scale"].transform(X)
     y_index = np.searchsorted(est.classes_, y)
     if name == "logreg":
         return logistic_objective(est.coef_, est.intercept_, Xs, y_index, C)
@@ -167,43 +163,48 @@ def _objective(name: str, est, Xs: np.ndarray, y: np.ndarray, C: float) -> float
     return squared_hinge_objective(est.coef_, est.intercept_, Xs, Y, C)
 
 
+#: featbench 0.2's solvers on the CPU, the peers
+OLD_SOLVER = {"logreg": "sklearn", "linear-svm": "liblinear"}
+
+
 def linear_fits(data_dir: Path, features: str, params: dict | None, names: tuple[str, ...],
                 grids: dict[str, list[float]], peer_all: bool = True) -> None:
-    """Grid search + refit with featbench against scikit-learn cold at each value."""
-    from sklearn.preprocessing import StandardScaler
-
+    """Grid search + refit by featbench (warm-started float32 path) against featbench 0.2's
+    own tuning: scikit-learn's solver cold at each value, grid values in threads where
+    the solver is single-threaded (liblinear), the same grid extension."""
     from featbench.classifiers import get_classifier
     from featbench.classifiers.tuning import tune_and_fit
+    from featbench.parallel import get_n_jobs
 
     X, y, mask = _data(data_dir, features, params)
-    Xs_fit = StandardScaler().fit_transform(X[~mask])
     for name in names:
-        grid = grids[name]
+        grid = {"C": list(grids[name])}
         t0 = time.perf_counter()
-        res = tune_and_fit(get_classifier(name), {"C": list(grid)}, X, y, mask, extend=True)
+        res = tune_and_fit(get_classifier(name), grid, X, y, mask, extend=True)
         ours = time.perf_counter() - t0
         chosen = res.best_params["C"]
-        tried = [s["params"]["C"] for s in res.val_scores]
-        values = tried if peer_all else [chosen]
+        old = get_classifier(name, solver=OLD_SOLVER[name])
         t0 = time.perf_counter()
-        cold = {C: _cold(name, C, Xs_fit, y[~mask]) for C in values}
-        if peer_all:  # and the refit on all of train
-            _cold(name, chosen, StandardScaler().fit_transform(X), y)
+        if peer_all:
+            peer_res = tune_and_fit(old, grid, X, y, mask, n_jobs=get_n_jobs(), extend=True)
+            peer_name = f"{OLD_SOLVER[name]}, cold at each C, grid + refit"
+            peer_est = peer_res.estimator
+        else:  # one cold fit at the value featbench chose, on all rows
+            peer_est = old.set_params(clf__C=chosen).fit(X, y)
+            peer_name = f"{OLD_SOLVER[name]}, one cold fit at C={chosen:g}"
         peer = time.perf_counter() - t0
-        peer_name = ("LogisticRegression" if name == "logreg" else "LinearSVC") + (
-            f" cold at {len(values)} C + refit" if peer_all else f" cold at C={chosen:g} only")
         line(f"{name} on {features} ({len(y):,} x {X.shape[1]})", ours, peer_name, peer, "s",
              higher_is_better=False)
-        print(f"    chose C={chosen:g} (val {res.val_acc:.4f}); tried {tried}; converged: "
-              f"{not res.hit_limit}")
-        from featbench.classifiers.path import PathFitter
-
-        fitter = PathFitter(get_classifier(name), X[~mask], y[~mask], X[mask][:10])
-        for C in values:
-            a = _objective(name, fitter.fit(C), Xs_fit, y[~mask], C)
-            b = _objective(name, cold[C], Xs_fit, y[~mask], C)
-            print(f"    C={C:g}: objective {a:.6g} (featbench path) vs {b:.6g} (cold); "
-                  f"relative {(a - b) / b:+.1e}", flush=True)
+        iters = [s["n_iter"] for s in res.val_scores]
+        print(f"    featbench chose C={chosen:g} (val {res.val_acc:.4f}; values tried "
+              f"{[s['params']['C'] for s in res.val_scores]}, iterations {iters}, converged: "
+              f"{not res.hit_limit})" + (f"; the peer chose C={peer_res.best_params['C']:g} "
+                                         f"(val {peer_res.val_acc:.4f})" if peer_all else ""))
+        if not peer_all or peer_res.best_params["C"] == chosen:
+            a = _objective(name, res.estimator, X, y, chosen)
+            b = _objective(name, peer_est, X, y, chosen)
+            print(f"    refit at C={chosen:g}: objective {a:.6g} (featbench) vs {b:.6g} "
+                  f"(peer); relative {(a - b) / b:+.1e}", flush=True)
 
 
 def mlp_fit(data_dir: Path) -> None:
@@ -263,8 +264,8 @@ def under_load(data_dir: Path, X: np.ndarray) -> None:
         finally:
             for p in procs:
                 p.kill()
-        line(f"{what} beside 2 busy processes", loaded, "the same on the quiet machine", quiet,
-             "s", higher_is_better=False)
+        print(f"{what:<34}{loaded:>12,.1f} s       beside 2 busy processes; quiet "
+              f"{quiet:,.1f} s: {loaded / quiet:.1f}x (goal: at most 2.5x)", flush=True)
         time.sleep(1.0)
 
 

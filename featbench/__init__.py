@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Any
 
 __version__ = "0.3.0"
@@ -18,6 +19,8 @@ __version__ = "0.3.0"
 # quiet machine it costs ~15 %). Read once, when the OpenMP runtime loads: set before
 # torch is imported; an OMP_WAIT_POLICY of the user's own wins (ACTIVE: spin).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+#: whether torch's OpenMP runtime loads after that (records say "unknown" otherwise)
+OMP_POLICY_APPLIED = "torch" not in sys.modules
 
 #: imported on first use, so that ``featbench --help`` (and Ctrl-C) do not wait for torch
 _LAZY = {"get_classifier": ".classifiers", "load_dataset": ".datasets",

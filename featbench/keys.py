@@ -23,8 +23,10 @@ from .plan import classifier_setup
 from .provenance import canonical, package_versions
 from .splits import tuning_split
 
-#: parameters that say where a pair runs, not what it computes: not part of its key
+#: extractor parameters that say where a pair runs, not what it computes: not in its key
 PLACEMENT = ("device", "batch_size")
+#: the classifiers' (an MLP's batch_size is its mini-batch: it changes the numbers)
+CLASSIFIER_PLACEMENT = ("device",)
 
 
 def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any], seed: int,
@@ -41,11 +43,12 @@ def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any]
     the classifier, its resolved parameters and grid, the solver and device type a
     large fit takes on this machine (:func:`~featbench.classifiers.large_fit_placement`),
     the tuning rules and the code of :mod:`featbench.classifiers`. Other placement
-    (device index, batch size) stays out. The stored features' ``dtype`` and whether
+    (device index, an extractor's batch size) stays out. The stored features' ``dtype`` and whether
     undecodable images were left out (``skip_bad``) count too; ``extra`` is hashed as
     well (a study row's id).
     """
-    params = {name: {k: v for k, v in values.items() if k not in PLACEMENT}
+    params = {name: {k: v for k, v in values.items()
+                     if k not in (CLASSIFIER_PLACEMENT if name == classifier else PLACEMENT)}
               for name, values in params.items()}
     parts = {}
     split = tuning_split(ds, seed, val_size)
@@ -56,8 +59,8 @@ def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any]
         parts[name] = make_key(**base, fit=p.fit_key)
     pipe, grid = classifier_setup(classifier, params.get(classifier, {}), seed)
     clf = canonical({k: v for k, v in pipe.named_steps["clf"].get_params(deep=False).items()
-                     if k not in PLACEMENT})
-    # solver "auto" is scikit-learn on one machine and torch on CUDA on another
+                     if k not in CLASSIFIER_PLACEMENT})
+    # the solver and device type a large fit takes differ between machines (CUDA or not)
     placement = large_fit_placement(pipe.named_steps["clf"])
     blob = json.dumps({**(extra or {}), "features": features, "parts": parts,
                        "classifier": classifier, "clf_params": clf, "grid": grid,
@@ -72,11 +75,23 @@ def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any]
     return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
 
 
+def classifier_modules() -> list[str]:
+    """The modules whose code decides a classifier's numbers: every featbench module a
+    registered classifier is implemented in, the tuning protocol, the runner and the
+    runtime (devices, TF32)."""
+    from .classifiers import CLASSIFIERS
+
+    names = {"featbench.classifiers", "featbench.classifiers.tuning",
+             "featbench.classifiers.path", "featbench.runner", "featbench.runtime"}
+    names |= {entry.target.split(":")[0] for entry in CLASSIFIERS
+              if entry.target.startswith("featbench.")}
+    return sorted(names)
+
+
 def classifier_code_hash() -> str:
-    """Hash of the tuning protocol and the classifiers (featbench.classifiers, runner)."""
+    """Hash of the source of :func:`classifier_modules`."""
     h = hashlib.sha256()
-    for name in ("classifiers", "classifiers.linear_svm", "classifiers.torch_logreg",
-                 "classifiers.tuning", "classifiers.path", "runner"):
-        module = importlib.import_module(f"featbench.{name}")
+    for name in classifier_modules():
+        module = importlib.import_module(name)
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:16]

@@ -6,7 +6,9 @@ decorator under a kebab-case name; ``featbench list`` prints them.
 An entry registered with :meth:`Registry.register_class` names its class as
 ``"module:Class"`` and is imported on first build: ``featbench list`` and
 ``featbench describe`` read the class's docstring and ``__init__`` defaults from
-its source (:func:`class_spec`) and never import torch or scikit-learn.
+its source (:func:`class_spec`) and never import torch or scikit-learn, except for a
+class that is scikit-learn's own (``ridge``'s ``RidgeClassifier``: describing it, or
+``featbench list --params``, builds it).
 """
 
 from __future__ import annotations

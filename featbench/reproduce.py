@@ -20,9 +20,6 @@ from .runner import run_benchmark
 from .store import FeatureStore
 from .studies import Row, Study
 
-#: parameters that say where a row runs, not what it computes: not part of its key
-PLACEMENT = ("device", "batch_size")
-
 
 def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: bool,
             extend_grid: bool = True) -> str:

@@ -189,7 +189,7 @@ def hyperparams(clf: dict) -> str:
     defaults = clf.get("defaults")
     if defaults is not None:
         for key, value in sorted((clf.get("params") or {}).items()):
-            if key in chosen or key in PLACEMENT or key not in defaults:
+            if key in chosen or key == "device" or key not in defaults:
                 continue
             default = defaults[key]
             if isinstance(default, tuple):

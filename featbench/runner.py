@@ -126,10 +126,21 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
                     "fit_s": tuned.fit_s, "fit_cpu_s": fit_cpu_s, "predict_s": predict_s},
         # the machine's load around the fit: a slow figure from a busy machine shows
         "load": {"fit_start": load_start, "fit_end": load_end, "cores": available_cores(),
-                 **limit_threads(n_jobs)},
+                 **_threads(n_jobs)},
         "confusion": confusion_matrix(y_test, pred, len(ds.classes)),
         "warnings": tuned.warnings,
     }
+
+
+def _threads(n_jobs: int | None) -> dict:
+    """The thread pools' sizes and OpenMP's wait policy (:func:`limit_threads`); the
+    policy is "unknown" when torch was imported before featbench, which sets it."""
+    import featbench
+
+    out = limit_threads(n_jobs)
+    if not featbench.OMP_POLICY_APPLIED:
+        out["omp_wait_policy"] = "unknown (torch was imported before featbench)"
+    return out
 
 
 def run_benchmark(

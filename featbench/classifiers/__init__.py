@@ -128,7 +128,7 @@ def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pi
 
 def resolve_placement(clf: Any, n_samples: int, n_features: int) -> dict[str, str]:
     """Solver and device type a classifier with ``solver="auto"``/``device="auto"`` options
-    (``linear-svm``, ``logreg``) fits with on ``n_samples x n_features`` data on this
+    (``linear-svm``, ``logreg``, ``mlp``) fits with on ``n_samples x n_features`` data on this
     machine, and ``default_solver``: what ``solver="auto"`` picks on the CPU (the tables
     show the solver where it differs). ``{}`` for classifiers without these options.
 
@@ -149,7 +149,7 @@ def resolve_placement(clf: Any, n_samples: int, n_features: int) -> dict[str, st
 
 def large_fit_placement(clf: Any) -> dict[str, str]:
     """Solver and device type of a large fit (at the size from which ``device="auto"``
-    takes CUDA, with more than 512 features) of ``clf`` on this machine: what a study
+    takes CUDA, with 1,024 features) of ``clf`` on this machine: what a study
     key holds, since it is made before the features' size is known. ``{}`` for
     classifiers without solver and device options."""
     if getattr(clf, "_placement", None) is None:

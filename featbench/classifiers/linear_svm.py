@@ -8,8 +8,10 @@ correlated features (raw pixels, k-means or Fisher encodings of 50,000 images);
 the torch solver optimizes all classes at once with full-batch matrix products
 and L-BFGS, warm-started along the grid of C (:mod:`featbench.classifiers.path`),
 and agrees with liblinear (tests compare them). Where the code departs from
-liblinear: float32 arithmetic and L-BFGS instead of a trust-region Newton method; the
-stopping rule (the gradient below ``tol`` times its size at zero) is liblinear's.
+liblinear: float32 arithmetic and L-BFGS instead of a trust-region Newton method, and
+the stopping rule: the largest gradient entry below ``tol`` times its largest entry at
+zero (liblinear's primal solver compares the gradient's 2-norm with ``tol`` times its
+norm at zero, scaled by the smaller class's share).
 It runs on the CPU, or on a GPU (``device``; "auto" takes CUDA for large problems, see
 :func:`featbench.runtime.fit_device`).
 """

@@ -1,4 +1,4 @@
-"""Multinomial logistic regression: scikit-learn's lbfgs on the CPU, torch L-BFGS on a GPU.
+"""Multinomial logistic regression by full-batch L-BFGS in torch (or scikit-learn's lbfgs).
 
 :class:`LogReg` minimizes exactly the objective of
 :class:`sklearn.linear_model.LogisticRegression` with its default L2 penalty,
@@ -252,6 +252,8 @@ class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         if self.solver not in SOLVERS:
             raise ParameterError(f"solver must be one of {', '.join(SOLVERS)}; "
                                  f"got {self.solver!r}")
+        if self.solver == "sklearn" and self.device == "auto":
+            return "sklearn", torch.device("cpu")  # scikit-learn runs on the CPU only
         device = fit_device(str(self.device), n_samples * n_features)
         if self.solver == "sklearn" and device.type != "cpu":
             raise ParameterError(f"solver 'sklearn' runs on the CPU only; got device "
