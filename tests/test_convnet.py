@@ -103,6 +103,12 @@ def test_convnetjs_learns_a_simple_pattern(data, capsys):
     epochs = re.findall(r"epoch (\d)/5, loss [0-9.]+, \d+ img/s", err)
     assert sorted(set(epochs)) == ["1", "2", "3", "4", "5"]
     assert est.epochs_run_ == 5 and not est.stopped_by_budget_
+    # what the record gets: the recipe as trained (the demo's widths, the given epochs)
+    est.transform(X[:2])
+    assert est.runtime_["recipe"] == {"widths": [16, 20, 20], "epochs": 5, "batch_size": 16,
+                                      "lr": 0.02, "weight_decay": 1e-4,
+                                      "label_smoothing": 0.0, "tta": False}
+    assert est.runtime_["epochs_run"] == 5 and est.runtime_["train_seconds"] > 0
     # the network's own predictions
     assert np.mean(est.predict(Xt) == yt) >= 0.95
     # and a logistic regression on its features
@@ -356,3 +362,16 @@ def test_labels_are_required(data):
         ConvNet("convnetjs", **TINY["convnetjs"]).fit(X)
     with pytest.raises(ValueError, match=r"at least 2 classes"):
         ConvNet("convnetjs", **TINY["convnetjs"]).fit(X[:10], np.zeros(10))
+
+
+def test_images_of_another_size_are_resized_to_size(data):
+    (X, y), _ = data  # 16 px images, a 32 px network
+    est = ConvNet("convnetjs", epochs=1, batch_size=32, widths=(4, 4, 4), device="cpu")
+    est.fit(X[:64], y[:64])
+    assert est.transform(X[:5]).shape == (5, 4 * 4 * 4)  # 32 px halved three times
+    # the network reads the bilinear upscaling (torch's), rounded to uint8, normalized
+    up = F.interpolate(torch.from_numpy(X[:5]).permute(0, 3, 1, 2).float(), size=(32, 32),
+                       mode="bilinear", align_corners=False).round().clamp(0, 255)
+    mean = torch.from_numpy(est.input_mean_).view(1, 3, 1, 1)
+    std = torch.from_numpy(est.input_std_).view(1, 3, 1, 1)
+    torch.testing.assert_close(est.preprocess(X[:5]), (up / 255.0 - mean) / std)
