@@ -385,7 +385,9 @@ class ConvNet(ImageExtractor):
         net.train()
         step, epochs_run, last_loss, stopped, seen = 0, 0, float("nan"), False, 0
         t0 = time.perf_counter()
-        bar = progress(total=epochs, desc=f"convnet:{self.arch}: train {n} img", unit="epoch")
+        # one step per batch; in logs a line every 30 s and one after every epoch
+        bar = progress(total=total, desc=f"convnet:{self.arch}: train {n} img x {epochs} "
+                                         f"epochs", unit="step")
         try:
             for epoch in range(epochs):
                 order = torch.randperm(n, generator=generator).to(device)
@@ -410,6 +412,7 @@ class ConvNet(ImageExtractor):
                     loss_sum += loss.detach() * len(idx)
                     count += len(idx)
                     step += 1
+                    bar.update(1)
                     if budget is not None and time.perf_counter() - t0 >= budget:
                         stopped = True
                         break
@@ -417,8 +420,7 @@ class ConvNet(ImageExtractor):
                 seen += count
                 last_loss = float(loss_sum) / max(1, count)
                 rate = seen / max(1e-9, time.perf_counter() - t0)
-                bar.update(1)
-                bar.set_postfix_str(f"epoch {epoch + 1}/{epochs}, loss {last_loss:.4f}, "
+                bar.set_postfix_str(f"epoch {epoch + 1}/{epochs}: loss {last_loss:.4f}, "
                                     f"{rate:.0f} img/s")
                 if stopped:
                     break
