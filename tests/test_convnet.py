@@ -356,6 +356,14 @@ def test_resnet_small_smooths_labels_and_averages_the_flip(data, monkeypatch):
     np.testing.assert_array_equal(js.logits(Xt), js.logits(Xt, tta=False))
 
 
+def test_resnet_small_trains_on_8_px_with_a_batch_left_over():
+    # 8 px: the last stage is 1 x 1, where batch norm needs two images; 9 = 4 + 4 + 1
+    X, y = quadrant_images(9, side=8, seed=2)
+    est = ConvNet("resnet-small", size=8, epochs=1, batch_size=4, widths=(2, 2, 2),
+                  device="cpu").fit(X, y)
+    assert est.transform(X).shape == (9, 2)
+
+
 def test_labels_are_required(data):
     (X, y), _ = data
     with pytest.raises(ValueError, match=r"trains on labels"):
