@@ -285,10 +285,15 @@ def test_plan_checks_the_side_against_the_stages(tmp_path):
     from click.testing import CliRunner
 
     from featbench.cli import main
+    from featbench.plan import validate_plan
 
     est = check_extractor("convnet:convnetjs", {"size": 8, "widths": (4, 4, 4, 4)})
     with pytest.raises(ParameterError, match=r"size=8: 4 stages .* at least 16"):
         est.check_plan("convnet:convnetjs")
+    # the run's plan check calls it, before any data is read
+    with pytest.raises(ParameterError, match=r"^-p convnet:resnet-small.shift=16: must be less"):
+        validate_plan(["convnet:resnet-small"], ["logreg"],
+                      {"convnet:resnet-small": {"size": 16, "shift": 16}})
     # an unknown architecture is one line from the CLI, before the data is looked at
     res = CliRunner().invoke(main, ["run", "-d", f"folder:{tmp_path}/missing", "-f",
                                     "convnet:lenet", "--results-dir", str(tmp_path)],
