@@ -157,7 +157,7 @@ def test_convnetjs_features_are_the_input_of_its_last_layer(convnetjs, data):
     np.testing.assert_array_equal(est.predict(Xt), est.classes_[logits.argmax(1).numpy()])
 
 
-def test_resnet_features_are_what_its_head_reads(data):
+def test_resnet_features_are_what_its_head_reads(data, tmp_path):
     (X, y), (Xt, _) = data
     est = ConvNet("resnet-small", **TINY["resnet-small"]).fit(X, y)
     net = est.network()
@@ -174,6 +174,14 @@ def test_resnet_features_are_what_its_head_reads(data):
     np.testing.assert_allclose(est.head_logits(feats), logits.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(est.logits(Xt, tta=False), logits.numpy(), rtol=1e-5,
                                atol=1e-5)
+    # batch-norm statistics and counters survive the pickle-free store too
+    from featbench.store import FeatureStore
+
+    stored, _ = FeatureStore(tmp_path).save_codebook("r" * 16, est.fitted_state())
+    assert any(k.endswith("running_var") for k in stored)
+    again = ConvNet("resnet-small", **TINY["resnet-small"]).set_fitted_state(stored)
+    np.testing.assert_array_equal(again.transform(Xt), feats)
+    np.testing.assert_array_equal(again.predict(Xt), est.predict(Xt))
 
 
 def test_state_round_trip_through_npz_gives_the_same_network(convnetjs, data, tmp_path):
