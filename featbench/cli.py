@@ -595,17 +595,22 @@ def _component(name: str):
         entry = CLASSIFIERS.get(name)
         return "classifier", entry.spec(), entry.description
     if name in EXTRACTORS or ":" in name:
-        family = f"{name.partition(':')[0]}:<model>" if ":" in name else name
+        from .features import FAMILY_ENTRIES
+
+        prefix, _, arg = name.partition(":")
+        family, param = FAMILY_ENTRIES.get(prefix, (f"{prefix}:<model>", "model")) \
+            if ":" in name else (name, "")
         description = EXTRACTORS.get(family).description if family in EXTRACTORS else ""
         if ":" not in name:
             return "feature", EXTRACTORS.get(name).spec(), description
+        from .features.convnet_recipes import ARCHS
         from .features.models import LITE_MODELS, torchvision_models
 
-        arg = name.partition(":")[2]
-        if family not in EXTRACTORS or arg not in LITE_MODELS and arg not in (
-                torchvision_models()):
+        known = arg in ARCHS if param == "arch" else (
+            arg in LITE_MODELS or arg in torchvision_models())
+        if family not in EXTRACTORS or not known:
             build_extractor(name)  # an unknown family or model raises with close matches
-        return "feature", extractor_entry(name).spec(model=arg), description
+        return "feature", extractor_entry(name).spec(**{param: arg}), description
     import difflib
 
     valid = [*EXTRACTORS.names(), *CLASSIFIERS.names()]

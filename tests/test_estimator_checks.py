@@ -73,6 +73,8 @@ SMALL = {
     "kmeans-patches": dict(n_centroids=8, n_patches=1000, kmeans_iter=3),
     # random weights (no download), small input, fp32 so batches agree to float precision
     "cnn:<model>": dict(model="resnet18", weights=None, size=32, precision="fp32"),
+    # trained end to end: one epoch of a tiny network on the CPU
+    "convnet:<arch>": dict(epochs=1, batch_size=4, widths=(2, 2, 2), device="cpu"),
 }
 ESTIMATORS = [HOG(), HOG(block_norm=None), ColorHistogram(), ColorHistogram("rgb", 4),
               RawPixels(), RawPixels(size=16), BagOfVisualWords(**SMALL["bovw"]),
@@ -147,16 +149,22 @@ def images():
     return rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
 
 
+def _labels(est, images):
+    """Labels for an extractor that trains on them (its tags say so), else None."""
+    return np.arange(len(images)) % 2 if est.__sklearn_tags__().target_tags.required else None
+
+
 @pytest.mark.parametrize("name", EXTRACTORS.names())
 def test_image_contract(name, images):
     est = EXTRACTORS.build(name).set_params(**SMALL.get(name, {}))
     params = est.get_params()
-    assert est.fit(images) is est
+    y = _labels(est, images)
+    assert est.fit(images, y) is est
     assert est.get_params() == params  # fit leaves parameters alone
     out = est.transform(images)
     assert out.ndim == 2 and out.shape[0] == len(images) and np.isfinite(out).all()
     # fit is idempotent, and a clone fitted again gives the same features
-    np.testing.assert_array_equal(clone(est).fit(images).transform(images), out)
+    np.testing.assert_array_equal(clone(est).fit(images, y).transform(images), out)
     # each image's features are independent of the batch: order and subsets
     perm = np.random.default_rng(1).permutation(len(images))
     np.testing.assert_allclose(est.transform(images[perm]), out[perm], rtol=0, atol=1e-6)
@@ -176,7 +184,8 @@ def test_image_contract(name, images):
 
 @pytest.mark.parametrize("name", EXTRACTORS.names())
 def test_bad_input_messages(name, images):
-    est = EXTRACTORS.build(name).set_params(**SMALL.get(name, {})).fit(images)
+    est = EXTRACTORS.build(name).set_params(**SMALL.get(name, {}))
+    est.fit(images, _labels(est, images))
     with pytest.raises(ValueError, match=r"images of shape \(n_images, height, width, 3\)"):
         est.transform(images.reshape(len(images), -1))
     with pytest.raises(ValueError, match="fitted on images of shape"):
@@ -190,7 +199,7 @@ def test_bad_input_messages(name, images):
         with pytest.raises(ValueError, match="contains NaN or infinity"):
             est.transform(broken)
         with pytest.raises(ValueError, match="contains NaN or infinity"):
-            clone(est).fit(broken)
+            clone(est).fit(broken, _labels(est, images))
 
 
 def test_unfitted_hog_raises(images):

@@ -58,7 +58,8 @@ def run_cli(args: list[str], cache) -> tuple[int, str, list[str]]:
 @pytest.mark.parametrize("args", [["list"], ["list", "features"], ["describe", "hog"],
                                   ["describe", "logreg"], ["describe", "linear-svm"],
                                   ["describe", "cnn:efficientnet-lite0"],
-                                  ["describe", "cnn:resnet18"], ["describe", "kmeans-patches"]])
+                                  ["describe", "cnn:resnet18"], ["describe", "kmeans-patches"],
+                                  ["describe", "convnet:resnet-small"]])
 def test_list_and_describe_import_no_heavy_module(args, warm_cache):
     code, out, heavy = run_cli(args, warm_cache)
     assert code == 0, out
@@ -110,6 +111,7 @@ def _references():
     from featbench.features.bovw import BagOfVisualWords
     from featbench.features.cnn import CNNEmbedding
     from featbench.features.color import ColorHistogram
+    from featbench.features.convnet import ConvNet
     from featbench.features.fisher import FisherVector
     from featbench.features.hog import HOG
     from featbench.features.kmeans_patches import KMeansPatches
@@ -124,6 +126,8 @@ def _references():
         ("feature", "cnn:<model>"): CNNEmbedding(),
         ("feature", "cnn:efficientnet-lite0"): CNNEmbedding(model="efficientnet-lite0"),
         ("feature", "cnn:resnet18"): CNNEmbedding(model="resnet18"),
+        ("feature", "convnet:<arch>"): ConvNet(),
+        ("feature", "convnet:resnet-small"): ConvNet(arch="resnet-small"),
         ("classifier", "linear-svm"): LinearSVM(max_iter=5000, random_state=0),
         ("classifier", "logreg"): LogReg(max_iter=5000, random_state=0),
         ("classifier", "ridge"): RidgeClassifier(random_state=0),
@@ -149,7 +153,7 @@ def test_describe_shows_the_estimators_own_defaults_doc_and_class(key):
 
     kind, name = key
     ref = _references()[key]
-    if name == "cnn:<model>":
+    if name in ("cnn:<model>", "convnet:<arch>"):
         spec = EXTRACTORS.get(name).spec()  # what `list --params` shows
     else:
         got_kind, spec, _ = cli._component(name)
@@ -159,7 +163,8 @@ def test_describe_shows_the_estimators_own_defaults_doc_and_class(key):
     assert spec.path == f"{type(ref).__module__}.{type(ref).__qualname__}"
     # and the registry builds that same estimator
     built = (get_classifier(name).named_steps["clf"] if kind == "classifier"
-             else build_extractor(name) if name != "cnn:<model>" else EXTRACTORS.build(name))
+             else build_extractor(name) if name not in ("cnn:<model>", "convnet:<arch>")
+             else EXTRACTORS.build(name))
     assert type(built) is type(ref)
     assert built.get_params(deep=False) == ref.get_params(deep=False)
 

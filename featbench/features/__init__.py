@@ -21,6 +21,7 @@ EXTRACTORS = Registry("feature")
 #: public names of the implementation modules, imported on first use (PEP 562) so that
 #: ``featbench list`` and ``describe`` import neither torch nor scikit-learn
 _LAZY = {"BagOfVisualWords": ".bovw", "CNNEmbedding": ".cnn", "ColorHistogram": ".color",
+         "ConvNet": ".convnet",
          "FisherVector": ".fisher", "HOG": ".hog", "ImageExtractor": ".base",
          "KMeansPatches": ".kmeans_patches", "RawPixels": ".raw", "VLAD": ".vlad",
          "torchvision_models": ".models", "COLOR_SPACES": ".color", "BLOCK_NORMS": ".hog",
@@ -88,6 +89,7 @@ def _constraints(name: str):
                 "normalization": [StrOptions({"imagenet", "inception"}), None],
                 "batch_size": [_int, StrOptions({"auto"})],
                 "random_state": ["random_state"], "backend": [StrOptions(set(BACKENDS))]},
+            "convnet:<arch>": _convnet_constraints(),
         }[name]
 
     return declared
@@ -123,15 +125,53 @@ EXTRACTORS.register_class(
     "cnn:<model>", "featbench.features.cnn:CNNEmbedding",
     "Pooled penultimate features of an ImageNet ConvNet (torchvision, Lite).",
     _constraints("cnn:<model>"))
+EXTRACTORS.register_class(
+    "convnet:<arch>", "featbench.features.convnet:ConvNet",
+    "A ConvNet trained end to end on the training split (convnetjs, resnet-small).",
+    _constraints("convnet:<arch>"))
 
 #: families whose names take an argument: ``cnn:resnet18`` (the entry of ``cnn:<model>``
-#: builds it with ``model=resnet18``)
-FAMILIES = ("cnn",)
+#: builds it with ``model=resnet18``), ``convnet:convnetjs`` (``arch=convnetjs``)
+FAMILIES = ("cnn", "convnet")
+#: each family's registry entry and the parameter its argument sets
+FAMILY_ENTRIES = {"cnn": ("cnn:<model>", "model"), "convnet": ("convnet:<arch>", "arch")}
+
+
+def _convnet_constraints() -> dict[str, list]:
+    """Declared constraints of ``convnet:<arch>`` (scikit-learn imported on first use)."""
+    from numbers import Integral, Real
+
+    from ..constraints import (
+        Interval,
+        IntSequence,
+        StrOptions,
+        non_negative_real,
+        positive_int,
+        positive_real,
+    )
+    from .convnet_recipes import ARCHS, CONVNET_PRECISIONS, SCHEDULES
+
+    _int, _pos = positive_int(), positive_real()
+    _fraction = Interval(Real, 0, 1, closed="left")
+    return {"arch": [StrOptions(set(ARCHS))], "epochs": [_int, None],
+            "batch_size": [_int, None], "lr": [_pos, None], "momentum": [_fraction],
+            "nesterov": ["boolean"], "weight_decay": [non_negative_real(), None],
+            "schedule": [StrOptions(set(SCHEDULES))], "warmup": [_fraction],
+            "label_smoothing": [_fraction, None], "flip": ["boolean"],
+            "shift": [Interval(Integral, 0, None, closed="left")],
+            "size": [Interval(Integral, 8, None, closed="left")],
+            "widths": [IntSequence(1), None], "tta": ["boolean", None],
+            "time_budget_s": [_pos, None], "device": [str],
+            "precision": [StrOptions(set(CONVNET_PRECISIONS))],
+            "random_state": ["random_state"]}
 
 
 def extractor_entry(name: str):
-    """The registry entry ``name`` is built from (``cnn:x`` -> ``cnn:<model>``)."""
+    """The registry entry ``name`` is built from (``cnn:x`` -> ``cnn:<model>``,
+    ``convnet:x`` -> ``convnet:<arch>``)."""
     family, sep, _ = name.partition(":")
+    if sep and family in FAMILY_ENTRIES:
+        return EXTRACTORS.get(FAMILY_ENTRIES[family][0])
     return EXTRACTORS.get(f"{family}:<model>" if sep else name)
 
 
@@ -144,6 +184,13 @@ def build_extractor(name: str) -> BaseEstimator:
         raise UnknownNameError(
             f"unknown feature family {family!r} in {name!r}; families: "
             f"{', '.join(f + ':<name>' for f in FAMILIES)}")
+    if family == "convnet":
+        from .convnet_recipes import ARCHS
+
+        if arg not in ARCHS:
+            raise ParameterError(f"unknown convnet architecture {arg!r} in {name!r}; "
+                                 f"architectures: {', '.join('convnet:' + a for a in ARCHS)}")
+        return EXTRACTORS.build("convnet:<arch>", arch=arg)
     if not arg:
         raise ParameterError(f"{name!r} needs a model name, e.g. cnn:resnet18 "
                              f"(see `featbench list features`)")
@@ -238,6 +285,7 @@ __all__ = [
     "EXTRACTORS",
     "BagOfVisualWords",
     "CNNEmbedding",
+    "ConvNet",
     "FisherVector",
     "KMeansPatches",
     "VLAD",
