@@ -40,7 +40,7 @@ RAW_C = {"linear-svm": {"C": (1e-6, 1e-5, 1e-4)}, "logreg": {"C": (1e-4, 1e-3, 1
 QUICK_BOVW = {"bovw": {"n_words": 256}}
 QUICK_FISHER = {"fisher": {"n_components": 16}}
 QUICK_KMEANS = {"kmeans-patches": {"n_centroids": 400, "n_patches": 100_000}}
-QUICK_KMEANS_4000 = {"kmeans-patches": {"n_centroids": 1000, "n_patches": 100_000}}
+QUICK_KMEANS_4000 = {"kmeans-patches": {"n_centroids": 800, "n_patches": 50_000}}
 
 
 def _cnn(model: str, label: str, native: int, size: int | None = None,
