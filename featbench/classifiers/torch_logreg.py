@@ -191,6 +191,21 @@ def _start(init: tuple[np.ndarray, np.ndarray] | None, d: int, K: int,
     return W, b
 
 
+def torch_or_sklearn(solver: str, device: str, size: int) -> tuple[str, torch.device]:
+    """The solver ("torch" or "sklearn") and device of a fit on ``size`` numbers, for a
+    classifier with ``solver`` in :data:`SOLVERS` ("auto": torch) and ``device`` (see
+    :func:`featbench.runtime.fit_device`); scikit-learn runs on the CPU only."""
+    if solver not in SOLVERS:
+        raise ParameterError(f"solver must be one of {', '.join(SOLVERS)}; got {solver!r}")
+    if solver == "sklearn" and device == "auto":
+        return "sklearn", torch.device("cpu")
+    resolved = fit_device(str(device), size)
+    if solver == "sklearn" and resolved.type != "cpu":
+        raise ParameterError(f"solver 'sklearn' runs on the CPU only; got device "
+                             f"{device!r} (use solver='torch' or 'auto')")
+    return ("torch" if solver == "auto" else solver), resolved
+
+
 class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
     """L2-regularized multinomial logistic regression (``LogisticRegression``'s objective).
 
@@ -249,18 +264,7 @@ class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def _placement(self, n_samples: int, n_features: int) -> tuple[str, torch.device]:
         """The solver and device of a fit on ``n_samples x n_features`` data."""
-        if self.solver not in SOLVERS:
-            raise ParameterError(f"solver must be one of {', '.join(SOLVERS)}; "
-                                 f"got {self.solver!r}")
-        if self.solver == "sklearn" and self.device == "auto":
-            return "sklearn", torch.device("cpu")  # scikit-learn runs on the CPU only
-        device = fit_device(str(self.device), n_samples * n_features)
-        if self.solver == "sklearn" and device.type != "cpu":
-            raise ParameterError(f"solver 'sklearn' runs on the CPU only; got device "
-                                 f"{self.device!r} (use solver='torch' or 'auto')")
-        if self.solver == "auto":
-            return "torch", device
-        return self.solver, device
+        return torch_or_sklearn(self.solver, self.device, n_samples * n_features)
 
     def warm_startable(self, n_samples: int, n_features: int) -> bool:
         """Whether a fit of this shape runs the torch solver, which can start from a

@@ -45,10 +45,9 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..errors import ParameterError
-from ..runtime import fit_device, tf32_mode
+from ..runtime import tf32_mode
+from .torch_logreg import SOLVERS, torch_or_sklearn
 
-SOLVERS = ("auto", "sklearn", "torch")
 DTYPES = ("float32", "float64")
 
 #: the fitted attributes copied from a scikit-learn fit (``solver="sklearn"``)
@@ -193,16 +192,7 @@ class MLP(ClassifierMixin, BaseEstimator):
 
     def _placement(self, n_samples: int, n_features: int) -> tuple[str, torch.device]:
         """The solver and device of a fit on ``n_samples x n_features`` data."""
-        if self.solver not in SOLVERS:
-            raise ParameterError(f"solver must be one of {', '.join(SOLVERS)}; "
-                                 f"got {self.solver!r}")
-        if self.solver == "sklearn" and self.device == "auto":
-            return "sklearn", torch.device("cpu")  # scikit-learn runs on the CPU only
-        device = fit_device(str(self.device), n_samples * n_features)
-        if self.solver == "sklearn" and device.type != "cpu":
-            raise ParameterError(f"solver 'sklearn' runs on the CPU only; got device "
-                                 f"{self.device!r} (use solver='torch' or 'auto')")
-        return ("torch" if self.solver == "auto" else self.solver), device
+        return torch_or_sklearn(self.solver, self.device, n_samples * n_features)
 
     def fit(self, X, y) -> MLP:
         """Fit on features ``X`` and class labels ``y``."""
