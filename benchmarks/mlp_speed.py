@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--skip-sklearn", action="store_true")
     args = ap.parse_args()
 
+    import featbench  # noqa: F401 - first: it sets OpenMP's wait policy before torch loads
+
+    # isort: split
     import torch
     from sklearn.datasets import make_classification
     from sklearn.exceptions import ConvergenceWarning
