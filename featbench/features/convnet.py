@@ -221,8 +221,8 @@ class ConvNet(ImageExtractor):
     the global one left alone), the order of the images and the augmentation by a
     ``torch.Generator`` seeded with it. On the CPU it runs with
     ``torch.use_deterministic_algorithms(True)`` and gives the same weights on every run
-    (with the same torch and thread count); on CUDA cuDNN may choose nondeterministic
-    kernels.
+    (with the same torch and thread count); on CUDA it trains in the channels-last layout
+    with cuDNN's autotuner, whose kernels may be nondeterministic.
 
     :meth:`head_logits` applied to :meth:`transform`'s features equals the network's own
     logits, without the test-time flip; :meth:`predict` uses it where ``tta`` says.
@@ -397,8 +397,13 @@ class ConvNet(ImageExtractor):
         x_dev, y_dev = x.to(device), y.to(device)
         mean_d, std_d = mean.to(device).view(1, 3, 1, 1), std.to(device).view(1, 3, 1, 1)
         deterministic = torch.are_deterministic_algorithms_enabled()
+        benchmark = torch.backends.cudnn.benchmark
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True)
+        cuda = device.type == "cuda"
+        if cuda:  # channels-last tensors and cuDNN's autotuned kernels (not deterministic)
+            net.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
         net.train()
         step, epochs_run, last_loss, stopped, seen = 0, 0, float("nan"), False, 0
         t0 = time.perf_counter()
@@ -420,6 +425,8 @@ class ConvNet(ImageExtractor):
                     idx = order[b * batch_size:(b + 1) * batch_size]
                     xb = x_dev[idx].float().div_(255.0).sub_(mean_d).div_(std_d)
                     xb = augment(xb, generator, bool(self.flip), int(self.shift))
+                    if cuda:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
                     with autocast(device, precision):
                         out = net(xb)
                     loss = F.cross_entropy(out.float(), y_dev[idx], label_smoothing=smoothing)
@@ -444,6 +451,9 @@ class ConvNet(ImageExtractor):
         finally:
             bar.close()
             torch.use_deterministic_algorithms(deterministic)
+            torch.backends.cudnn.benchmark = benchmark
+            if cuda:
+                net.to(memory_format=torch.contiguous_format)
         seconds = time.perf_counter() - t0
         return {"train_seconds_": float(seconds), "epochs_run_": int(epochs_run),
                 "train_loss_": float(last_loss),
