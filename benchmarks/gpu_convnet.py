@@ -71,6 +71,9 @@ def parse_run(text: str) -> tuple[str, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pack", nargs=2, metavar=("SRC", "OUT"), help="pack SRC into OUT, then exit")
+    ap.add_argument("--unpack", nargs=3, metavar=("NPZ", "DEST", "N"),
+                    help="write the packed files to DEST, and DEST-subset/ with the first N "
+                         "files of each train/ class (N/2 of each test/ class), then exit")
     ap.add_argument("--data", help="a folder with train/ and test/, or a packed .npz")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--precision", default="bf16")
@@ -84,6 +87,17 @@ def main() -> None:
     if args.pack:
         pack(Path(args.pack[0]), Path(args.pack[1]))
         return
+    if args.unpack:
+        dest = unpack(Path(args.unpack[0]), Path(args.unpack[1]))
+        n = int(args.unpack[2])
+        for split, count in (("train", n), ("test", n // 2)):
+            for folder in sorted((dest / split).iterdir()):
+                out = Path(f"{dest}-subset") / split / folder.name
+                out.mkdir(parents=True, exist_ok=True)
+                for f in sorted(folder.iterdir())[:count]:
+                    (out / f.name).write_bytes(f.read_bytes())
+        print(f"unpacked into {dest} and {dest}-subset ({n} / {n // 2} files a class)")
+        return
     t_start = time.perf_counter()
     import torch
 
@@ -92,7 +106,9 @@ def main() -> None:
 
     data = Path(args.data)
     if data.suffix == ".npz":
-        data = unpack(data, Path("/tmp/featbench-cifar10-jpeg"))
+        data = Path("/tmp/featbench-cifar10-jpeg")
+        if not (data / "test").is_dir():
+            unpack(Path(args.data), data)
     ds = load_image_folder(data, name="cifar10-jpeg")
     if args.train_size or args.test_size:
         ds = ds.subset(train_size=args.train_size, test_size=args.test_size, seed=0)
