@@ -82,7 +82,8 @@ def classifier_modules() -> list[str]:
     from .classifiers import CLASSIFIERS
 
     names = {"featbench.classifiers", "featbench.classifiers.tuning",
-             "featbench.classifiers.path", "featbench.runner", "featbench.runtime"}
+             "featbench.classifiers.path", "featbench.runner", "featbench.runtime",
+             "featbench.end_to_end"}
     names |= {entry.target.split(":")[0] for entry in CLASSIFIERS
               if entry.target.startswith("featbench.")}
     return sorted(names)

@@ -61,6 +61,10 @@ def validate_plan(features: list[str], classifiers: list[str],
     for clf in classifiers:
         names.add(clf)
         classifier_setup(clf, params.get(clf, {}), 0)
+    if "own-head" in classifiers:  # the network's own head: convnet:<arch> features only
+        from .end_to_end import check_own_head
+
+        check_own_head(features)
     stray = sorted(set(params) - names)
     if stray:
         cnn = sorted(n for n in names if n.startswith("cnn:"))

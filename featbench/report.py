@@ -28,7 +28,7 @@ STUDY_COLUMNS = [
     "source", "error",
 ]
 PLOTS = ("accuracy.png", "accuracy_vs_speed.png", "confusion.png", "per_class.png")
-COLORS = {"hand-crafted": "#4c72b0", "cnn": "#dd8452"}
+COLORS = {"hand-crafted": "#4c72b0", "cnn": "#dd8452", "end-to-end": "#55a868"}
 
 
 def latest_per_row(records: list[dict]) -> list[dict]:
@@ -43,9 +43,12 @@ def latest_per_row(records: list[dict]) -> list[dict]:
 
 
 def family_of(rec: dict) -> str:
-    """The row's family; records of plain runs: ``cnn`` for CNN features."""
+    """The row's family; records of plain runs: ``cnn`` for pretrained CNN features,
+    ``end-to-end`` for a ConvNet trained on the dataset (``convnet:*``)."""
     fam = rec.get("study", {}).get("family")
-    return fam or ("cnn" if "cnn:" in rec.get("features", {}).get("spec", "") else "hand-crafted")
+    spec = rec.get("features", {}).get("spec", "")
+    return fam or ("cnn" if "cnn:" in spec else "end-to-end" if "convnet:" in spec
+                   else "hand-crafted")
 
 
 def study_row(rec: dict) -> dict:
@@ -93,6 +96,22 @@ def _best(records: list[dict], family: str) -> dict | None:
     ok = [r for r in records if not r.get("error") and r.get("confusion")
           and family_of(r) == family]
     return max(ok, key=lambda r: r["test_acc"]) if ok else None
+
+
+def headline(records: list[dict]) -> str:
+    """The study in one sentence: the best row of each family, by test accuracy, each
+    named with its kind of features (hand-crafted; pretrained ConvNet features + linear
+    classifier; ConvNet trained end to end), e.g. ``best hand-crafted features: k-means
+    patches + linear-svm 0.735; best ConvNet trained end to end: ... 0.78``."""
+    from .studies import FAMILY_NAMES
+
+    recs = latest_per_row(records)
+    parts = []
+    for family, name in FAMILY_NAMES.items():
+        best = _best(recs, family)
+        if best is not None:
+            parts.append(f"best {name}: {_name(best)} {best['test_acc']:.3f}")
+    return "; ".join(parts)
 
 
 def _name(rec: dict) -> str:
@@ -157,7 +176,7 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
     plt.close(fig)
 
     # (3) confusion matrices and (4) per-class accuracy of the best row of each family
-    best = [b for b in (_best(recs, "hand-crafted"), _best(recs, "cnn")) if b is not None]
+    best = [b for b in (_best(recs, f) for f in COLORS) if b is not None]
     classes = (best[0]["dataset"].get("classes") if best else None) or []
     fig, axes = plt.subplots(1, max(1, len(best)), figsize=(5.5 * max(1, len(best)), 5),
                              squeeze=False)
@@ -288,11 +307,15 @@ def render(out_dir: str | Path, title: str | None = None,
         out[f"table.{ext}"] = write_table(df, out_dir / f"table.{ext}")
     for p in plot_all(records, out_dir, title):
         out[p.name] = p
-    notes = (f"{len(df)} rows; train {ds.get('n_train')} / test {ds.get('n_test')} images. "
+    top = headline(records)
+    notes = (f"{top}. " if top else "") + (
+             f"{len(df)} rows; train {ds.get('n_train')} / test {ds.get('n_test')} images. "
              "difference = ours minus the reference (0 inside a published band), on the "
              "metric the reference reports (ref_metric). tuning: +N = values added past "
              "the grid's edge, edge = the chosen value is still on an edge of the values "
              "tried, iter-limit = its solver stopped at the iteration limit.")
+    notes += (" own-head = the ConvNet's own trained head (end to end, nothing tuned); "
+              "logreg on convnet:* = its penultimate features + logistic regression.")
     if mixed:
         notes = f"{mixed}: rows come from different runs and are not comparable. " + notes
     out["report.html"] = write_html(df, [out[p] for p in PLOTS], out_dir / "report.html",

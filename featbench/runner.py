@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import balanced_accuracy_score
 
-from .classifiers import CLASSIFIERS, resolve_placement
+from .classifiers import CLASSIFIERS, OWN_HEAD, resolve_placement
 from .classifiers.tuning import (
     BOUNDS,
     MAX_EXTENSIONS,
@@ -72,9 +72,25 @@ def fit_data(ds: Dataset, feats: FeatureResult, split: TuningSplit
 
 def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
              params: dict[str, Any], *, seed: int, split: TuningSplit, n_jobs: int | None,
-             extend_grid: bool = True) -> dict:
-    """Tune, refit and score one classifier on extracted features; return the record."""
+             extend_grid: bool = True, store: FeatureStore | None = None) -> dict:
+    """Tune, refit and score one classifier on extracted features; return the record.
+
+    ``own-head`` is scored by the end-to-end protocol instead (the network's own head,
+    :func:`featbench.end_to_end.run_own_head`), which reads the network's weights from
+    ``store``.
+    """
     X, y, val_mask, X_test, y_test, n_val = fit_data(ds, feats, split)
+    if clf_name == OWN_HEAD:
+        from .end_to_end import run_own_head
+
+        load_start, cpu0 = load_average(), time.process_time()
+        out = run_own_head(ds, feats, spec, params, store, seed=seed, split=split,
+                           data=(X, y, val_mask, X_test, y_test, n_val),
+                           n_workers=n_jobs or get_n_jobs())
+        out["load"] = {"fit_start": load_start, "fit_end": load_average(),
+                       "cores": available_cores(), **_threads(n_jobs)}
+        out["timings"]["fit_cpu_s"] = time.process_time() - cpu0
+        return out
     pipe, grid = classifier_setup(clf_name, params, seed)
     # the parameters as asked (solver "auto" stays "auto" in the record) ...
     clf_params = canonical(pipe.named_steps["clf"].get_params(deep=False))
@@ -276,7 +292,7 @@ def run_benchmark(
                     raise RuntimeError(feat_error)
                 out = run_pair(ds, feats, spec, clf_name, params.get(clf_name, {}),
                                seed=seed, split=split, n_jobs=n_jobs,
-                               extend_grid=extend_grid)
+                               extend_grid=extend_grid, store=store)
                 rec["dataset"]["n_val"] = out.pop("n_val")
                 rec["dataset"]["n_train_fit"] = out.pop("n_fit")
                 rec["dataset"]["n_test_scored"] = out.pop("n_test_scored")

@@ -106,6 +106,7 @@ def _references():
     from sklearn.linear_model import RidgeClassifier
 
     from featbench.classifiers.linear_svm import LinearSVM
+    from featbench.classifiers.own_head import OwnHead
     from featbench.classifiers.torch_logreg import LogReg
     from featbench.classifiers.torch_mlp import MLP
     from featbench.features.bovw import BagOfVisualWords
@@ -133,6 +134,7 @@ def _references():
         ("classifier", "ridge"): RidgeClassifier(random_state=0),
         ("classifier", "mlp"): MLP(hidden_layer_sizes=(500,), early_stopping=True, max_iter=200,
                                    random_state=0),
+        ("classifier", "own-head"): OwnHead(random_state=0),
     }
 
 
@@ -175,7 +177,8 @@ def test_featbench_classes_are_read_from_source_not_imported():
 
     entries = [*EXTRACTORS, *CLASSIFIERS]
     ours = [e for e in entries if e.target.startswith("featbench.")]
-    assert len(ours) == len(EXTRACTORS.names()) + 3  # all extractors, linear-svm, logreg, mlp
+    # all extractors, linear-svm, logreg, mlp, own-head
+    assert len(ours) == len(EXTRACTORS.names()) + 4
     for entry in ours:
         assert class_spec(entry.target) is not None, entry.name
 

@@ -65,7 +65,10 @@ def test_cifar10_study_is_valid():
         # the table's text says the same numbers (4 significant digits)
         shown = [float(t) for t in ref.text().split("-")]
         assert shown == pytest.approx(sorted({ref.low, ref.high}), rel=1e-3)
-    assert {r.family for r in study.rows} == {"hand-crafted", "cnn"}
+    assert {r.family for r in study.rows} == {"hand-crafted", "cnn", "end-to-end"}
+    # the lecture's ConvNet: its own head and logreg on its features
+    assert {("convnet:convnetjs", "own-head"), ("convnet:convnetjs", "logreg")} <= {
+        (r.features, r.classifier) for r in study.rows if r.family == "end-to-end"}
     pairs = {(r.features, r.classifier) for r in study.rows}
     for features in ("raw", "color-hist", "hog", "hog+color-hist", "bovw", "fisher",
                      "kmeans-patches", "cnn:efficientnet-lite0", "cnn:resnet50"):

@@ -34,7 +34,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 #: public names of the implementation modules, imported on first use (PEP 562) so that
 #: ``featbench list`` and ``describe`` import neither torch nor scikit-learn
 _LAZY = {"LinearSVM": ".linear_svm", "SOLVERS": ".linear_svm", "LogReg": ".torch_logreg",
-         "MLP": ".torch_mlp",
+         "MLP": ".torch_mlp", "OwnHead": ".own_head",
          "LOGREG_SOLVERS": ".torch_logreg", "AUTO_CUDA_MIN_SIZE": "..runtime"}
 
 
@@ -98,6 +98,17 @@ CLASSIFIERS.register_class(
     "MLPClassifier itself.",
     _constraints("mlp"), hidden_layer_sizes=(500,), early_stopping=True, max_iter=200,
     random_state=0)
+
+
+# The trained head of a convnet:<arch> extractor: the ConvNet end to end (no fit, no grid).
+CLASSIFIERS.register_class(
+    "own-head", "featbench.classifiers.own_head:OwnHead",
+    "The ConvNet end to end: a convnet:<arch> extractor's own trained softmax head on its "
+    "features (test-time flip where the architecture has it); nothing fitted or tuned.",
+    {"tta": [None, bool], "random_state": ["random_state"]}, random_state=0)
+
+#: classifiers that need the fitted extractor rather than fitting on its features
+OWN_HEAD = "own-head"
 
 
 def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pipeline:
@@ -168,5 +179,5 @@ def default_grid(name: str) -> dict[str, list[Any]]:
     return {k: list(v) for k, v in GRIDS.get(name, {}).items()}
 
 
-__all__ = ["CLASSIFIERS", "GRIDS", "default_grid", "get_classifier", "large_fit_placement",
-           "resolve_placement"]
+__all__ = ["CLASSIFIERS", "GRIDS", "OWN_HEAD", "default_grid", "get_classifier",
+           "large_fit_placement", "resolve_placement"]

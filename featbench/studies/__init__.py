@@ -18,7 +18,13 @@ from ..registry import Registry
 
 STUDIES = Registry("study")
 
-FAMILIES = ("hand-crafted", "cnn")
+#: kinds of rows: hand-crafted features; ImageNet-pretrained CNN features + a linear
+#: classifier ("cnn"); a ConvNet trained end to end on the dataset itself ("end-to-end")
+FAMILIES = ("hand-crafted", "cnn", "end-to-end")
+#: how tables and headlines name each family
+FAMILY_NAMES = {"hand-crafted": "hand-crafted features",
+                "cnn": "pretrained ConvNet features + linear classifier",
+                "end-to-end": "ConvNet trained end to end"}
 
 
 @dataclass(frozen=True)
@@ -168,4 +174,5 @@ def get_study(name: str) -> Study:
 
 from . import cifar10  # noqa: E402,F401  (registers the CIFAR-10 study)
 
-__all__ = ["FAMILIES", "STUDIES", "Reference", "Row", "Study", "get_study", "validate_study"]
+__all__ = ["FAMILIES", "FAMILY_NAMES", "STUDIES", "Reference", "Row", "Study", "get_study",
+           "validate_study"]

@@ -1,7 +1,10 @@
-"""The CIFAR-10 study: hand-crafted features vs ImageNet ConvNet embeddings.
+"""The CIFAR-10 study: hand-crafted features vs ConvNets.
 
 The rows of CS231n Lecture 5's argument, each with ``linear-svm`` and ``logreg``
-(and HOG + hue with a two-layer net), with the published numbers beside them.
+(and HOG + hue with a two-layer net), with the published numbers beside them; the
+ConvNets come in two kinds: trained end to end on CIFAR-10 itself (the lecture's
+ConvNetJS network, scored by its own head and by logreg on its features), and
+ImageNet-pretrained embeddings with a linear classifier (transfer).
 Edit the lists below to add rows; ``featbench reproduce cifar10 --only 'hog*'``
 runs a subset.
 """
@@ -76,6 +79,12 @@ def _both(label: str, features: str, params: dict | None = None, quick: dict | N
 
 
 CS231N_HOG = {"hog": {"block_norm": None}}
+KARPATHY = ("A. Karpathy, ConvNetJS CIFAR-10 demo "
+            "(cs.stanford.edu/people/karpathy/convnetjs/demo/cifar10.html)")
+#: the lecture's ConvNet trained on CIFAR-10 itself, fp32 like every row (30 epochs; 10
+#: under --quick), scored by its own head and by logreg on its 320 penultimate numbers
+CONVNETJS = {"convnet:convnetjs": {"precision": "fp32"}}
+QUICK_CONVNETJS = {"convnet:convnetjs": {"epochs": 10}}
 
 ROWS = (
     *_both("raw pixels", "raw", clf_params=RAW_C, references={"linear-svm": Reference(
@@ -99,6 +108,11 @@ ROWS = (
     *_both("k-means patches (K=4000)", "kmeans-patches", {"kmeans-patches": {"n_centroids": 4000}},
            quick=QUICK_KMEANS_4000, clf_params=KMEANS_C, references={"linear-svm": Reference(
                0.796, COATES, "test", "4000 centroids, triangle code, L2-SVM (their best)")}),
+    Row("ConvNetJS net, trained end to end", "convnet:convnetjs", "own-head", "end-to-end",
+        CONVNETJS, QUICK_CONVNETJS, Reference(0.80, KARPATHY, "test",
+                                              "the demo page's figure, trained in a browser")),
+    Row("ConvNetJS net, trained end to end", "convnet:convnetjs", "logreg", "end-to-end",
+        CONVNETJS, QUICK_CONVNETJS),
     *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (224 px)", 224),
     *_cnn("efficientnet-lite0", "EfficientNet-Lite0 (128 px)", 224, size=128),
     *_cnn("efficientnet-lite1", "EfficientNet-Lite1 (240 px)", 240),
