@@ -113,3 +113,26 @@ def test_cli_names_the_option(tmp_path):
     assert result.exit_code != 0, result.output
     assert "-c own-head" in result.output and "got -f hog" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_headline_names_the_best_row_of_each_kind():
+    """The report's headline: the best row of each family by test accuracy, named with
+    its kind (a hand-worked example; an errored row never counts)."""
+    from featbench.report import headline
+
+    def rec(label, spec, clf, family, acc, error=None):
+        return {"run_id": f"{label}-{clf}", "created": "2026-12-04T00:00:00",
+                "study": {"label": label, "row": f"{label}/{clf}", "family": family},
+                "features": {"spec": spec}, "classifier": {"name": clf}, "test_acc": acc,
+                "confusion": [[1]], **({"error": error} if error else {})}
+
+    records = [rec("HOG", "hog", "logreg", "hand-crafted", 0.50),
+               rec("k-means", "kmeans-patches", "linear-svm", "hand-crafted", 0.73),
+               rec("ConvNetJS", "convnet:convnetjs", "own-head", "end-to-end", 0.75),
+               rec("ConvNetJS", "convnet:convnetjs", "logreg", "end-to-end", 0.74),
+               rec("Lite2", "cnn:efficientnet-lite2", "logreg", "cnn", 0.83),
+               rec("Lite0", "cnn:efficientnet-lite0", "logreg", "cnn", 0.99, error="boom")]
+    assert headline(records) == (
+        "best hand-crafted features: k-means + linear-svm 0.730; "
+        "best pretrained ConvNet features + linear classifier: Lite2 + logreg 0.830; "
+        "best ConvNet trained end to end: ConvNetJS + own-head 0.750")
