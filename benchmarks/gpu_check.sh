@@ -51,9 +51,10 @@ print("featbench", featbench.__version__, "| torch", torch.__version__, "| devic
 if "$DEVICE".startswith("cuda") and not torch.cuda.is_available():
     raise SystemExit("no CUDA device here: run with GPU_CHECK_DEVICE=cpu for a smoke test")
 PY
-if [ ! -d "$DATA/cifar" ] && [ -f "$FULL/cifar10-jpeg.npz" ]; then
+if [ "$(echo $STEPS)" != convnet ] && [ ! -d "$DATA/cifar" ] && [ -f "$FULL/cifar10-jpeg.npz" ]; then
   # only .gpu_full travelled: the CIFAR subset of the other steps is cut from it
-  python3 benchmarks/gpu_convnet.py --unpack "$FULL/cifar10-jpeg.npz" /tmp/featbench-cifar10-jpeg 200
+  [ -d /tmp/featbench-cifar10-jpeg-subset ] || python3 benchmarks/gpu_convnet.py \
+    --unpack "$FULL/cifar10-jpeg.npz" /tmp/featbench-cifar10-jpeg 200
   mkdir -p "$DATA" && ln -s /tmp/featbench-cifar10-jpeg-subset "$DATA/cifar"
 fi
 MODEL=resnet18; WEIGHTS=none
@@ -114,6 +115,7 @@ if want convnet; then
   if [ -f "$FULL/cifar10-jpeg.npz" ]; then
     timeout "${GPU_CHECK_CONVNET_TIMEOUT:-300}" python3 benchmarks/gpu_convnet.py \
       --data "$FULL/cifar10-jpeg.npz" --device "$DEVICE" ${GPU_CHECK_CONVNET_ARGS:-\
+      --budget 200 --run resnet-small:widths=128/256/512,epochs=24,shift=4 \
       --run resnet-small:epochs=10 --run resnet-small:epochs=20 --run resnet-small:epochs=30 \
       --run convnetjs} || echo "gpu_convnet.py stopped (exit $?)"
   else

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .classifiers import OWN_HEAD
-from .errors import ParameterError
+from .errors import DataError, ParameterError
 from .features import split_spec
 
 #: images decoded and scored at a time for the test-time flip (bounded memory)
@@ -56,8 +56,13 @@ def _flip_predict(est, source, view, indices: np.ndarray, labels: np.ndarray,
     preds, kept = [], []
     for start in range(0, len(indices), TTA_CHUNK):
         chunk = indices[start:start + TTA_CHUNK]
-        images, bad = _decode_all(source, view, chunk, n_workers, skip_bad,
-                                  desc=f"{OWN_HEAD}: decode for the test-time flip")
+        try:
+            images, bad = _decode_all(source, view, chunk, n_workers, skip_bad,
+                                      desc=f"{OWN_HEAD}: decode for the test-time flip")
+        except DataError:
+            if not skip_bad:
+                raise
+            continue  # every image of the chunk undecodable: left out, as the features
         preds.append(est.classes_[np.argmax(est.logits(images, tta=True), axis=1)])
         kept.append(np.delete(labels[start:start + TTA_CHUNK], bad))
     if not preds:
@@ -85,7 +90,7 @@ def run_own_head(ds, feats, spec: str, params: dict[str, Any], store, *, seed: i
     p = fitted_extractor(spec, ds, {spec: dict(feats.params.get(spec, {}))}, store, seed=seed,
                          split=split, n_workers=n_workers)
     est = p.estimator
-    head = OwnHead(extractor=est, tta=asked.get("tta")).fit(X[~val_mask], y[~val_mask])
+    head = OwnHead(tta=asked.get("tta")).fit(X[~val_mask], y[~val_mask], extractor=est)
     tta = bool(est.setting("tta") if head.tta is None else head.tta)
     t0 = time.perf_counter()
     if tta:
@@ -121,7 +126,8 @@ def run_own_head(ds, feats, spec: str, params: dict[str, Any], store, *, seed: i
                                "train_images_per_s_", "stopped_by_budget_")},
                            "device": runtime.get("device"),
                            "precision": runtime.get("precision")},
-                       "defaults": {}},
+                       "defaults": canonical(OwnHead(random_state=seed).get_params(
+                           deep=False))},
         "n_val": int(len(y_val)),
         "n_fit": int(len(y) - n_val),
         "n_test_scored": int(len(y_test)),

@@ -24,9 +24,23 @@ from .provenance import canonical, package_versions
 from .splits import tuning_split
 
 #: extractor parameters that say where a pair runs, not what it computes: not in its key
+#: (for the extractors that leave them out of their stored features' key, ``_cache_exclude``:
+#: ``convnet:<arch>``'s batch_size is its training mini-batch, which changes the numbers)
 PLACEMENT = ("device", "batch_size")
 #: the classifiers' (an MLP's batch_size is its mini-batch: it changes the numbers)
 CLASSIFIER_PLACEMENT = ("device",)
+
+
+def placement_of(name: str) -> tuple[str, ...]:
+    """The :data:`PLACEMENT` parameters of extractor ``name`` (those its stored features'
+    key leaves out too); every placement parameter for a name that is no extractor."""
+    from .features import build_extractor
+
+    try:
+        exclude = getattr(build_extractor(name), "_cache_exclude", PLACEMENT)
+    except Exception:  # noqa: BLE001 - not an extractor (a classifier's name)
+        return PLACEMENT
+    return tuple(k for k in PLACEMENT if k in exclude)
 
 
 def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any], seed: int,
@@ -48,14 +62,15 @@ def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any]
     well (a study row's id).
     """
     params = {name: {k: v for k, v in values.items()
-                     if k not in (CLASSIFIER_PLACEMENT if name == classifier else PLACEMENT)}
+                     if k not in (CLASSIFIER_PLACEMENT if name == classifier else
+                                  placement_of(name))}
               for name, values in params.items()}
     parts = {}
     split = tuning_split(ds, seed, val_size)
     for name in split_spec(features):
         p = plan(name, ds, params.get(name, {}), seed, split)
         base = {k: v for k, v in p.base.items() if k != "params"}
-        base["params"] = {k: v for k, v in p.params.items() if k not in PLACEMENT}
+        base["params"] = {k: v for k, v in p.params.items() if k not in placement_of(name)}
         parts[name] = make_key(**base, fit=p.fit_key)
     pipe, grid = classifier_setup(classifier, params.get(classifier, {}), seed)
     clf = canonical({k: v for k, v in pipe.named_steps["clf"].get_params(deep=False).items()

@@ -8,6 +8,7 @@ of records with one fixed column order (:data:`COLUMNS`).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -102,6 +103,17 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
     return sorted(records, key=lambda r: r.get("created", ""))
 
 
+@functools.cache
+def _extractor_class(name: str) -> type | None:
+    """The class of extractor ``name`` (None for a name this version does not know)."""
+    from .features import build_extractor
+
+    try:
+        return type(build_extractor(name))
+    except Exception:  # noqa: BLE001 - an extractor this version does not know
+        return None
+
+
 def changed_params(params: dict[str, dict[str, Any]],
                    defaults: dict[str, dict[str, Any]] | None = None) -> str:
     """``name.param=value`` for every extractor parameter that differs from its default.
@@ -125,7 +137,8 @@ def changed_params(params: dict[str, dict[str, Any]],
     for name, values in params.items():
         own = defaults.get(name, {})
         for key, value in sorted(values.items()):
-            if key in PLACEMENT:
+            if key in PLACEMENT and key in getattr(_extractor_class(name), "_cache_exclude",
+                                                   PLACEMENT):
                 continue  # where it ran, not what it computed (see the record's device)
             default = own.get(key)
             if isinstance(default, tuple):

@@ -92,11 +92,11 @@ def test_own_head_without_the_flip_reads_the_features(ds, tmp_path):
 def test_own_head_estimator_is_the_networks_last_layer(ds):
     net, _, _, X_test, _ = _direct(ds, "convnet:convnetjs")
     F = net.transform(X_test)
-    head = OwnHead(extractor=net).fit(F, net.classes_[:2])
+    head = OwnHead().fit(F, net.classes_[:2], extractor=net)
     np.testing.assert_array_equal(head.predict(F), net.predict(X_test))
     with pytest.raises(ValueError, match="not among the network's classes"):
-        OwnHead(extractor=net).fit(F[:2], np.array([0, 99]))
-    with pytest.raises(ValueError, match="none was given"):
+        OwnHead().fit(F[:2], np.array([0, 99]), extractor=net)
+    with pytest.raises(ValueError, match="pass it"):
         OwnHead().fit(F, net.classes_[:2])
 
 
@@ -136,3 +136,27 @@ def test_headline_names_the_best_row_of_each_kind():
         "best hand-crafted features: k-means + linear-svm 0.730; "
         "best pretrained ConvNet features + linear classifier: Lite2 + logreg 0.830; "
         "best ConvNet trained end to end: ConvNetJS + own-head 0.750")
+
+
+def test_a_convnets_batch_size_is_in_its_pair_key(ds):
+    """A ConvNet's batch size is its training mini-batch (other weights): a finished
+    pair is not reused for another; a k-means encoder's batch size only places the work."""
+    from featbench.keys import pair_key
+
+    def key(name, clf, batch):
+        return pair_key(ds, name, clf, {name: {**PARAMS.get(name, {}), "batch_size": batch}},
+                        SEED)
+
+    assert key("convnet:convnetjs", "own-head", 16) != key("convnet:convnetjs", "own-head", 32)
+    assert key("kmeans-patches", "logreg", 16) == key("kmeans-patches", "logreg", 32)
+
+
+def test_the_table_shows_whether_the_flip_was_used(ds, tmp_path):
+    from featbench.results import hyperparams
+
+    name = "convnet:resnet-small"
+    recs = [run_benchmark(ds, [name], ["own-head"],
+                          params={name: PARAMS[name], "own-head": {"tta": tta}}, seed=SEED,
+                          store=FeatureStore(tmp_path / "store"), results_dir=None)[0]
+            for tta in (None, False)]
+    assert [hyperparams(r["classifier"]) for r in recs] == ["tta=True", "tta=False"]

@@ -2,10 +2,10 @@
 
 The "ConvNet end to end" number of CS231n Lecture 5: the network that
 ``convnet:<arch>`` trained classifies with its final linear layer, on the penultimate
-activations it extracted; nothing is fitted or tuned here. The runner gives it the
-fitted extractor (:mod:`featbench.end_to_end`); used alone it takes one::
+activations it extracted; nothing is fitted or tuned here. ``fit`` takes the fitted
+extractor (the runner passes it, :mod:`featbench.end_to_end`)::
 
-    head = OwnHead(extractor=net).fit(F_train, y_train)   # only checks and takes classes_
+    head = OwnHead().fit(F_train, y_train, extractor=net)  # checks, takes classes_
     head.predict(net.transform(images))
 """
 
@@ -23,8 +23,6 @@ class OwnHead(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    extractor : ConvNet, optional
-        The fitted extractor whose features this classifies (the runner sets it).
     tta : bool, optional
         Test-time flip (each image's logits averaged with its mirror image's) when the
         runner scores images; None: the architecture's setting (``resnet-small`` yes,
@@ -35,31 +33,30 @@ class OwnHead(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
+    extractor_ : ConvNet
+        The fitted extractor given to :meth:`fit`.
     classes_ : ndarray
         The extractor's classes, in the order of its logits.
 
     Notes
     -----
-    ``fit`` learns nothing: the head was trained with the network on the training
-    images less the validation split, which are exactly the images the other
-    classifiers fit on. It only checks that the labels are the network's.
+    ``fit`` learns nothing: the head was trained with the network, on the training
+    images less the validation split (the tuned classifiers are refitted on train and
+    validation together once their value is chosen). It only checks that the labels
+    are the network's.
     """
 
-    def __init__(self, extractor: Any = None, tta: bool | None = None,
-                 random_state: int | None = None) -> None:
-        self.extractor = extractor
+    def __init__(self, tta: bool | None = None, random_state: int | None = None) -> None:
         self.tta = tta
         self.random_state = random_state
 
-    def _net(self):
-        if self.extractor is None or not hasattr(self.extractor, "head_logits"):
+    def fit(self, X, y, extractor: Any = None) -> OwnHead:
+        """Take ``extractor``'s head (a fitted ``convnet:<arch>``); check the labels."""
+        if extractor is None or not hasattr(extractor, "head_logits"):
             raise ValueError("own-head classifies with the head of a fitted convnet:<arch> "
-                             "extractor; none was given")
-        check_is_fitted(self.extractor, "weights_")
-        return self.extractor
-
-    def fit(self, X, y) -> OwnHead:
-        net = self._net()
+                             "extractor: pass it, fit(X, y, extractor=net)")
+        check_is_fitted(extractor, "weights_")
+        self.extractor_ = net = extractor
         unknown = np.setdiff1d(np.unique(y), net.classes_)
         if len(unknown):
             raise ValueError(f"own-head: labels {unknown[:5].tolist()} are not among the "
@@ -69,8 +66,8 @@ class OwnHead(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        check_is_fitted(self, "classes_")
-        return self._net().head_logits(X)
+        check_is_fitted(self, "extractor_")
+        return self.extractor_.head_logits(X)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
