@@ -99,8 +99,8 @@ def assert_one_line_error(res, message, code=1):
     "args, message, code",
     [
         (["-f", "hogg"], "unknown feature 'hogg'. Did you mean hog?", 1),
-        (["-c", "svm"], "Did you mean linear-svm? Valid classifiers: linear-svm, logreg, mlp, "
-                        "own-head, ridge.", 1),
+        (["-c", "svm"], "Did you mean linear-svm? Valid classifiers: knn, linear-svm, logreg, "
+                        "mlp, own-head, ridge.", 1),
         (["-p", "hog.nope=1"], "feature 'hog' has no parameter 'nope'", 1),
         (["-p", "hog"], "expected NAME.PARAM=VALUE", 1),
         (["-p", "raw.size=8"], "which this run does not use", 1),

@@ -105,6 +105,7 @@ def _references():
     """name -> the estimator as the factories built it before the registry became lazy."""
     from sklearn.linear_model import RidgeClassifier
 
+    from featbench.classifiers.knn import KNN
     from featbench.classifiers.linear_svm import LinearSVM
     from featbench.classifiers.own_head import OwnHead
     from featbench.classifiers.torch_logreg import LogReg
@@ -135,6 +136,7 @@ def _references():
         ("classifier", "mlp"): MLP(hidden_layer_sizes=(500,), early_stopping=True, max_iter=200,
                                    random_state=0),
         ("classifier", "own-head"): OwnHead(random_state=0),
+        ("classifier", "knn"): KNN(random_state=0),
     }
 
 
@@ -177,8 +179,8 @@ def test_featbench_classes_are_read_from_source_not_imported():
 
     entries = [*EXTRACTORS, *CLASSIFIERS]
     ours = [e for e in entries if e.target.startswith("featbench.")]
-    # all extractors, linear-svm, logreg, mlp, own-head
-    assert len(ours) == len(EXTRACTORS.names()) + 4
+    # all extractors, linear-svm, logreg, mlp, own-head, knn
+    assert len(ours) == len(EXTRACTORS.names()) + 5
     for entry in ours:
         assert class_spec(entry.target) is not None, entry.name
 

@@ -28,13 +28,20 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "logreg": {"C": [1e-3, 1e-2, 1e-1, 1.0, 10.0]},
     "ridge": {"alpha": [1e-1, 1.0, 1e1, 1e2, 1e3, 1e4]},
     "mlp": {"alpha": [1e-4, 1e-2, 1.0]},
+    # DINO's and dinov2's k-NN evaluation: k in 10, 20, 100, 200 (integers; at most the
+    # training vectors: see featbench.classifiers.tuning.DATA_BOUNDS)
+    "knn": {"n_neighbors": [10, 20, 100, 200]},
 }
+
+#: classifiers that read the features as they are (no StandardScaler before them): k-NN
+#: normalizes each vector to unit length itself; own-head is the network's own layer
+UNSCALED = ("knn", "own-head")
 
 
 #: public names of the implementation modules, imported on first use (PEP 562) so that
 #: ``featbench list`` and ``describe`` import neither torch nor scikit-learn
 _LAZY = {"LinearSVM": ".linear_svm", "SOLVERS": ".linear_svm", "LogReg": ".torch_logreg",
-         "MLP": ".torch_mlp", "OwnHead": ".own_head",
+         "MLP": ".torch_mlp", "OwnHead": ".own_head", "KNN": ".knn",
          "LOGREG_SOLVERS": ".torch_logreg", "AUTO_CUDA_MIN_SIZE": "..runtime"}
 
 
@@ -58,6 +65,9 @@ def _constraints(name: str):
             from .torch_mlp import MLP
 
             return {**MLP._parameter_constraints, "hidden_layer_sizes": [IntSequence()]}
+        if name == "knn":
+            return {"n_neighbors": [positive_int()], "temperature": [positive_real()],
+                    "device": [str], "random_state": ["random_state"]}
 
         return {
             "linear-svm": {
@@ -100,6 +110,12 @@ CLASSIFIERS.register_class(
     random_state=0)
 
 
+# k-NN evaluation (DINO / dinov2): cosine similarity, temperature-weighted votes.
+CLASSIFIERS.register_class(
+    "knn", "featbench.classifiers.knn:KNN",
+    "k-nearest neighbours on L2-normalized features, cosine similarity, votes weighted by "
+    "exp(similarity / 0.07): the k-NN evaluation of DINO and dinov2; k chosen on validation.",
+    _constraints("knn"), random_state=0)
 # The trained head of a convnet:<arch> extractor: the ConvNet end to end (no fit, no grid).
 CLASSIFIERS.register_class(
     "own-head", "featbench.classifiers.own_head:OwnHead",
@@ -134,7 +150,8 @@ def get_classifier(name: str, random_state: int | None = 0, **params: Any) -> Pi
 
     clf = CLASSIFIERS.build(name, random_state=random_state)
     set_params_checked(clf, params, f"classifier {name!r}")
-    return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+    return Pipeline([("scale", "passthrough" if name in UNSCALED else StandardScaler()),
+                     ("clf", clf)])
 
 
 def resolve_placement(clf: Any, n_samples: int, n_features: int) -> dict[str, str]:
@@ -179,5 +196,5 @@ def default_grid(name: str) -> dict[str, list[Any]]:
     return {k: list(v) for k, v in GRIDS.get(name, {}).items()}
 
 
-__all__ = ["CLASSIFIERS", "GRIDS", "OWN_HEAD", "default_grid", "get_classifier",
+__all__ = ["CLASSIFIERS", "GRIDS", "OWN_HEAD", "UNSCALED", "default_grid", "get_classifier",
            "large_fit_placement", "resolve_placement"]

@@ -39,6 +39,9 @@ from .path import PathFitter, path_key, path_order
 MAX_EXTENSIONS = 4
 #: the range a regularization parameter is never extended beyond
 BOUNDS: dict[str, tuple[float, float]] = {"C": (1e-9, 1e5), "alpha": (1e-9, 1e9)}
+#: parameters bounded by the data: ``n_neighbors`` by the vectors a grid point is fitted
+#: on (values above it are left out of the grid, and extension stops there)
+DATA_BOUNDS = ("n_neighbors",)
 
 
 #: validation images per class below which :func:`check_validation_split` warns that
@@ -292,6 +295,7 @@ def _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, *, extend, margin, bar
     val_mask = np.asarray(val_mask, dtype=bool)
     X_fit, y_fit, X_val, y_val = X[~val_mask], y[~val_mask], X[val_mask], y[val_mask]
     margin = tie_margin(len(y_val)) if margin is None else margin
+    grid = _within_data(grid, len(y_fit))
     points = _grid_points(grid)
     scores: list[dict[str, Any]] = []
     caught_all: list[str] = []
@@ -345,7 +349,8 @@ def _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, *, extend, margin, bar
     key = extendable(grid) if extend else None
     edge = ""
     if key is not None:
-        edge = _extend(key, scores, fit_many, margin, bar)
+        edge = _extend(key, scores, fit_many, margin, bar,
+                       upper=len(y_fit) if key in DATA_BOUNDS else None)
     best = _best(scores)
     if key is None and len(points) > 1:
         edge = _edge_of(best, scores, grid)
@@ -417,10 +422,33 @@ def _edge_of(best: int, scores: list[dict[str, Any]], grid: dict[str, list[Any]]
     return ""
 
 
-def _extend(key: str, scores: list[dict[str, Any]], fit_many, margin: float, bar) -> str:
+def _within_data(grid: dict[str, list[Any]], n_fit: int) -> dict[str, list[Any]]:
+    """``grid`` with the values of :data:`DATA_BOUNDS` parameters above ``n_fit`` left
+    out (all of them above: ``n_fit`` alone)."""
+    out = dict(grid)
+    for key in DATA_BOUNDS:
+        if key in out:
+            kept = [v for v in out[key] if v <= n_fit]
+            out[key] = kept or [n_fit]
+    return out
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _extend(key: str, scores: list[dict[str, Any]], fit_many, margin: float, bar,
+            upper: float | None = None) -> str:
     """Extend ``key`` past the edge holding the best value; return why it stopped on an
-    edge ("" when the best value is inside the values tried)."""
+    edge ("" when the best value is inside the values tried).
+
+    Values step on a log scale by the ratio of the two values nearest the edge; a grid
+    of integers stays integers (rounded; it stops when rounding gives a value already
+    tried or below 1), and ``upper`` bounds it from above (the data's bound)."""
     lo_bound, hi_bound = BOUNDS.get(key, (0.0, math.inf))
+    if upper is not None:
+        hi_bound = min(hi_bound, upper)
+    integer = all(_is_int(s["params"][key]) for s in scores)
     added = {"low": 0, "high": 0}
     while True:
         values = sorted({s["params"][key] for s in scores})
@@ -435,6 +463,12 @@ def _extend(key: str, scores: list[dict[str, Any]], fit_many, margin: float, bar
         else:
             step = values[-1] / values[-2]
             new = _round(values[-1] * step)
+        if integer:
+            new = int(round(new))
+            if side == "high" and upper is not None and new > upper >= values[-1] + 1:
+                new = int(upper)  # the last step stops at the bound itself
+            if new in values or new < 1:
+                return f"{side}est value tried: no other integer on that side"
         if added[side] >= MAX_EXTENSIONS:
             return f"{side}est value tried after {MAX_EXTENSIONS} extensions (bound)"
         if not lo_bound <= new <= hi_bound:
