@@ -716,18 +716,29 @@ def describe(name) -> None:
               help="Write the table here (.csv, .md or .json); else print it.")
 @click.option("--all-columns", is_flag=True,
               help="Print every column of the records' table, not only those `run` prints.")
-def table(records, output, all_columns) -> None:
+@click.option("--per-class", is_flag=True,
+              help="Add each class's test accuracy (acc:<class>), from the confusion matrix.")
+def table(records, output, all_columns, per_class) -> None:
     """Rebuild a table from run records (JSON files or folders of them)."""
-    from .results import COLUMNS, format_table, load_records, make_table, write_table
+    from .results import (
+        COLUMNS,
+        SHORT_COLUMNS,
+        format_table,
+        load_records,
+        make_table,
+        write_table,
+    )
 
     if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
         raise click.BadParameter("use a .csv, .md or .json file name", param_hint="--output")
     with _boundary(lambda: "no table was written"):
         if output is not None:
             _check_file(output)
-        df = make_table(load_records(records))
+        df = make_table(load_records(records), per_class=per_class)
         if output is None:
-            click.echo(format_table(df, COLUMNS if all_columns else None))
+            extra = [c for c in df.columns if c.startswith("acc:")]
+            click.echo(format_table(df, (COLUMNS if all_columns else SHORT_COLUMNS) + extra
+                                    if extra else (COLUMNS if all_columns else None)))
         else:
             write_table(df, output)
             click.echo(f"{len(df)} row(s) written to {output}", err=True)

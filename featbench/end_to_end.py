@@ -47,9 +47,9 @@ def fitted_extractor(spec: str, ds, params: dict[str, dict[str, Any]], store, *,
     return p
 
 
-def _flip_predict(est, source, view, indices: np.ndarray, labels: np.ndarray,
-                  n_workers: int, skip_bad: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions with the test-time flip for ``source``'s images ``indices``, decoded a
+def _flip_logits(est, source, view, indices: np.ndarray, labels: np.ndarray,
+                 n_workers: int, skip_bad: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Logits with the test-time flip for ``source``'s images ``indices``, decoded a
     chunk at a time, and their labels (undecodable images left out)."""
     from .extraction import _decode_all
 
@@ -63,10 +63,10 @@ def _flip_predict(est, source, view, indices: np.ndarray, labels: np.ndarray,
             if not skip_bad:
                 raise
             continue  # every image of the chunk undecodable: left out, as the features
-        preds.append(est.classes_[np.argmax(est.logits(images, tta=True), axis=1)])
+        preds.append(est.logits(images, tta=True))
         kept.append(np.delete(labels[start:start + TTA_CHUNK], bad))
     if not preds:
-        return np.array([], dtype=labels.dtype), labels[:0]
+        return np.zeros((0, len(est.classes_)), np.float32), labels[:0]
     return np.concatenate(preds), np.concatenate(kept)
 
 
@@ -81,6 +81,7 @@ def run_own_head(ds, feats, spec: str, params: dict[str, Any], store, *, seed: i
     from sklearn.metrics import balanced_accuracy_score
 
     from .classifiers.own_head import OwnHead
+    from .metrics import top_k_accuracy
     from .plan import classifier_setup
     from .provenance import canonical
 
@@ -99,13 +100,16 @@ def run_own_head(ds, feats, spec: str, params: dict[str, Any], store, *, seed: i
             val_src, val_idx = ds.val, np.arange(len(ds.val))
         else:
             val_src, val_idx = ds.train, np.flatnonzero(split.val_mask(len(ds.train)))
-        val_pred, y_val = _flip_predict(est, val_src, p.view, val_idx,
-                                        np.asarray(val_src.labels)[val_idx], n_workers, skip_bad)
-        pred, y_test = _flip_predict(est, ds.test, p.view, np.arange(len(ds.test)),
-                                     np.asarray(ds.test.labels), n_workers, skip_bad)
+        val_logits, y_val = _flip_logits(est, val_src, p.view, val_idx,
+                                         np.asarray(val_src.labels)[val_idx], n_workers,
+                                         skip_bad)
+        logits, y_test = _flip_logits(est, ds.test, p.view, np.arange(len(ds.test)),
+                                      np.asarray(ds.test.labels), n_workers, skip_bad)
     else:
-        val_pred, y_val = head.predict(X[val_mask]), y[val_mask]
-        pred = head.predict(X_test)
+        val_logits, y_val = head.decision_function(X[val_mask]), y[val_mask]
+        logits = head.decision_function(X_test)
+    val_pred = est.classes_[np.argmax(val_logits, axis=1)]
+    pred = est.classes_[np.argmax(logits, axis=1)]
     predict_s = time.perf_counter() - t0
     from .results import confusion_matrix
 
@@ -116,6 +120,7 @@ def run_own_head(ds, feats, spec: str, params: dict[str, Any], store, *, seed: i
         "test_acc": float(np.mean(pred == y_test)),
         "val_mean_class_acc": float(balanced_accuracy_score(y_val, val_pred)),
         "test_mean_class_acc": float(balanced_accuracy_score(y_test, pred)),
+        "test_top5_acc": top_k_accuracy(y_test, logits, est.classes_),
         "classifier": {"name": OWN_HEAD, "params": {**asked, "tta": tta}, "grid": {},
                        "extend_grid": False, "chosen": {}, "edge": None,
                        "hit_iteration_limit": False, "val_scores": [], "standardized": False,

@@ -28,8 +28,9 @@ from .errors import DataError, OutputError
 COLUMNS = [
     "dataset", "features", "feature_params", "precision", "classifier", "feature_dim",
     "n_train", "n_val",
-    "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc", "extract_s",
-    "fit_s", "predict_s", "load", "hyperparams", "tuning", "seed", "error",
+    "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc",
+    "test_top5_acc", "extract_s", "fit_s", "predict_s", "load", "hyperparams", "tuning", "seed",
+    "error",
 ]
 #: Parameters that say where an extractor runs, not what it computes.
 PLACEMENT = ("device", "batch_size")
@@ -247,6 +248,7 @@ def record_to_row(rec: dict) -> dict:
         "test_acc": rec.get("test_acc"),
         "val_mean_class_acc": rec.get("val_mean_class_acc"),
         "test_mean_class_acc": rec.get("test_mean_class_acc"),
+        "test_top5_acc": rec.get("test_top5_acc"),
         "extract_s": t.get("extract_s"),
         "fit_s": t.get("fit_s"),
         "predict_s": t.get("predict_s"),
@@ -258,9 +260,22 @@ def record_to_row(rec: dict) -> dict:
     }
 
 
-def make_table(records: Iterable[dict]) -> pd.DataFrame:
-    """A table with the :data:`COLUMNS`, one row per record."""
-    return pd.DataFrame([record_to_row(r) for r in records], columns=COLUMNS)
+def make_table(records: Iterable[dict], per_class: bool = False) -> pd.DataFrame:
+    """A table with the :data:`COLUMNS`, one row per record; with ``per_class``, one
+    more column per class (``acc:<class>``, each class's test accuracy, from the
+    record's confusion matrix)."""
+    records = list(records)
+    df = pd.DataFrame([record_to_row(r) for r in records], columns=COLUMNS)
+    if per_class:
+        from .metrics import per_class_accuracy
+
+        for i, rec in enumerate(records):
+            classes = rec.get("dataset", {}).get("classes") or []
+            accs = per_class_accuracy(rec["confusion"]) if rec.get("confusion") else []
+            for k, acc in enumerate(accs):
+                name = str(classes[k]) if k < len(classes) else str(k)
+                df.loc[i, f"acc:{name}"] = acc
+    return df
 
 
 #: Columns of accuracies (or differences of accuracies) besides ``*_acc``: 4 decimals.

@@ -33,6 +33,7 @@ from .datasets import Dataset
 from .extraction import FeatureResult, extract_features
 from .features import build_extractor, split_spec
 from .keys import pair_key
+from .metrics import class_scores, per_class_accuracy, top_k_accuracy
 from .parallel import available_cores, get_n_jobs, limit_threads, load_average, progress
 from .plan import classifier_setup, validate_plan  # noqa: F401 - re-exported
 from .progress import finish
@@ -109,6 +110,7 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     predict_s = time.perf_counter() - t0
     test_acc = float(np.mean(pred == y_test))
     fitted = tuned.estimator.named_steps["clf"]
+    top5 = top_k_accuracy(y_test, class_scores(tuned.estimator, X_test), fitted.classes_)
     # where the torch classifiers ran (linear-svm, logreg): solver and device of the refit,
     # and the solver "auto" picks on the CPU (tables show the solver where it differs)
     placement = {k: getattr(fitted, f"{k}_") for k in ("solver", "device")
@@ -125,6 +127,7 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
         "test_acc": test_acc,
         "val_mean_class_acc": tuned.val_mean_class_acc,
         "test_mean_class_acc": float(balanced_accuracy_score(y_test, pred)),
+        "test_top5_acc": top5,
         "classifier": {"name": clf_name, "params": clf_params, "grid": grid,
                        "extend_grid": extend_grid, "tie_margin": tie_margin(n_val),
                        "max_extensions": MAX_EXTENSIONS, "bounds": dict(BOUNDS),
@@ -299,6 +302,7 @@ def run_benchmark(
                 rec["dataset"]["n_test_scored"] = out.pop("n_test_scored")
                 rec["classifier"] = out.pop("classifier")
                 rec.update(out)
+                rec["test_per_class_acc"] = per_class_accuracy(rec["confusion"])
             except Exception as exc:  # recorded as the pair's error
                 rec["error"] = feat_error or f"{type(exc).__name__}: {exc}"
                 rec["traceback"] = feat_tb or traceback.format_exc()
