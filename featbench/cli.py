@@ -299,6 +299,21 @@ def _store(cache_dir: Path | None):
     return FeatureStore(None if cache_dir is None else Path(cache_dir) / "store")
 
 
+def _shots(text: str | None) -> list[int] | None:
+    """``--shots 1,5,10`` as integers (each at least 1)."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give integers, e.g. --shots 1,5,10",
+                                 param_hint="--shots") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{text!r}: each K must be at least 1",
+                                 param_hint="--shots")
+    return sorted(set(values))
+
+
 @main.command(context_settings=CONTEXT)
 @dataset_options
 @click.option("-c", "--clf", multiple=True, default=("linear-svm",), show_default=True,
@@ -322,7 +337,14 @@ def _store(cache_dir: Path | None):
               help="Fit every pair again, also those RESULTS_DIR/runs/ holds a finished "
                    "record of (same data, features, parameters, code) [default: reuse "
                    "those records].")
-def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, rerun, **opts) -> None:
+@click.option("--shots", type=str, default=None, metavar="K[,K...]",
+              help="Few-shot probes: K training images per class (e.g. 1,5,10,25), drawn "
+                   "outside the validation split; one record per K, the mean over "
+                   "--shot-seeds draws.")
+@click.option("--shot-seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Draws of the K-shot images (seeds: --seed, --seed + 1, ...).")
+def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, rerun, shots,
+        shot_seeds, **opts) -> None:
     """Run every feature x classifier pair on a dataset and print the table.
 
     Each pair is written as one JSON record under RESULTS_DIR/runs/ as soon as it
@@ -334,6 +356,7 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, rerun, **o
     from .runner import run_benchmark
 
     set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
+    shot_list = _shots(shots)
     feature_specs = _split_multi(opts["features"], "'-f' / '--features'", "-f hog")
     classifiers = _split_multi(clf, "'-c' / '--clf'", "-c linear-svm")
     if output is not None and output.suffix.lower() not in (".csv", ".md", ".json"):
@@ -361,7 +384,8 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, rerun, **o
                       results_dir=results_dir, n_jobs=opts["jobs"], on_record=done.append,
                       shard_size=opts["shard_size"], skip_bad=opts["skip_bad_images"],
                       dtype=opts["feature_dtype"], extend_grid=not no_extend_grid,
-                      rerun=rerun, on_reuse=reused.append)
+                      rerun=rerun, on_reuse=reused.append, shots=shot_list,
+                      n_shot_seeds=shot_seeds)
     if reused:
         click.echo(f"{len(reused)} pair(s) finished earlier with the same key: their records "
                    f"in {runs} are reused (--rerun fits them again)", err=True)

@@ -26,18 +26,19 @@ from .errors import DataError, OutputError
 
 #: Table columns, in order.
 COLUMNS = [
-    "dataset", "features", "feature_params", "precision", "classifier", "feature_dim",
+    "dataset", "features", "feature_params", "precision", "classifier", "protocol",
+    "feature_dim",
     "n_train", "n_val",
     "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc",
-    "test_top5_acc", "extract_s", "fit_s", "predict_s", "load", "hyperparams", "tuning", "seed",
-    "error",
+    "test_acc_std", "test_top5_acc", "extract_s", "fit_s", "predict_s", "load", "hyperparams",
+    "tuning", "seed", "error",
 ]
 #: Parameters that say where an extractor runs, not what it computes.
 PLACEMENT = ("device", "batch_size")
 #: Columns printed in the terminal.
-SHORT_COLUMNS = ["features", "feature_params", "precision", "classifier", "feature_dim",
-                 "val_acc", "test_acc", "test_mean_class_acc", "extract_s", "fit_s", "load",
-                 "hyperparams", "tuning", "error"]
+SHORT_COLUMNS = ["features", "feature_params", "precision", "classifier", "protocol",
+                 "feature_dim", "val_acc", "test_acc", "test_acc_std", "test_mean_class_acc",
+                 "extract_s", "fit_s", "load", "hyperparams", "tuning", "error"]
 
 
 def slug(text: str) -> str:
@@ -150,6 +151,16 @@ def changed_params(params: dict[str, dict[str, Any]],
     return " ".join(out) + (" (?)" if legacy and out else "")
 
 
+def protocol(rec: dict) -> str:
+    """How the record's classifier was trained and scored: ``few-shot K=5 (3 seeds)``,
+    ``k-NN``, ``end to end`` (a ConvNet's own head), or ``""`` for a classifier tuned
+    and fitted on the whole training split (the usual linear probe)."""
+    if rec.get("few_shot"):
+        return rec["few_shot"].get("label", "few-shot")
+    name = (rec.get("classifier") or {}).get("name")
+    return {"knn": "k-NN", "own-head": "end to end"}.get(name, "")
+
+
 def tuning_note(clf: dict) -> str:
     """Short flags of how the chosen value was found: ``edge`` when it is still on an
     edge of the values tried, ``iter-limit`` when its solver stopped at the iteration
@@ -240,6 +251,7 @@ def record_to_row(rec: dict) -> dict:
         "feature_params": changed_params(feats.get("params", {}), feats.get("defaults")),
         "precision": precision(rec),
         "classifier": clf.get("name"),
+        "protocol": protocol(rec),
         "feature_dim": rec.get("feature_dim"),
         "n_train": ds.get("n_train_fit"),
         "n_val": ds.get("n_val"),
@@ -248,6 +260,7 @@ def record_to_row(rec: dict) -> dict:
         "test_acc": rec.get("test_acc"),
         "val_mean_class_acc": rec.get("val_mean_class_acc"),
         "test_mean_class_acc": rec.get("test_mean_class_acc"),
+        "test_acc_std": (rec.get("few_shot") or {}).get("test_acc_std"),
         "test_top5_acc": rec.get("test_top5_acc"),
         "extract_s": t.get("extract_s"),
         "fit_s": t.get("fit_s"),
@@ -324,7 +337,8 @@ def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     (the CLI prints them in full).
     """
     view = df[[c for c in (columns or SHORT_COLUMNS) if c in df.columns]].copy()
-    for column in ("precision", "load", "tuning"):  # nothing to say
+    # nothing to say
+    for column in ("precision", "load", "tuning", "protocol", "test_acc_std"):
         if column in view and not view[column].fillna("").astype(str).astype(bool).any():
             view = view.drop(columns=column)
     if "error" in view:

@@ -32,6 +32,7 @@ from .classifiers.tuning import (
 from .datasets import Dataset
 from .extraction import FeatureResult, extract_features
 from .features import build_extractor, split_spec
+from .few_shot import few_shot_label, sample_shots, shot_seeds
 from .keys import pair_key
 from .metrics import class_scores, per_class_accuracy, top_k_accuracy
 from .parallel import available_cores, get_n_jobs, limit_threads, load_average, progress
@@ -73,12 +74,15 @@ def fit_data(ds: Dataset, feats: FeatureResult, split: TuningSplit
 
 def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
              params: dict[str, Any], *, seed: int, split: TuningSplit, n_jobs: int | None,
-             extend_grid: bool = True, store: FeatureStore | None = None) -> dict:
+             extend_grid: bool = True, store: FeatureStore | None = None,
+             shots: int | None = None, n_shot_seeds: int = 3) -> dict:
     """Tune, refit and score one classifier on extracted features; return the record.
 
     ``own-head`` is scored by the end-to-end protocol instead (the network's own head,
     :func:`featbench.end_to_end.run_own_head`), which reads the network's weights from
-    ``store``.
+    ``store``. With ``shots``, the few-shot protocol (:mod:`featbench.few_shot`): for
+    each of ``n_shot_seeds`` seeds, ``shots`` training images per class, tuned on the
+    validation split, refitted on those images alone; the record holds the mean.
     """
     X, y, val_mask, X_test, y_test, n_val = fit_data(ds, feats, split)
     if clf_name == OWN_HEAD:
@@ -100,17 +104,38 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     if resolved:
         pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
     n_fits = max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
+    draws = [(None, None)] if shots is None else [
+        (s, sample_shots(y, np.flatnonzero(~val_mask), shots, s))
+        for s in shot_seeds(seed, n_shot_seeds)]
     load_start, cpu0 = load_average(), time.process_time()
-    with progress(total=n_fits, desc=f"fit {clf_name} on {spec}", unit="fit") as bar:
-        tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=n_jobs or get_n_jobs(),
-                             extend=extend_grid, bar=bar)
+    runs = []  # per draw: seed, rows, tuned, predictions, top-5
+    with progress(total=n_fits * len(draws), desc=f"fit {clf_name} on {spec}",
+                  unit="fit") as bar:
+        for draw_seed, rows in draws:
+            if rows is None:
+                tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask,
+                                     n_jobs=n_jobs or get_n_jobs(), extend=extend_grid, bar=bar)
+            else:  # the K-shot images, then the validation images (never sampled)
+                sub = np.r_[rows, np.flatnonzero(val_mask)]
+                tuned = tune_and_fit(clone(pipe), grid, X[sub], y[sub], val_mask[sub],
+                                     n_jobs=n_jobs or get_n_jobs(), extend=extend_grid,
+                                     bar=bar, refit="fit")
+            t0 = time.perf_counter()
+            pred = tuned.estimator.predict(X_test)
+            predict_s = time.perf_counter() - t0
+            top5 = top_k_accuracy(y_test, class_scores(tuned.estimator, X_test),
+                                  tuned.estimator.named_steps["clf"].classes_)
+            runs.append((draw_seed, rows, tuned, pred, top5, predict_s))
     fit_cpu_s, load_end = time.process_time() - cpu0, load_average()
-    t0 = time.perf_counter()
-    pred = tuned.estimator.predict(X_test)
-    predict_s = time.perf_counter() - t0
-    test_acc = float(np.mean(pred == y_test))
+    tuned = runs[0][2]  # (the first draw's tuning for the classifier's fields)
+    accs = [float(np.mean(r[3] == y_test)) for r in runs]
+    test_acc = float(np.mean(accs))
+    pred = np.concatenate([r[3] for r in runs])  # the confusion sums over the draws
+    y_scored = np.tile(y_test, len(runs))
+    top5s = [r[4] for r in runs]
+    top5 = None if any(t is None for t in top5s) else float(np.mean(top5s))
+    predict_s = float(sum(r[5] for r in runs))
     fitted = tuned.estimator.named_steps["clf"]
-    top5 = top_k_accuracy(y_test, class_scores(tuned.estimator, X_test), fitted.classes_)
     # where the torch classifiers ran (linear-svm, logreg): solver and device of the refit,
     # and the solver "auto" picks on the CPU (tables show the solver where it differs)
     placement = {k: getattr(fitted, f"{k}_") for k in ("solver", "device")
@@ -121,13 +146,24 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     # changed-parameters column compares with
     defaults = canonical(CLASSIFIERS.build(clf_name, random_state=seed).get_params(deep=False))
     n_images = sum(len(src) for src in ds.splits().values())
+    few_shot = None if shots is None else {
+        "shots": int(shots), "seeds": [r[0] for r in runs], "label":
+        few_shot_label(shots, len(runs)), "test_acc_std": float(np.std(accs)),
+        "draws": [{"seed": r[0], "test_acc": a, "val_acc": r[2].val_acc,
+                   "chosen": r[2].best_params, "rows": [int(i) for i in r[1]]}
+                  for r, a in zip(runs, accs, strict=True)],
+        "note": "rows index the training features (train, then a val/ folder's images; "
+                "undecodable images left out): on a dataset without val/ and without "
+                "undecodable images they are the training images' indices"}
     return {
         "feature_dim": int(X.shape[1]),
-        "val_acc": tuned.val_acc,
+        "val_acc": float(np.mean([r[2].val_acc for r in runs])),
         "test_acc": test_acc,
-        "val_mean_class_acc": tuned.val_mean_class_acc,
-        "test_mean_class_acc": float(balanced_accuracy_score(y_test, pred)),
+        "val_mean_class_acc": float(np.mean([r[2].val_mean_class_acc for r in runs])),
+        "test_mean_class_acc": float(np.mean([balanced_accuracy_score(y_test, r[3])
+                                              for r in runs])),
         "test_top5_acc": top5,
+        **({"few_shot": few_shot} if few_shot else {}),
         "classifier": {"name": clf_name, "params": clf_params, "grid": grid,
                        "extend_grid": extend_grid, "tie_margin": tie_margin(n_val),
                        "max_extensions": MAX_EXTENSIONS, "bounds": dict(BOUNDS),
@@ -138,17 +174,18 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
                        "placement": placement,
                        "defaults": {k: v for k, v in defaults.items() if k not in grid}},
         "n_val": n_val,
-        "n_fit": int(len(y) - n_val),
+        "n_fit": int(len(y) - n_val) if shots is None else int(len(runs[0][1])),
         "n_test_scored": int(len(y_test)),
         "timings": {"extract_s": feats.extract_s,
                     "extract_ms_per_image": 1000 * feats.extract_s / max(1, n_images),
                     "extract_cpu_s": feats.extract_cpu_s,
-                    "fit_s": tuned.fit_s, "fit_cpu_s": fit_cpu_s, "predict_s": predict_s},
+                    "fit_s": float(sum(r[2].fit_s for r in runs)), "fit_cpu_s": fit_cpu_s,
+                    "predict_s": predict_s},
         # the machine's load around the fit: a slow figure from a busy machine shows
         "load": {"fit_start": load_start, "fit_end": load_end, "cores": available_cores(),
                  **_threads(n_jobs)},
-        "confusion": confusion_matrix(y_test, pred, len(ds.classes)),
-        "warnings": tuned.warnings,
+        "confusion": confusion_matrix(y_scored, pred, len(ds.classes)),
+        "warnings": sorted({w for r in runs for w in r[2].warnings}),
     }
 
 
@@ -182,6 +219,8 @@ def run_benchmark(
     extend_grid: bool = True,
     rerun: bool = False,
     on_reuse=None,
+    shots: list[int] | None = None,
+    n_shot_seeds: int = 3,
 ) -> list[dict]:
     """Run every feature x classifier pair and return (and write) their records.
 
@@ -217,6 +256,10 @@ def run_benchmark(
         ``on_reuse``), so a sweep resumed after an interrupt fits only what is left and
         writes no duplicate records. (Study runs, with ``annotate``, skip rows by their
         own key: see :mod:`featbench.reproduce`.)
+    shots : list of int, optional
+        Few-shot probes (:mod:`featbench.few_shot`): each classifier once per K, on K
+        training images per class drawn with ``n_shot_seeds`` seeds; None: the whole
+        training split (the usual protocol).
 
     Notes
     -----
@@ -232,25 +275,31 @@ def run_benchmark(
                                  results_dir=results_dir, n_jobs=n_jobs, on_record=on_record,
                                  annotate=annotate, shard_size=shard_size, skip_bad=skip_bad,
                                  dtype=dtype, extend_grid=extend_grid, rerun=rerun,
-                                 on_reuse=on_reuse)
+                                 on_reuse=on_reuse, shots=shots, n_shot_seeds=n_shot_seeds)
     check_validation_split(ds, val_size)  # before any extraction
     limit_threads(n_jobs)  # every thread pool sized to the cores this process may use
     # the tuning split is decided before any extractor is fitted (see featbench.splits)
     split = tuning_split(ds, seed, val_size)
+    if shots:
+        check_shots(ds, split, classifiers, shots, n_shot_seeds)
+    # (classifier, K) per record: K = None for the whole training split
+    jobs = [(c, k) for c in classifiers for k in (shots or [None])]
     records = []
-    pairs = progress(total=len(features) * len(classifiers), desc="pairs", unit="pair",
+    pairs = progress(total=len(features) * len(jobs), desc="pairs", unit="pair",
                      leave=True, position=0)
     failed = 0
     finished = {} if rerun or results_dir is None or annotate is not None \
         else finished_pairs(Path(results_dir) / "runs")
     for spec in features:
-        keys = {c: _pair_key(ds, spec, c, params, seed, val_size=val_size,
-                             extend_grid=extend_grid, dtype=dtype, skip_bad=skip_bad)
-                for c in classifiers}
-        todo = [c for c in classifiers if keys[c] is None or keys[c] not in finished]
-        for clf_name in classifiers:
-            if clf_name not in todo:  # done earlier: its record, not a second one
-                rec = finished[keys[clf_name]]
+        keys = {job: _pair_key(ds, spec, job[0], params, seed, val_size=val_size,
+                               extend_grid=extend_grid, dtype=dtype, skip_bad=skip_bad,
+                               extra=None if job[1] is None else {"few_shot": {
+                                   "shots": job[1], "seeds": n_shot_seeds}})
+                for job in jobs}
+        todo = [j for j in jobs if keys[j] is None or keys[j] not in finished]
+        for job in jobs:
+            if job not in todo:  # done earlier: its record, not a second one
+                rec = finished[keys[job]]
                 records.append(rec)
                 pairs.update(1)
                 for callback in (on_record, on_reuse):
@@ -269,11 +318,12 @@ def run_benchmark(
                 raise
             feat_error = f"{type(exc).__name__}: {exc}"
             feat_tb = traceback.format_exc()
-        for clf_name in todo:
+        for job in todo:
+            clf_name, k_shots = job
             pairs.set_postfix_str(f"fit {clf_name} on {spec}" if feats is not None
                                   else f"{clf_name} on {spec}: extraction failed")
             rec = new_record(ds, spec, clf_name, seed)
-            rec["pair_key"] = keys[clf_name]
+            rec["pair_key"] = keys[job]
             rec["features"]["dtype"] = dtype
             rec["dataset"]["tuning_split"] = split.describe()
             rec.update(annotate or {})
@@ -296,7 +346,8 @@ def run_benchmark(
                     raise RuntimeError(feat_error)
                 out = run_pair(ds, feats, spec, clf_name, params.get(clf_name, {}),
                                seed=seed, split=split, n_jobs=n_jobs,
-                               extend_grid=extend_grid, store=store)
+                               extend_grid=extend_grid, store=store, shots=k_shots,
+                               n_shot_seeds=n_shot_seeds)
                 rec["dataset"]["n_val"] = out.pop("n_val")
                 rec["dataset"]["n_train_fit"] = out.pop("n_fit")
                 rec["dataset"]["n_test_scored"] = out.pop("n_test_scored")
@@ -315,6 +366,30 @@ def run_benchmark(
                 on_record(rec)
     finish(pairs, failed)
     return records
+
+
+def check_shots(ds: Dataset, split: TuningSplit, classifiers: list[str], shots: list[int],
+                n_shot_seeds: int) -> None:
+    """Before any extraction: every class has K training images outside the validation
+    split for every K, at least one seed, and no ``own-head`` (a network trained on every
+    training image has no K-shot version)."""
+    from .errors import DataError, ParameterError
+
+    if OWN_HEAD in classifiers:
+        raise ParameterError(f"--shots: -c {OWN_HEAD} scores the network trained on every "
+                             f"training image; it has no few-shot version")
+    if n_shot_seeds < 1:
+        raise ParameterError(f"--shot-seeds {n_shot_seeds}: must be at least 1")
+    labels = np.asarray(ds.train.labels)[split.fit]
+    values, counts = np.unique(labels, return_counts=True)
+    for k in shots:
+        if k < 1:
+            raise ParameterError(f"--shots {k}: must be at least 1")
+        if counts.min() < k:
+            c = int(values[np.argmin(counts)])
+            name = ds.classes[c] if 0 <= c < len(ds.classes) else c
+            raise DataError(f"--shots {k}: class {name} has {counts.min()} training "
+                            f"image(s) outside the validation split")
 
 
 def finished_pairs(runs: Path) -> dict[str, dict]:

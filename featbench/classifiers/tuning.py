@@ -213,8 +213,11 @@ def tune_and_fit(
     extend: bool = False,
     margin: float | None = None,
     bar=None,
+    refit: str = "all",
 ) -> TuneResult:
-    """Pick the grid point with the best validation accuracy, then refit on all of ``X``.
+    """Pick the grid point with the best validation accuracy, then refit on all of ``X``
+    (``refit="all"``) or on its rows outside the validation split only (``"fit"``: the
+    few-shot protocol, whose classifier sees only its K images per class).
 
     Parameters
     ----------
@@ -247,7 +250,7 @@ def tune_and_fit(
     """
     with interrupts_stop_fits() as interrupted:
         return _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, extend=extend,
-                             margin=margin, bar=bar, interrupted=interrupted)
+                             margin=margin, bar=bar, interrupted=interrupted, refit=refit)
 
 
 class _Interrupted:
@@ -291,7 +294,9 @@ def interrupts_stop_fits():
 
 
 def _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, *, extend, margin, bar,
-                  interrupted: _Interrupted) -> TuneResult:
+                  interrupted: _Interrupted, refit: str = "all") -> TuneResult:
+    if refit not in ("all", "fit"):
+        raise ValueError(f"refit must be 'all' or 'fit'; got {refit!r}")
     val_mask = np.asarray(val_mask, dtype=bool)
     X_fit, y_fit, X_val, y_val = X[~val_mask], y[~val_mask], X[val_mask], y[val_mask]
     margin = tie_margin(len(y_val)) if margin is None else margin
@@ -362,7 +367,10 @@ def _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, *, extend, margin, bar
     path = None  # its copy of the features is not needed any more
     with warnings.catch_warnings(record=True) as caught:
         _record_warnings()
-        estimator.fit(X, y, **start)
+        if refit == "all":
+            estimator.fit(X, y, **start)
+        else:
+            estimator.fit(X_fit, y_fit, **start)
     interrupted.check()
     caught_all.extend(_one_line(w) for w in caught)
     if bar is not None:
