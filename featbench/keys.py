@@ -99,8 +99,9 @@ def classifier_modules() -> list[str]:
     names = {"featbench.classifiers", "featbench.classifiers.tuning",
              "featbench.classifiers.path", "featbench.runner", "featbench.runtime",
              "featbench.end_to_end"}
+    # featbench's own and plugins' (scikit-learn's are pinned by its version)
     names |= {entry.target.split(":")[0] for entry in CLASSIFIERS
-              if entry.target.startswith("featbench.")}
+              if entry.target and not entry.target.startswith("sklearn.")}
     return sorted(names)
 
 

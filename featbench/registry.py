@@ -128,11 +128,44 @@ class Registry:
     ----------
     kind : str
         What the registry holds ("feature", "classifier", "dataset"), used in messages.
+    plugin_group : str, optional
+        Entry-point group through which installed packages add entries
+        (``featbench.extractors``, ``featbench.classifiers``): each entry point's name is
+        the registered name and its value a ``"module:Class"`` target, registered as
+        :meth:`register_class` does (imported only when built) the first time the
+        registry is read. A plugin cannot replace a built-in name (it is skipped with a
+        warning).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plugin_group: str | None = None) -> None:
         self.kind = kind
+        self.plugin_group = plugin_group
         self._entries: dict[str, Entry] = {}
+        self._plugins_loaded = plugin_group is None
+
+    def _load_plugins(self) -> None:
+        """Register the entry points of :attr:`plugin_group` (once)."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        import warnings
+        from importlib.metadata import entry_points
+
+        for ep in sorted(entry_points(group=self.plugin_group), key=lambda e: e.name):
+            source = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
+            if ep.name in self._entries:
+                warnings.warn(f"{self.kind} {ep.name!r} from {source} is not registered: "
+                              f"featbench has one of that name", UserWarning, stacklevel=3)
+                continue
+            if ":" not in ep.value:
+                warnings.warn(f"{self.kind} {ep.name!r} from {source}: entry point "
+                              f"{ep.value!r} is not 'module:Class'; skipped", UserWarning,
+                              stacklevel=3)
+                continue
+            static = class_spec(ep.value)
+            first = static.doc.splitlines()[0] if static is not None and static.doc else ""
+            self.register_class(ep.name, ep.value,
+                                f"{first} (plugin: {source})".strip())
 
     def register(self, name: str, description: str = "",
                  constraints: dict[str, list] | Callable[[], dict[str, list]] | None = None
@@ -168,17 +201,21 @@ class Registry:
                                     dict(overrides))
 
     def __contains__(self, name: object) -> bool:
+        self._load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry]:
+        self._load_plugins()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style ``pattern``, sorted."""
+        self._load_plugins()
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
     def get(self, name: str) -> Entry:
         """The entry for ``name``; an unknown name lists close matches and all valid names."""
+        self._load_plugins()
         try:
             return self._entries[name]
         except KeyError:

@@ -16,7 +16,7 @@ from ..registry import Registry
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-CLASSIFIERS = Registry("classifier")
+CLASSIFIERS = Registry("classifier", plugin_group="featbench.classifiers")
 
 #: iteration limit of the iterative solvers (liblinear, L-BFGS): the study's fits that
 #: stopped at 1,000 (k-means features + linear SVM at C = 0.01) need more

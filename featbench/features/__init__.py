@@ -16,7 +16,7 @@ from .models import list_models  # noqa: F401 - torch-free: lists torchvision's 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
 
-EXTRACTORS = Registry("feature")
+EXTRACTORS = Registry("feature", plugin_group="featbench.extractors")
 
 #: public names of the implementation modules, imported on first use (PEP 562) so that
 #: ``featbench list`` and ``describe`` import neither torch nor scikit-learn

@@ -1,0 +1,107 @@
+"""Plugins: an installed package adds an extractor or a classifier through an entry point.
+
+The package is faked: a module written here, and ``importlib.metadata.entry_points``
+answering for the two groups. The references are hand-computed: the plugin
+extractor's features are each image's mean color, computed here with NumPy.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from featbench.classifiers import CLASSIFIERS
+from featbench.cli import main
+from featbench.features import EXTRACTORS
+
+MODULE = textwrap.dedent('''
+    """A featbench plugin (test)."""
+    import numpy as np
+    from sklearn.neighbors import NearestCentroid
+
+    from featbench.features.base import ImageExtractor
+
+
+    class MeanColor(ImageExtractor):
+        """Each image's mean red, green and blue."""
+
+        def __init__(self, scale: float = 1.0) -> None:
+            self.scale = scale
+
+        def _fit(self, X, y=None) -> None:
+            pass
+
+        def _extract(self, images):
+            return images.reshape(len(images), -1, 3).mean(1).astype(np.float32) * self.scale
+
+
+    class Centroid(NearestCentroid):
+        """Nearest class mean (scikit-learn's NearestCentroid), as a plugin."""
+
+        def __init__(self, shrink_threshold: float = 0.0, random_state: int = 0) -> None:
+            super().__init__(shrink_threshold=shrink_threshold or None)
+            self.random_state = random_state
+''')
+
+
+@pytest.fixture()
+def plugin(tmp_path, monkeypatch):
+    (tmp_path / "fbplugin_demo.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = {"featbench.extractors": [importlib.metadata.EntryPoint(
+               "mean-color", "fbplugin_demo:MeanColor", "featbench.extractors"),
+               importlib.metadata.EntryPoint("hog", "fbplugin_demo:MeanColor",
+                                             "featbench.extractors")],
+           "featbench.classifiers": [importlib.metadata.EntryPoint(
+               "centroid", "fbplugin_demo:Centroid", "featbench.classifiers")]}
+    original = importlib.metadata.entry_points
+
+    def entry_points(group=None, **kw):
+        return eps[group] if group in eps else original(
+            **({"group": group} if group else {}), **kw)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    for registry in (EXTRACTORS, CLASSIFIERS):  # a fresh reading, undone afterwards
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+        monkeypatch.setattr(registry, "_plugins_loaded", False)
+    yield
+    sys.modules.pop("fbplugin_demo", None)
+
+
+def test_plugins_are_listed_described_and_run(plugin, tmp_path):
+    with pytest.warns(UserWarning, match="'hog' from .* featbench has one of that name"):
+        assert "mean-color" in EXTRACTORS.names()
+    assert "centroid" in CLASSIFIERS.names()
+    assert "fbplugin_demo" not in sys.modules  # listing imports nothing
+    runner = CliRunner()
+    listed = runner.invoke(main, ["list"])
+    assert listed.exit_code == 0
+    assert "mean-color" in listed.output and "plugin" in listed.output
+    assert "centroid" in listed.output
+    described = runner.invoke(main, ["describe", "mean-color"])
+    assert "scale" in described.output and "mean red, green and blue" in described.output
+    result = runner.invoke(main, ["run", "-q", "-d", "digits", "-f", "mean-color", "-c",
+                                  "centroid", "-p", "mean-color.scale=2",
+                                  "--results-dir", str(tmp_path / "res"), "--cache-dir",
+                                  str(tmp_path / "cache"), "-o", str(tmp_path / "t.csv")])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    row = pd.read_csv(tmp_path / "t.csv").iloc[0]
+    assert row["features"] == "mean-color" and row["classifier"] == "centroid"
+    assert row["feature_dim"] == 3
+
+
+def test_a_plugin_extractor_is_the_class_it_names(plugin):
+    from featbench.datasets import load_dataset
+    from featbench.features import get_extractor
+
+    X = load_dataset("digits").X_test[:20]
+    F = get_extractor("mean-color", scale=2.0).fit_transform(X)
+    rgb = np.repeat(X[..., None], 3, axis=-1) if X.ndim == 3 else X
+    np.testing.assert_allclose(F, 2.0 * rgb.reshape(20, -1, 3).mean(1), rtol=1e-6)
