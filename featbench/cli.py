@@ -391,6 +391,8 @@ def run(clf, val_size, output, results_dir, no_cache, no_extend_grid, rerun, sho
                    f"in {runs} are reused (--rerun fits them again)", err=True)
     table = make_table(done)
     click.echo(format_table(table))
+    if done and results_dir is not None:
+        click.echo(f"{len(done)} record(s) in {runs}", err=True)
     bad = sorted({f for rec in done for f in rec.get("bad_images", [])})
     if bad:
         click.echo(f"skipped {len(bad)} image(s) that could not be decoded:", err=True)
@@ -742,7 +744,10 @@ def describe(name) -> None:
               help="Print every column of the records' table, not only those `run` prints.")
 @click.option("--per-class", is_flag=True,
               help="Add each class's test accuracy (acc:<class>), from the confusion matrix.")
-def table(records, output, all_columns, per_class) -> None:
+@click.option("--all", "all_records", is_flag=True,
+              help="Every record, also those a rerun of the same pair replaced [default: "
+                   "the newest record of each pair].")
+def table(records, output, all_columns, per_class, all_records) -> None:
     """Rebuild a table from run records (JSON files or folders of them)."""
     from .results import (
         COLUMNS,
@@ -750,6 +755,7 @@ def table(records, output, all_columns, per_class) -> None:
         format_table,
         load_records,
         make_table,
+        newest_per_key,
         write_table,
     )
 
@@ -758,11 +764,13 @@ def table(records, output, all_columns, per_class) -> None:
     with _boundary(lambda: "no table was written"):
         if output is not None:
             _check_file(output)
-        df = make_table(load_records(records), per_class=per_class)
+        found = load_records(records)
+        df = make_table(found if all_records else newest_per_key(found), per_class=per_class)
         if output is None:
             extra = [c for c in df.columns if c.startswith("acc:")]
-            click.echo(format_table(df, (COLUMNS if all_columns else SHORT_COLUMNS) + extra
-                                    if extra else (COLUMNS if all_columns else None)))
+            # the dataset too: rows of several datasets look alike without it
+            shown = COLUMNS if all_columns else ["dataset", *SHORT_COLUMNS]
+            click.echo(format_table(df, shown + extra))
         else:
             write_table(df, output)
             click.echo(f"{len(df)} row(s) written to {output}", err=True)
@@ -888,6 +896,9 @@ def plot(study_dir, title, all_plans) -> None:
     from .report import render
 
     with _boundary(lambda: "files already written are kept; run it again to redraw them"):
+        if study_dir.name == "runs" and not (study_dir / "runs").is_dir() and \
+                any(study_dir.glob("*.json")):
+            study_dir = study_dir.parent  # the records' folder itself: draw beside it
         if study_dir.is_dir():  # else: no records there, said by render
             _check_folder(study_dir, "the tables and plots")
         files = render(study_dir, title, all_plans=all_plans,

@@ -75,8 +75,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def load_records(paths: Iterable[str | Path]) -> list[dict]:
     """Run records from JSON files and folders (searched recursively), sorted by time.
 
-    A file that cannot be read (not UTF-8, not JSON, unreadable) is a
-    :class:`DataError` naming it; JSON files that are not run records are skipped.
+    A file that cannot be read (not UTF-8, not JSON, unreadable) is skipped with a
+    one-line warning naming it (a :class:`DataError` naming it when nothing else is
+    left); JSON files that are not run records are skipped.
     """
     paths = list(paths)
     files: list[Path] = []
@@ -87,22 +88,41 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
             files.append(p)
         else:
             raise DataError(f"no run records at {p} (expected a .json file or a folder)")
-    records = []
+    records, unreadable = [], []
     for f in files:
         try:
             rec = json.loads(f.read_bytes().decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise DataError(f"cannot read run record {f}: not UTF-8 text (byte "
-                            f"{exc.object[exc.start]:#04x} at offset {exc.start})") from None
+            unreadable.append(f"cannot read run record {f}: not UTF-8 text (byte "
+                              f"{exc.object[exc.start]:#04x} at offset {exc.start})")
+            continue
         except json.JSONDecodeError as exc:
-            raise DataError(f"cannot read run record {f}: not JSON ({exc})") from None
+            unreadable.append(f"cannot read run record {f}: not JSON ({exc})")
+            continue
         except OSError as exc:
-            raise DataError(f"cannot read run record {f}: {exc.strerror or exc}") from None
+            unreadable.append(f"cannot read run record {f}: {exc.strerror or exc}")
+            continue
         if isinstance(rec, dict) and "features" in rec and "classifier" in rec:
             records.append(rec)
     if not records:
+        if unreadable:
+            raise DataError(unreadable[0] + (f" (and {len(unreadable) - 1} more)"
+                                             if len(unreadable) > 1 else ""))
         raise DataError(f"no run records found in {', '.join(map(str, paths))}")
+    import warnings
+
+    for message in unreadable:
+        warnings.warn(f"{message}; skipped", UserWarning, stacklevel=2)
     return sorted(records, key=lambda r: r.get("created", ""))
+
+
+def newest_per_key(records: list[dict]) -> list[dict]:
+    """The newest record of each pair key (records without one are all kept), in time
+    order: a rerun's records replace those of the same pair."""
+    newest: dict[str, dict] = {}
+    for rec in sorted(records, key=lambda r: r.get("created", "")):
+        newest[rec.get("pair_key") or rec.get("run_id") or str(id(rec))] = rec
+    return sorted(newest.values(), key=lambda r: r.get("created", ""))
 
 
 @functools.cache

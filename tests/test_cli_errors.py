@@ -236,6 +236,41 @@ def test_table_of_a_record_that_is_not_utf8(tmp_path):
         f"Error: cannot read run record {bad}: not UTF-8 text (byte 0xff at offset 14)"]
 
 
+def test_an_unreadable_record_beside_good_ones_is_skipped_with_a_warning(tmp_path):
+    """``table`` and ``plot`` go on without it, naming it in one line; ``plot`` also
+    takes the records' folder itself (results/runs)."""
+    runs = tmp_path / "res" / "runs"
+    res = invoke("run", "-q", "-d", "digits", "-f", "color-hist", "-c", "ridge",
+                 "--results-dir", tmp_path / "res", "--cache-dir", tmp_path / "cache")
+    assert res.exit_code == 0, res.output
+    assert f"1 record(s) in {runs}" in res.output
+    bad = runs / "zz-bad.json"
+    bad.write_text("{not json")
+    with pytest.warns(UserWarning) as caught:
+        res = invoke("table", runs)
+    assert res.exit_code == 0, res.output
+    warned = [str(w.message) for w in caught if str(bad) in str(w.message)]
+    assert len(warned) == 1 and "not JSON" in warned[0] and "skipped" in warned[0]
+    assert "color-hist" in res.output and "digits" in res.output
+    with pytest.warns(UserWarning, match="zz-bad.json"):
+        res = invoke("plot", runs)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "res" / "report.html").is_file()
+
+
+def test_table_shows_the_newest_record_of_each_pair(tmp_path):
+    args = ("run", "-q", "-d", "digits", "-f", "color-hist", "-c", "ridge", "--results-dir",
+            tmp_path / "res", "--cache-dir", tmp_path / "cache")
+    assert invoke(*args).exit_code == 0
+    assert invoke(*args, "--rerun").exit_code == 0
+    runs = tmp_path / "res" / "runs"
+    assert len(list(runs.glob("*.json"))) == 2
+    for extra, n in (((), 1), (("--all",), 2)):
+        out = tmp_path / f"t{n}.csv"
+        assert invoke("table", runs, "-o", out, *extra).exit_code == 0
+        assert len(pd.read_csv(out)) == n
+
+
 # -- 3. one table format ---------------------------------------------------------------
 
 def test_format_table_integers_missing_accuracies_seconds():
@@ -275,7 +310,10 @@ def test_run_and_table_print_the_same_table(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     shown = invoke("table", tmp_path / "runs")
     assert shown.exit_code == 0
-    assert shown.stdout == res.stdout
+    # the same table, with the dataset first (a folder of records may hold several)
+    got = [ln.split() for ln in shown.stdout.splitlines()]
+    assert [ln[1:] for ln in got] == [ln.split() for ln in res.stdout.splitlines()]
+    assert [got[0][0], got[2][0]] == ["dataset", "digits"]
     header, _, row = res.stdout.splitlines()
     assert header.split() == ["features", "feature_params", "classifier", "feature_dim",
                               "val_acc", "test_acc", "test_mean_class_acc", "extract_s", "fit_s",

@@ -52,16 +52,16 @@ def test_finished_pairs_are_reused_not_fitted_again(tmp_path, monkeypatch):
     assert fitted == ["hog/ridge"]
 
 
-def test_a_folder_with_a_stray_json_file_reuses_nothing_and_says_so(tmp_path, monkeypatch):
+def test_a_stray_unreadable_json_file_is_named_and_the_others_reused(tmp_path, monkeypatch):
     import pytest
 
     ds = load_dataset("digits").subset(200, 60, seed=0)
     runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path)
     (tmp_path / "runs" / "notes.json").write_bytes(b"\xff not json")
     fitted = _spy(monkeypatch)
-    with pytest.warns(UserWarning, match="finished pairs not reused"):
+    with pytest.warns(UserWarning, match="notes.json: not UTF-8 text .*; skipped"):
         runner.run_benchmark(ds, ["hog"], ["ridge"], results_dir=tmp_path)
-    assert fitted == ["hog/ridge"]
+    assert fitted == []
 
 
 def test_a_failed_pair_is_fitted_again(tmp_path, monkeypatch):
@@ -85,5 +85,5 @@ def test_cli_says_what_it_reused(tmp_path):
             f"{tmp_path / 'runs'} are reused (--rerun fits them again)") in res.output
     assert len(list((tmp_path / "runs").glob("*.json"))) == 1
     res = CliRunner().invoke(main, [*args, "--rerun"])
-    assert res.exit_code == 0 and "reused" not in res.output
+    assert res.exit_code == 0 and "are reused" not in res.output
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
