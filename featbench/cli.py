@@ -585,6 +585,7 @@ def _param_docs(cls) -> dict[str, str]:
     out: dict[str, str] = {}
     names: list[str] = []
     text: list[str] = []
+    kind = ""
 
     def flush() -> None:
         para = " ".join(text[:text.index("")] if "" in text else text)
@@ -592,6 +593,10 @@ def _param_docs(cls) -> dict[str, str]:
                       lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], para)
         para = para.replace("``", "").replace("`", "")
         sentence = re.split(r"(?<=\.)\s+(?=[A-Z])", para, maxsplit=1)[0]  # not at "e.g."
+        if sentence.endswith(":"):  # it introduces a list: name the list's items
+            items = [m[1] for m in (re.match(r"- ('[^']+'|\S+?)[:,\s]", t + " ")
+                                    for t in text) if m]
+            sentence += " " + (", ".join(items) if items else kind) + "."
         for name in names:
             out[name] = sentence
 
@@ -603,6 +608,7 @@ def _param_docs(cls) -> dict[str, str]:
         if line.strip() and not line[0].isspace():  # "name : type" or "a, b : type"
             flush()
             names = [n.strip().lstrip("*") for n in line.split(" :")[0].split(",")]
+            kind = line.split(" :", 1)[1].strip() if " :" in line else ""
             text = []
         elif names and (line.strip() or text):
             text.append(line.strip())

@@ -128,7 +128,12 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         L-BFGS in torch over all classes at once, in float32; "auto": lbfgs (before
         featbench 0.3: liblinear up to 512 features on the CPU).
     max_iter : int, default=1000
+        Iteration limit of the solver (L-BFGS iterations; liblinear's own count with
+        ``solver="liblinear"``); a fit that reaches it is flagged ``iter-limit`` in tables.
     tol : float, default=1e-4
+        Stopping tolerance: L-BFGS stops when the largest gradient entry is at most
+        ``tol`` times the largest entry of the gradient at zero (liblinear compares the
+        gradient's 2-norm in the same way).
     intercept_scaling : float, default=1.0
         Value of the constant feature that carries the (regularized) bias.
     random_state : int or None, default=None

@@ -218,6 +218,8 @@ class LogReg(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         CPU only); "torch": :func:`fit_logistic_lbfgs` (float32) on ``device``; "auto":
         torch (before featbench 0.3: scikit-learn on the CPU).
     max_iter : int, default=100
+        Iteration limit of the solver (L-BFGS iterations, either solver); a fit that
+        reaches it is flagged ``iter-limit`` in tables.
     tol : float, default=1e-4
         Both solvers stop when the largest gradient entry of the objective divided by
         ``C sum_i s_i`` (``C n`` without class weights) is at most ``tol``.
