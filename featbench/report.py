@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .results import changed_params, load_records, precision, solver_note, tuning_note, write_table
+from .results import (
+    changed_params,
+    format_cell,
+    load_records,
+    precision,
+    solver_note,
+    tuning_note,
+    write_table,
+)
 from .studies import Reference
 
 #: study table columns, in order
@@ -230,8 +238,10 @@ def write_html(df: pd.DataFrame, plots: list[Path], path: Path, title: str,
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{p.stem}</figcaption>'
         f"</figure>" for p in plots)
-    table = df.to_html(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}",
-                       classes="study", border=0)
+    # cells as the terminal tables show them: "-" for missing, accuracies to 4 decimals
+    shown = pd.DataFrame({c: [format_cell(c, v) for v in df[c]] for c in df.columns},
+                         columns=df.columns)
+    table = shown.to_html(index=False, classes="study", border=0)
     path.write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;}} table.study{{border-collapse:collapse;

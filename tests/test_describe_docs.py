@@ -38,3 +38,19 @@ def test_every_parameter_of_our_classifiers_is_described(name):
     docs = _param_docs(_import_target(entry.target))
     missing = [p for p in entry.spec().params if not docs.get(p)]
     assert not missing, f"{name}: no description for {missing}"
+
+
+def test_report_cells_read_as_the_terminal_tables(tmp_path):
+    """report.html shows "-" for a missing value and accuracies to 4 decimals (it
+    showed None and 1)."""
+    import pandas as pd
+
+    from featbench.report import write_html
+
+    df = pd.DataFrame({"row": ["HOG"], "test_acc": [1.0], "reference": [None],
+                       "difference": [float("nan")], "feature_dim": [324.0],
+                       "extract_s": [56490.2]})
+    text = write_html(df, [], tmp_path / "r.html", "t").read_text()
+    assert "<td>1.0000</td>" in text and "<td>324</td>" in text
+    assert "<td>56490.2</td>" in text and "e+04" not in text
+    assert "None" not in text and text.count("<td>-</td>") == 2
