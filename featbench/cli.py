@@ -742,6 +742,34 @@ def describe(name) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@click.argument("figures", nargs=-1, type=click.Choice(["hog", "filters", "neighbors"]))
+@dataset_options
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/show"), show_default=True,
+              help="Folder the figures (PNG) and their numbers (CSV) go to.")
+def show(figures, out, **opts) -> None:
+    """Draw the lecture's pictures of features: HOG glyphs (hog), learned filters of
+    kmeans-patches and convnet:<arch> (filters), and the nearest training images of a few
+    test images in each feature space (neighbors); all three without FIGURES.
+
+    Features and fitted extractors come from the feature store (computed and stored
+    there when missing).
+    """
+    from .parallel import set_options
+    from .show import render_show
+
+    set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
+    feature_specs = _split_multi(opts["features"], "'-f' / '--features'", "-f hog")
+    with _boundary(lambda: "figures already drawn are kept"):
+        parsed = _parse_params(opts["params"])
+        store = _store(opts["cache_dir"])
+        ds = _load(opts, parsed, feature_specs, [], lambda: _check_folder(out, "the figures"))
+        render_show(ds, list(figures or ("hog", "filters", "neighbors")), feature_specs,
+                    parsed, store, out, seed=opts["seed"],
+                    echo=lambda m: click.echo(m, err=True))
+
+
+@main.command(context_settings=CONTEXT)
 @click.argument("records", nargs=-1, required=True,
                 type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),

@@ -1,0 +1,223 @@
+"""``featbench show``: the lecture's pictures of features, for any dataset and extractor.
+
+Each figure is a PNG drawn with matplotlib, with its numbers as CSV where it has any:
+
+- ``hog``: a few seeded images beside their HOG glyphs (scikit-image's
+  ``hog(..., visualize=True)`` rendering of the Dalal-Triggs descriptor);
+- ``filters``: what a learned extractor learned: the k-means patch centroids of
+  ``kmeans-patches`` (as Coates et al. show them: each 6x6x3 centroid mapped back
+  through the inverse whitening and stretched to [0, 1]) or the first-layer 5x5
+  filters of a trained ``convnet:<arch>``; read from the feature store's fitted state;
+- ``neighbors``: for a few seeded test images, their 5 nearest training images
+  (Euclidean distance) in each feature space side by side (the lecture's retrieval
+  figure: raw pixels vs HOG vs CNN), from the stored features.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FIGURES = ("hog", "filters", "neighbors")
+#: images (queries) a figure shows
+N_IMAGES = 6
+#: neighbours per query
+N_NEIGHBORS = 5
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def seeded_indices(n: int, k: int, seed: int) -> np.ndarray:
+    """``k`` distinct indices of ``range(n)`` drawn with ``seed`` (sorted)."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, min(k, n), replace=False))
+
+
+def hog_glyphs(images: np.ndarray, out: Path, **hog_params: Any) -> Path:
+    """Images beside their HOG glyphs (scikit-image's rendering); ``hog_params`` as
+    ``skimage.feature.hog`` takes them (default: featbench's ``hog`` defaults)."""
+    from skimage.color import rgb2gray
+    from skimage.feature import hog
+
+    params = {"orientations": 9, "pixels_per_cell": (8, 8), "cells_per_block": (2, 2),
+              **hog_params}
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(images), figsize=(1.6 * len(images), 3.4), squeeze=False)
+    for k, im in enumerate(images):
+        _, glyph = hog(rgb2gray(im), visualize=True, **params)
+        axes[0][k].imshow(im)
+        axes[1][k].imshow(glyph, cmap="gray")
+        for ax in axes[:, k]:
+            ax.set_axis_off()
+    fig.suptitle("images and their HOG glyphs", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def learned_filters(est: Any) -> np.ndarray:
+    """``(n, h, w, 3)`` filters in [0, 1] of a fitted extractor: k-means centroids
+    unwhitened to pixel space, or a trained ConvNet's first convolution."""
+    if hasattr(est, "centroids_"):
+        p = int(est.patch_size)
+        # back from the whitened space: x = z W^-1 + mean (W is symmetric)
+        pix = est.centroids_ @ np.linalg.pinv(est.whiten_) + est.mean_
+        filters = pix.reshape(len(pix), 3, p, p).transpose(0, 2, 3, 1)
+    elif hasattr(est, "weights_"):
+        first = next(v for k, v in est.weights_.items() if np.asarray(v).ndim == 4)
+        filters = np.asarray(first).transpose(0, 2, 3, 1)
+    else:
+        raise ValueError(f"{type(est).__name__} learns no filters to show")
+    lo = filters.min(axis=(1, 2, 3), keepdims=True)
+    hi = filters.max(axis=(1, 2, 3), keepdims=True)
+    return (filters - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def filters_figure(filters: np.ndarray, out: Path, title: str, max_filters: int = 256
+                   ) -> Path:
+    """A grid of filters (each stretched to [0, 1])."""
+    plt = _plt()
+    filters = filters[:max_filters]
+    cols = int(np.ceil(np.sqrt(len(filters))))
+    rows = int(np.ceil(len(filters) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(0.5 * cols + 1, 0.5 * rows + 1),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, f in zip(axes.ravel(), filters, strict=False):
+        ax.imshow(f, interpolation="nearest")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def nearest_neighbors(train: np.ndarray, queries: np.ndarray, k: int = N_NEIGHBORS
+                      ) -> np.ndarray:
+    """Row indices of the ``k`` training vectors nearest (Euclidean) to each query,
+    nearest first (ties: the lower index), computed a block of queries at a time."""
+    train = np.asarray(train, np.float64)
+    sq = (train * train).sum(1)
+    out = []
+    for start in range(0, len(queries), 256):
+        q = np.asarray(queries[start:start + 256], np.float64)
+        d = sq[None, :] - 2.0 * q @ train.T
+        out.append(np.argsort(d, axis=1, kind="stable")[:, :k])
+    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+def neighbors_figure(query_images: np.ndarray, rows: dict[str, np.ndarray],
+                     train_image, out: Path) -> Path:
+    """For each query image, its nearest training images in each feature space:
+    ``rows[spec]`` holds the neighbours' training indices per query."""
+    plt = _plt()
+    specs = list(rows)
+    n_q, k = len(query_images), next(iter(rows.values())).shape[1] if rows else 0
+    fig, axes = plt.subplots(n_q, 1 + len(specs) * k,
+                             figsize=(0.9 * (1 + len(specs) * k), 0.95 * n_q + 0.6),
+                             squeeze=False)
+    for i in range(n_q):
+        axes[i][0].imshow(query_images[i])
+        for s, spec in enumerate(specs):
+            for j in range(k):
+                ax = axes[i][1 + s * k + j]
+                ax.imshow(train_image(int(rows[spec][i, j])))
+                if i == 0 and j == 0:
+                    ax.set_title(spec, fontsize=7, loc="left")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    axes[0][0].set_title("query", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_csv(path: Path, header: list[str], rows) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def render_show(ds, figures: list[str], feature_specs: list[str],
+                params: dict[str, dict[str, Any]], store, out_dir: Path, *, seed: int = 0,
+                echo=print) -> list[Path]:
+    """Draw ``figures`` for ``ds`` into ``out_dir``; return the files written.
+
+    Features and fitted extractors come from ``store`` (computed and stored there
+    first when missing); the query images are ``N_IMAGES`` seeded test images.
+    """
+    from .end_to_end import fitted_extractor
+    from .engines.base import decode
+    from .extraction import extract_features, is_learned, view_for
+    from .features import build_extractor, set_params_checked, split_spec
+    from .splits import tuning_split
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    queries = seeded_indices(len(ds.test), N_IMAGES, seed)
+    working = ds.working_view()
+
+    def image(source, i: int) -> np.ndarray:
+        return decode(source, working, int(i))
+
+    query_images = np.stack([image(ds.test, i) for i in queries])
+    if "hog" in figures:
+        hog = set_params_checked(build_extractor("hog"), params.get("hog", {}), "feature 'hog'")
+        written.append(hog_glyphs(query_images, out_dir / "hog.png",
+                                  orientations=int(hog.orientations),
+                                  pixels_per_cell=tuple(np.broadcast_to(
+                                      hog.pixels_per_cell, 2).tolist()),
+                                  cells_per_block=tuple(np.broadcast_to(
+                                      hog.cells_per_block, 2).tolist())))
+        echo(f"hog: {written[-1]}")
+    split = tuning_split(ds, seed)
+    if "filters" in figures:
+        for name in dict.fromkeys(n for spec in feature_specs for n in split_spec(spec)):
+            est = set_params_checked(build_extractor(name), params.get(name, {}),
+                                     f"feature {name!r}")
+            if not is_learned(est) or not (name.startswith("convnet:")
+                                           or name == "kmeans-patches"):
+                continue
+            view_for(est, ds)  # (the same checks as extraction)
+            fitted = fitted_extractor(name, ds, params, store, seed=seed, split=split,
+                                      n_workers=None).estimator
+            filters = learned_filters(fitted)
+            slug = name.replace(":", "-")
+            written.append(filters_figure(filters, out_dir / f"filters-{slug}.png",
+                                          f"{name}: {len(filters)} learned filters"))
+            written.append(write_csv(out_dir / f"filters-{slug}.csv",
+                                     ["filter", *[f"v{i}" for i in range(filters[0].size)]],
+                                     ([k, *f.ravel().round(6).tolist()]
+                                      for k, f in enumerate(filters))))
+            echo(f"filters of {name}: {written[-2]}")
+    if "neighbors" in figures:
+        rows: dict[str, np.ndarray] = {}
+        csv_rows = []
+        for spec in feature_specs:
+            feats = extract_features(spec, ds, params, store, seed=seed, split=split)
+            nn = nearest_neighbors(feats.train, feats.test[queries])
+            rows[spec] = nn
+            csv_rows += [[spec, int(q), rank, int(t)] for q, row in zip(queries, nn, strict=True)
+                         for rank, t in enumerate(row)]
+        written.append(neighbors_figure(query_images, rows,
+                                        lambda i: image(ds.train, i), out_dir / "neighbors.png"))
+        written.append(write_csv(out_dir / "neighbors.csv",
+                                 ["features", "test_image", "rank", "train_image"], csv_rows))
+        echo(f"neighbors: {written[-2]}")
+    return written

@@ -1,0 +1,96 @@
+"""``featbench show``: figures from a tiny dataset, checked against brute force and the
+fitted extractors' own arrays."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.spatial.distance import cdist
+
+from featbench.datasets import load_dataset
+from featbench.end_to_end import fitted_extractor
+from featbench.extraction import extract_features
+from featbench.show import learned_filters, render_show, seeded_indices
+from featbench.splits import tuning_split
+from featbench.store import FeatureStore
+
+PARAMS = {"kmeans-patches": {"n_centroids": 12, "n_patches": 2000},
+          "convnet:convnetjs": {"size": 16, "widths": (6, 8), "epochs": 1, "device": "cpu"}}
+
+
+@pytest.fixture(scope="module")
+def shown(tmp_path_factory):
+    ds = load_dataset("digits").subset(240, 60, seed=0)
+    tmp = tmp_path_factory.mktemp("show")
+    store = FeatureStore(tmp / "store")
+    files = render_show(ds, ["hog", "filters", "neighbors"],
+                        ["hog", "kmeans-patches", "convnet:convnetjs"], PARAMS, store,
+                        tmp / "out", seed=4, echo=lambda m: None)
+    return ds, store, tmp / "out", files
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_figure_is_an_image(shown):
+    _, _, out, files = shown
+    names = sorted(p.name for p in files)
+    assert names == sorted(["hog.png", "filters-kmeans-patches.png",
+                            "filters-kmeans-patches.csv", "filters-convnet-convnetjs.png",
+                            "filters-convnet-convnetjs.csv", "neighbors.png", "neighbors.csv"])
+    for p in files:
+        if p.suffix == ".png":
+            with Image.open(p) as im:
+                assert im.size[0] > 100 and im.size[1] > 100
+
+
+def test_neighbors_are_a_brute_force_search(shown):
+    ds, store, out, _ = shown
+    rows = _rows(out / "neighbors.csv")
+    queries = seeded_indices(len(ds.test), 6, 4)
+    for spec in ("hog", "kmeans-patches"):
+        feats = extract_features(spec, ds, PARAMS, store, seed=4, split=tuning_split(ds, 4))
+        d = cdist(feats.test[queries].astype(np.float64), feats.train.astype(np.float64))
+        expected = np.argsort(d, axis=1, kind="stable")[:, :5]
+        got = np.zeros((6, 5), int)
+        for r in rows:
+            if r["features"] == spec:
+                got[list(queries).index(int(r["test_image"])), int(r["rank"])] = \
+                    int(r["train_image"])
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_filters_are_the_fitted_arrays(shown):
+    ds, store, out, _ = shown
+    split = tuning_split(ds, 4)
+    km = fitted_extractor("kmeans-patches", ds, PARAMS, store, seed=4, split=split,
+                          n_workers=None).estimator
+    # by hand: x = z W^-1 + mean, per filter stretched to [0, 1], channel-major patches
+    pix = np.linalg.solve(km.whiten_.T, km.centroids_.T).T + km.mean_
+    pix = pix.reshape(12, 3, 6, 6).transpose(0, 2, 3, 1)
+    lo, hi = pix.min(axis=(1, 2, 3), keepdims=True), pix.max(axis=(1, 2, 3), keepdims=True)
+    csv_values = np.array([[float(v) for k, v in r.items() if k != "filter"]
+                           for r in _rows(out / "filters-kmeans-patches.csv")])
+    np.testing.assert_allclose(csv_values, ((pix - lo) / (hi - lo)).reshape(12, -1),
+                               atol=2e-6)
+    net = fitted_extractor("convnet:convnetjs", ds, PARAMS, store, seed=4,
+                           split=split, n_workers=None).estimator
+    w = np.asarray(net.weights_["body.0.weight"])  # (6, 3, 5, 5): the first convolution
+    f = learned_filters(net)
+    assert f.shape == (6, 5, 5, 3)
+    for k in range(6):
+        filt = w[k].transpose(1, 2, 0)
+        np.testing.assert_allclose(f[k], (filt - filt.min()) / (filt.max() - filt.min()),
+                                   atol=1e-6)
+
+
+def test_hand_crafted_extractors_learn_no_filters():
+    from featbench.features import build_extractor
+
+    with pytest.raises(ValueError, match="learns no filters"):
+        learned_filters(build_extractor("hog"))
