@@ -10,7 +10,9 @@ Each figure is a PNG drawn with matplotlib, with its numbers as CSV where it has
   filters of a trained ``convnet:<arch>``; read from the feature store's fitted state;
 - ``neighbors``: for a few seeded test images, their 5 nearest training images
   (Euclidean distance) in each feature space side by side (the lecture's retrieval
-  figure: raw pixels vs HOG vs CNN), from the stored features.
+  figure: raw pixels vs HOG vs CNN), from the stored features;
+- ``map``: each feature space in 2-D (scikit-learn's PCA of the standardized features,
+  or t-SNE), on a seeded subsample of 2,000 test images, colored by class.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-FIGURES = ("hog", "filters", "neighbors")
+FIGURES = ("hog", "filters", "neighbors", "map")
+#: test images a 2-D map shows (a seeded subsample)
+MAP_IMAGES = 2000
 #: images (queries) a figure shows
 N_IMAGES = 6
 #: neighbours per query
@@ -145,6 +149,46 @@ def neighbors_figure(query_images: np.ndarray, rows: dict[str, np.ndarray],
     return out
 
 
+def embed_2d(F: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """``(n, 2)`` coordinates of standardized features: PCA (scikit-learn's, exact SVD) or
+    t-SNE (PCA initialization, seeded)."""
+    from sklearn.preprocessing import StandardScaler
+
+    Z = StandardScaler().fit_transform(np.asarray(F, np.float64))
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(2, svd_solver="full").fit_transform(Z)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(2, init="pca", random_state=seed,
+                    perplexity=min(30.0, max(2.0, (len(Z) - 1) / 3))).fit_transform(Z)
+    raise ValueError(f"map method must be 'pca' or 'tsne'; got {method!r}")
+
+
+def map_figure(coords: dict[str, np.ndarray], labels: np.ndarray, classes, out: Path,
+               method: str) -> Path:
+    """One scatter plot per feature space, colored by class."""
+    plt = _plt()
+    specs = list(coords)
+    fig, axes = plt.subplots(1, len(specs), figsize=(4.2 * len(specs), 4.2), squeeze=False)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for ax, spec in zip(axes[0], specs, strict=True):
+        xy = coords[spec]
+        for c in range(len(classes)):
+            m = labels == c
+            ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(c % cmap.N), label=str(classes[c]))
+        ax.set_title(f"{spec} ({method.upper()})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=6, markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def write_csv(path: Path, header: list[str], rows) -> Path:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -155,7 +199,7 @@ def write_csv(path: Path, header: list[str], rows) -> Path:
 
 def render_show(ds, figures: list[str], feature_specs: list[str],
                 params: dict[str, dict[str, Any]], store, out_dir: Path, *, seed: int = 0,
-                echo=print) -> list[Path]:
+                echo=print, map_method: str = "pca") -> list[Path]:
     """Draw ``figures`` for ``ds`` into ``out_dir``; return the files written.
 
     Features and fitted extractors come from ``store`` (computed and stored there
@@ -220,4 +264,17 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
         written.append(write_csv(out_dir / "neighbors.csv",
                                  ["features", "test_image", "rank", "train_image"], csv_rows))
         echo(f"neighbors: {written[-2]}")
+    if "map" in figures:
+        sample = seeded_indices(len(ds.test), MAP_IMAGES, seed)
+        labels = np.asarray(ds.test.labels)[sample]
+        coords, csv_rows = {}, []
+        for spec in feature_specs:
+            feats = extract_features(spec, ds, params, store, seed=seed, split=split)
+            coords[spec] = embed_2d(feats.test[sample], map_method, seed)
+            csv_rows += [[spec, int(i), int(c), *np.round(xy, 6).tolist()]
+                         for i, c, xy in zip(sample, labels, coords[spec], strict=True)]
+        written.append(map_figure(coords, labels, ds.classes, out_dir / "map.png", map_method))
+        written.append(write_csv(out_dir / "map.csv",
+                                 ["features", "test_image", "label", "x", "y"], csv_rows))
+        echo(f"map: {written[-2]}")
     return written

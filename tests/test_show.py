@@ -94,3 +94,24 @@ def test_hand_crafted_extractors_learn_no_filters():
 
     with pytest.raises(ValueError, match="learns no filters"):
         learned_filters(build_extractor("hog"))
+
+
+def test_map_is_the_pca_of_the_standardized_features(tmp_path):
+    """The 2-D coordinates equal the first two principal components computed here by
+    NumPy's SVD (up to each component's sign)."""
+    ds = load_dataset("digits").subset(200, 150, seed=0)
+    store = FeatureStore(tmp_path / "store")
+    render_show(ds, ["map"], ["hog"], {}, store, tmp_path / "out", seed=1,
+                echo=lambda m: None)
+    rows = _rows(tmp_path / "out" / "map.csv")
+    sample = seeded_indices(len(ds.test), 2000, 1)
+    assert [int(r["test_image"]) for r in rows] == sample.tolist()
+    assert [int(r["label"]) for r in rows] == np.asarray(ds.test.labels)[sample].tolist()
+    F = extract_features("hog", ds, {}, store, seed=1).test[sample].astype(np.float64)
+    Z = (F - F.mean(0)) / np.where(F.std(0) > 0, F.std(0), 1.0)
+    U, S, _ = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
+    expected = U[:, :2] * S[:2]
+    got = np.array([[float(r["x"]), float(r["y"])] for r in rows])
+    for k in range(2):
+        sign = np.sign(expected[:, k] @ got[:, k])
+        np.testing.assert_allclose(got[:, k], sign * expected[:, k], atol=2e-5)
