@@ -82,6 +82,8 @@ def pair_key(ds: Dataset, features: str, classifier: str, params: dict[str, Any]
                        **({"placement": placement} if placement else {}),
                        "extend_grid": extend_grid, "max_extensions": MAX_EXTENSIONS,
                        "bounds": BOUNDS, "tuning_code": classifier_code_hash(),
+                       **({"plugin_code": plugin_code_hash(classifier)}
+                          if plugin_code_hash(classifier) else {}),
                        "versions": package_versions(), "data": ds.fingerprint, "seed": seed,
                        "val": split.describe(),
                        **({"dtype": dtype} if dtype != "float32" else {}),
@@ -98,11 +100,28 @@ def classifier_modules() -> list[str]:
 
     names = {"featbench.classifiers", "featbench.classifiers.tuning",
              "featbench.classifiers.path", "featbench.runner", "featbench.runtime",
-             "featbench.end_to_end"}
-    # featbench's own and plugins' (scikit-learn's are pinned by its version)
+             "featbench.end_to_end", "featbench.few_shot", "featbench.metrics"}
+    # featbench's own (scikit-learn's are pinned by its version; a plugin's module is
+    # hashed into the keys of its own pairs only, see pair_key)
     names |= {entry.target.split(":")[0] for entry in CLASSIFIERS
-              if entry.target and not entry.target.startswith("sklearn.")}
+              if entry.target.startswith("featbench.")}
     return sorted(names)
+
+
+def plugin_code_hash(classifier: str) -> str | None:
+    """Hash of the module of a plugin classifier (None for featbench's own and
+    scikit-learn's); a module that cannot be read hashes as its name."""
+    from .classifiers import CLASSIFIERS
+
+    target = CLASSIFIERS.get(classifier).target
+    if not target or target.startswith(("featbench.", "sklearn.")):
+        return None
+    module = target.split(":")[0]
+    try:
+        data = Path(importlib.import_module(module).__file__).read_bytes()
+    except Exception:  # noqa: BLE001 - the pair's own fit reports a broken plugin
+        data = module.encode()
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def classifier_code_hash() -> str:

@@ -1,8 +1,11 @@
 """Metrics a record holds beside accuracy: top-5 accuracy and per-class accuracy.
 
 Top-k accuracy comes from the classifier's class scores (``decision_function``, else
-``predict_proba``) through scikit-learn's :func:`~sklearn.metrics.top_k_accuracy_score`,
-and only where there are more classes than ``k`` (with 5 classes or fewer it is 1).
+``predict_proba``), only where there are more classes than ``k`` (with 5 classes or
+fewer it is 1). It equals scikit-learn's :func:`~sklearn.metrics.top_k_accuracy_score`
+except on ties: a true class tied with others at the k-th place counts as a miss here
+(scikit-learn breaks the tie by class order: a k-NN's classes without votes, all at 0,
+would count as hits for the last classes).
 Per-class accuracy is each class's recall, read off the confusion matrix.
 """
 
@@ -39,9 +42,12 @@ def top_k_accuracy(y_true, scores: np.ndarray | None, classes, k: int = TOP_K
     classes = np.asarray(classes)
     if scores is None or len(classes) <= k or not np.isin(y_true, classes).all():
         return None
-    from sklearn.metrics import top_k_accuracy_score
-
-    return float(top_k_accuracy_score(y_true, scores, k=k, labels=classes))
+    scores = np.asarray(scores, dtype=np.float64)
+    order = {c: i for i, c in enumerate(classes.tolist())}
+    true = scores[np.arange(len(scores)), [order[c] for c in np.asarray(y_true).tolist()]]
+    # classes at least as high as the true one, the true one left out
+    ahead = (scores >= true[:, None]).sum(axis=1) - 1
+    return float(np.mean(ahead < k))
 
 
 def per_class_accuracy(confusion) -> list[float | None]:

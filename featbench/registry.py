@@ -80,6 +80,37 @@ def _import_target(target: str) -> type:
     return getattr(importlib.import_module(module), qualname)
 
 
+def _module_file(module: str) -> str | None:
+    """The source file of ``module`` found without importing it or its packages (an
+    already imported module: its ``__file__``)."""
+    import os
+    import sys
+
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__file__", None)
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)  # a top-level name: nothing is imported
+    if spec is None:
+        return None
+    if not rest:
+        return spec.origin
+    paths = list(spec.submodule_search_locations or [])
+    for k, part in enumerate(rest):
+        last = k == len(rest) - 1
+        for base in paths:
+            package = os.path.join(base, part)
+            if os.path.isfile(os.path.join(package, "__init__.py")):
+                if last:
+                    return os.path.join(package, "__init__.py")
+                paths = [package]
+                break
+            if last and os.path.isfile(package + ".py"):
+                return package + ".py"
+        else:
+            return None
+    return None
+
+
 def class_spec(target: str) -> ClassSpec | None:
     """Docstring and ``__init__`` defaults of class ``"module:Class"``, read from the
     module's source without importing it; ``None`` when the source does not say them
@@ -88,8 +119,7 @@ def class_spec(target: str) -> ClassSpec | None:
     """
     module, _, name = target.partition(":")
     try:
-        spec = importlib.util.find_spec(module)
-        origin = spec.origin if spec is not None else None
+        origin = _module_file(module)
         if not origin or not origin.endswith(".py"):
             return None
         with open(origin, encoding="utf-8") as f:

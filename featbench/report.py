@@ -21,6 +21,7 @@ from .results import (
     format_cell,
     load_records,
     precision,
+    protocol,
     solver_note,
     tuning_note,
     write_table,
@@ -29,7 +30,8 @@ from .studies import Reference
 
 #: study table columns, in order
 STUDY_COLUMNS = [
-    "row", "family", "features", "feature_params", "precision", "classifier", "feature_dim",
+    "row", "family", "features", "feature_params", "precision", "classifier", "protocol",
+    "feature_dim",
     "n_train",
     "n_test", "val_acc", "test_acc", "val_mean_class_acc", "test_mean_class_acc", "reference",
     "ref_metric", "difference", "extract_s", "images_per_s", "fit_s", "hyperparams", "tuning",
@@ -43,7 +45,8 @@ def latest_per_row(records: list[dict]) -> list[dict]:
     """One record per study row: the newest without error, else the newest."""
     best: dict[str, dict] = {}
     for rec in sorted(records, key=lambda r: r.get("created", "")):
-        key = (plan_of(rec), rec.get("study", {}).get("row") or rec["run_id"])
+        key = (plan_of(rec), rec.get("study", {}).get("row") or rec.get("pair_key")
+               or rec["run_id"])
         if key not in best or not rec.get("error") or best[key].get("error"):
             best[key] = rec
     return sorted(best.values(), key=lambda r: (r.get("study", {}).get("order", 1e9),
@@ -74,6 +77,7 @@ def study_row(rec: dict) -> dict:
                                          rec.get("features", {}).get("defaults")),
         "precision": precision(rec),
         "classifier": clf.get("name"),
+        "protocol": protocol(rec),
         "feature_dim": rec.get("feature_dim"),
         "n_train": ds.get("n_train_fit"),
         "n_test": ds.get("n_test"),
@@ -123,8 +127,10 @@ def headline(records: list[dict]) -> str:
 
 
 def _name(rec: dict) -> str:
+    shown = protocol(rec)
+    extra = f" ({shown})" if shown and rec.get("few_shot") else ""
     return f"{rec.get('study', {}).get('label') or rec['features']['spec']} + " \
-           f"{rec['classifier']['name']}"
+           f"{rec['classifier']['name']}{extra}"
 
 
 def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:

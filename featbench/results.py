@@ -331,7 +331,8 @@ def format_cell(column: str, value: Any) -> str:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         return str(value)
     v = float(value)
-    if column.endswith("_acc") or column in ACCURACY_COLUMNS:
+    if column.endswith(("_acc", "_acc_std")) or column.startswith("acc:") or \
+            column in ACCURACY_COLUMNS:
         return f"{v:.4f}"
     if column.endswith("_per_s"):
         return f"{v:.1f}"

@@ -167,8 +167,10 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
         "classifier": {"name": clf_name, "params": clf_params, "grid": grid,
                        "extend_grid": extend_grid, "tie_margin": tie_margin(n_val),
                        "max_extensions": MAX_EXTENSIONS, "bounds": dict(BOUNDS),
-                       "chosen": tuned.best_params, "edge": tuned.edge,
-                       "hit_iteration_limit": tuned.hit_limit,
+                       "chosen": tuned.best_params,
+                       # a few-shot row: any draw's flag (each draw's choice: few_shot)
+                       "edge": "; ".join(dict.fromkeys(r[2].edge for r in runs if r[2].edge)),
+                       "hit_iteration_limit": any(r[2].hit_limit for r in runs),
                        "val_scores": tuned.val_scores,
                        "standardized": pipe.named_steps["scale"] != "passthrough",
                        "placement": placement,
@@ -378,10 +380,14 @@ def check_shots(ds: Dataset, split: TuningSplit, classifiers: list[str], shots: 
     if OWN_HEAD in classifiers:
         raise ParameterError(f"--shots: -c {OWN_HEAD} scores the network trained on every "
                              f"training image; it has no few-shot version")
+    if "mlp" in classifiers:
+        raise ParameterError("--shots: -c mlp holds out a tenth of its training images to "
+                             "stop early; with K images per class it has none to spare")
     if n_shot_seeds < 1:
         raise ParameterError(f"--shot-seeds {n_shot_seeds}: must be at least 1")
     labels = np.asarray(ds.train.labels)[split.fit]
-    values, counts = np.unique(labels, return_counts=True)
+    values = np.arange(len(ds.classes))
+    counts = np.bincount(labels, minlength=len(ds.classes))[:len(ds.classes)]
     for k in shots:
         if k < 1:
             raise ParameterError(f"--shots {k}: must be at least 1")

@@ -163,7 +163,7 @@ def embed_2d(F: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
         from sklearn.manifold import TSNE
 
         return TSNE(2, init="pca", random_state=seed,
-                    perplexity=min(30.0, max(2.0, (len(Z) - 1) / 3))).fit_transform(Z)
+                    perplexity=min(30.0, max(1.0, (len(Z) - 1) / 3))).fit_transform(Z)
     raise ValueError(f"map method must be 'pca' or 'tsne'; got {method!r}")
 
 
@@ -264,17 +264,25 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
         written.append(write_csv(out_dir / "neighbors.csv",
                                  ["features", "test_image", "rank", "train_image"], csv_rows))
         echo(f"neighbors: {written[-2]}")
-    if "map" in figures:
+    if "map" in figures and len(ds.test) < 4:
+        echo(f"map: skipped: {len(ds.test)} test image(s); a 2-D map needs at least 4 "
+             f"(--test-size)")
+    elif "map" in figures:
         sample = seeded_indices(len(ds.test), MAP_IMAGES, seed)
         labels = np.asarray(ds.test.labels)[sample]
         coords, csv_rows = {}, []
         for spec in feature_specs:
             feats = extract_features(spec, ds, params, store, seed=seed, split=split)
+            if feats.test.shape[1] < 2:
+                echo(f"map: {spec} skipped: {feats.test.shape[1]} number per image")
+                continue
             coords[spec] = embed_2d(feats.test[sample], map_method, seed)
             csv_rows += [[spec, int(i), int(c), *np.round(xy, 6).tolist()]
                          for i, c, xy in zip(sample, labels, coords[spec], strict=True)]
-        written.append(map_figure(coords, labels, ds.classes, out_dir / "map.png", map_method))
-        written.append(write_csv(out_dir / "map.csv",
-                                 ["features", "test_image", "label", "x", "y"], csv_rows))
-        echo(f"map: {written[-2]}")
+        if coords:
+            written.append(map_figure(coords, labels, ds.classes, out_dir / "map.png",
+                                      map_method))
+            written.append(write_csv(out_dir / "map.csv",
+                                     ["features", "test_image", "label", "x", "y"], csv_rows))
+            echo(f"map: {written[-2]}")
     return written

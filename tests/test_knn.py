@@ -115,3 +115,16 @@ def test_knn_in_a_run_is_tuned_on_validation_and_refitted(tmp_path):
     X, y, _, X_test, y_test, _ = fit_data(ds, feats, tuning_split(ds, 0))
     expected = np.mean(KNN(k, device="cpu").fit(X, y).predict(X_test) == y_test)
     assert rec["test_acc"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_only_integer_parameters_are_extended_in_integers():
+    """A grid of C given as integers (-p logreg.C=1,10) still extends to 0.1."""
+    scores = []
+
+    def fit_many(batch, extended):
+        scores.extend({"params": dict(p), "val_acc": 1 - p["C"] / 100, "extended": extended}
+                      for p in batch)
+
+    fit_many([{"C": 1}, {"C": 10}], extended=False)
+    _extend("C", scores, fit_many, margin=0.0, bar=None)
+    assert [s["params"]["C"] for s in scores][:3] == [1, 10, 0.1]

@@ -84,3 +84,22 @@ def test_a_runs_record_holds_top5_and_per_class(tmp_path):
     classes = rec["dataset"]["classes"]
     assert [row[f"acc:{c}"] for c in classes] == pytest.approx(per_class)
     assert row["test_top5_acc"] == pytest.approx(rec["test_top5_acc"])
+
+
+def test_top5_equals_scikit_learn_without_ties_and_counts_ties_as_misses():
+    rng = np.random.default_rng(0)
+    scores, y = rng.normal(size=(500, 9)), rng.integers(0, 9, 500)
+    assert top_k_accuracy(y, scores, np.arange(9)) == pytest.approx(
+        top_k_accuracy_score(y, scores, k=5, labels=np.arange(9)))
+    # a k-NN vote: the true class (8) got no votes, like classes 4-7: not in the top 5,
+    # though scikit-learn's class order would put it there
+    votes = np.array([[5.0, 4.0, 3.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    assert top_k_accuracy(np.array([8]), votes, np.arange(9)) == 0.0
+    assert top_k_accuracy(np.array([3]), votes, np.arange(9)) == 1.0
+
+
+def test_accuracy_cells_have_four_decimals():
+    from featbench.results import format_cell
+
+    assert [format_cell(c, v) for c, v in (("test_acc_std", 0.0377778), ("acc:cat", 1),
+                                           ("acc:dog", 0.6))] == ["0.0378", "1.0000", "0.6000"]

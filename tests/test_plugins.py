@@ -105,3 +105,30 @@ def test_a_plugin_extractor_is_the_class_it_names(plugin):
     F = get_extractor("mean-color", scale=2.0).fit_transform(X)
     rgb = np.repeat(X[..., None], 3, axis=-1) if X.ndim == 3 else X
     np.testing.assert_allclose(F, 2.0 * rgb.reshape(20, -1, 3).mean(1), rtol=1e-6)
+
+
+def test_a_plugin_in_a_package_is_listed_without_importing_the_package(tmp_path,
+                                                                           monkeypatch):
+    pkg = tmp_path / "fbpkg_demo"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise ImportError('the package was imported')\n")
+    (pkg / "ext.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from featbench.registry import class_spec
+
+    spec = class_spec("fbpkg_demo.ext:MeanColor")
+    assert spec is not None and spec.params == {"scale": 1.0}
+    assert "fbpkg_demo" not in sys.modules
+
+
+def test_a_plugin_leaves_the_keys_of_builtin_pairs_alone(plugin):
+    from featbench.datasets import load_dataset
+    from featbench.keys import pair_key
+
+    ds = load_dataset("digits").subset(100, 30, seed=0)
+    CLASSIFIERS._plugins_loaded = True  # as before any plugin
+    before = pair_key(ds, "hog", "ridge", {}, 0)
+    CLASSIFIERS._plugins_loaded = False
+    assert "centroid" in CLASSIFIERS.names()
+    assert pair_key(ds, "hog", "ridge", {}, 0) == before
+    assert pair_key(ds, "hog", "centroid", {}, 0) != before

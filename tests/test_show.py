@@ -115,3 +115,14 @@ def test_map_is_the_pca_of_the_standardized_features(tmp_path):
     for k in range(2):
         sign = np.sign(expected[:, k] @ got[:, k])
         np.testing.assert_allclose(got[:, k], sign * expected[:, k], atol=2e-5)
+
+
+def test_a_map_of_too_few_images_is_skipped_with_a_note(tmp_path):
+    from dataclasses import replace
+
+    ds = load_dataset("digits").subset(100, 20, seed=0)
+    tiny = replace(ds, test=ds.test.take(np.arange(3)))
+    notes = []
+    files = render_show(tiny, ["map"], ["hog"], {}, FeatureStore(tmp_path / "s"),
+                        tmp_path / "out", echo=notes.append)
+    assert files == [] and "needs at least 4" in notes[0]

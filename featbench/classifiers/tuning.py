@@ -42,6 +42,8 @@ BOUNDS: dict[str, tuple[float, float]] = {"C": (1e-9, 1e5), "alpha": (1e-9, 1e9)
 #: parameters bounded by the data: ``n_neighbors`` by the vectors a grid point is fitted
 #: on (values above it are left out of the grid, and extension stops there)
 DATA_BOUNDS = ("n_neighbors",)
+#: parameters that take integers: their grids are extended in integers
+INTEGER_PARAMS = ("n_neighbors",)
 
 
 #: validation images per class below which :func:`check_validation_split` warns that
@@ -441,22 +443,19 @@ def _within_data(grid: dict[str, list[Any]], n_fit: int) -> dict[str, list[Any]]
     return out
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def _extend(key: str, scores: list[dict[str, Any]], fit_many, margin: float, bar,
             upper: float | None = None) -> str:
     """Extend ``key`` past the edge holding the best value; return why it stopped on an
     edge ("" when the best value is inside the values tried).
 
-    Values step on a log scale by the ratio of the two values nearest the edge; a grid
-    of integers stays integers (rounded; it stops when rounding gives a value already
-    tried or below 1), and ``upper`` bounds it from above (the data's bound)."""
+    Values step on a log scale by the ratio of the two values nearest the edge; an
+    integer parameter (:data:`INTEGER_PARAMS`) stays integers (rounded; it stops when
+    rounding gives a value already tried or below 1), and ``upper`` bounds it from above
+    (the data's bound)."""
     lo_bound, hi_bound = BOUNDS.get(key, (0.0, math.inf))
     if upper is not None:
         hi_bound = min(hi_bound, upper)
-    integer = all(_is_int(s["params"][key]) for s in scores)
+    integer = key in INTEGER_PARAMS
     added = {"low": 0, "high": 0}
     while True:
         values = sorted({s["params"][key] for s in scores})
