@@ -104,3 +104,25 @@ def test_quadrant_pooling_equals_slicing_for_odd_and_even_maps():
         np.testing.assert_allclose(quadrant_sum(A).numpy(), ref, rtol=1e-5, atol=1e-5)
         P = quadrant_pooling(rows, cols)
         assert P.sum().item() == rows * cols and (P.sum(0) == 1).all()
+
+
+def test_threaded_cpu_encoding_equals_one_call():
+    """With several torch threads the CPU encoding runs one Python thread per core (one
+    torch thread each, 2 images per call): the same numbers as one call, in order."""
+    import torch
+
+    from featbench.features.kmeans_patches import KMeansPatches, encode_images
+
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (37, 16, 16, 3), dtype=np.uint8)
+    est = KMeansPatches(n_centroids=24, n_patches=3000, device="cpu").fit(X)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = est.transform(X)
+        assert torch.get_num_threads() == 2  # restored after the threaded section
+    finally:
+        torch.set_num_threads(before)
+    ref, _ = encode_images(X, est.mean_, est.whiten_, est.centroids_, 6, 1, est.norm_eps,
+                           torch.device("cpu"), 37)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-5)
