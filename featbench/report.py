@@ -110,6 +110,38 @@ def _best(records: list[dict], family: str) -> dict | None:
     return max(ok, key=lambda r: r["test_acc"]) if ok else None
 
 
+def _headline_with_gap(records: list[dict], top: str) -> str:
+    """The headline and the gap between the best hand-crafted row and the best ConvNet
+    row of either kind, in points."""
+    recs = latest_per_row(records)
+    hand = _best(recs, "hand-crafted")
+    nets = [b for b in (_best(recs, "cnn"), _best(recs, "end-to-end")) if b is not None]
+    if hand is None or not nets:
+        return top
+    net = max(nets, key=lambda r: r["test_acc"])
+    gap = 100 * (net["test_acc"] - hand["test_acc"])
+    return f"{top}. The best ConvNet row is {gap:+.1f} points from the best hand-crafted one."
+
+
+def _about(records: list[dict], df: pd.DataFrame, quick: bool) -> str:
+    """Where the numbers come from and how to make them again."""
+    last = records[-1]
+    versions = last.get("versions", {})
+    device = last.get("device", {})
+    st, ds = last.get("study", {}), last.get("dataset", {})
+    precisions = sorted({str(p) for p in df.get("precision", []) if p and str(p) != "nan"})
+    source = Path(str(ds.get("source") or "")).name
+    command = (f"featbench reproduce {st.get('name') or 'STUDY'}"
+               + (" --quick" if quick else "")
+               + (f" --data-dir <the folder holding {source}>" if source else ""))
+    return (f"Made by featbench {versions.get('featbench', '?')} (torch "
+            f"{versions.get('torch', '?')}, scikit-learn {versions.get('scikit-learn', '?')}) "
+            f"on {device.get('platform', '?')}, {device.get('cpu_count', '?')} CPUs"
+            + (f"; precision of the CNN rows: {', '.join(precisions)}" if precisions else "")
+            + f". To reproduce: {command}. Each row's record (parameters, code version, "
+            f"grid, seed) is in runs/.")
+
+
 def headline(records: list[dict]) -> str:
     """The study in one sentence: the best row of each family, by test accuracy, each
     named with its kind of features (hand-crafted; pretrained ConvNet features + linear
@@ -237,25 +269,95 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
     return paths
 
 
+#: the columns report.html shows (the CSV / Markdown / JSON tables keep every column)
+HTML_COLUMNS = ["row", "family", "classifier", "protocol", "feature_dim", "val_acc", "test_acc",
+                "reference", "difference", "extract_s", "images_per_s", "fit_s", "hyperparams"]
+#: how report.html heads them
+HTML_HEADINGS = {"feature_dim": "dim", "val_acc": "val acc", "test_acc": "test acc",
+                 "difference": "diff.", "extract_s": "extract (s)",
+                 "images_per_s": "images/s", "fit_s": "fit (s)", "hyperparams": "chosen"}
+
+_SORT_JS = """<script>
+document.querySelectorAll('table.study th').forEach(function (th, col) {
+  th.style.cursor = 'pointer';
+  th.title = 'sort';
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0], rows = Array.from(body.rows);
+    var dir = th.dataset.dir === 'asc' ? -1 : 1;
+    th.dataset.dir = dir === 1 ? 'asc' : 'desc';
+    var key = function (r) {
+      var t = r.cells[col].innerText.replace(/\\[\\d+\\]/g, '').trim(), v = parseFloat(t);
+      return isNaN(v) ? t : v; };
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b);
+      return (typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0)
+              : (typeof x === 'number' ? -1 : 1)) * dir; });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+</script>"""
+
+
+def _html_table(df: pd.DataFrame) -> tuple[str, list[str]]:
+    """The people's table (:data:`HTML_COLUMNS`, cells as the terminal shows them, each
+    reference marked with a footnote number) and the footnotes (the sources)."""
+    sources: list[str] = []
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for c in HTML_COLUMNS:
+            text = html.escape(format_cell(c, r.get(c)))
+            if c == "reference" and r.get("source"):
+                if r["source"] not in sources:
+                    sources.append(r["source"])
+                n = sources.index(r["source"]) + 1
+                text += f' <sup><a href="#ref{n}">[{n}]</a></sup>'
+                if r.get("ref_metric"):
+                    text += f" ({html.escape(str(r['ref_metric']))})"
+            cells.append(f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    head = "".join(f"<th>{html.escape(HTML_HEADINGS.get(c, c))}</th>" for c in HTML_COLUMNS)
+    table = (f'<table class="study"><thead><tr>{head}</tr></thead><tbody>'
+             + "\n".join(rows) + "</tbody></table>")
+    return table, sources
+
+
 def write_html(df: pd.DataFrame, plots: list[Path], path: Path, title: str,
-               notes: str = "") -> Path:
-    """A self-contained report: the table and the plots embedded as base64 PNG."""
+               notes: str = "", headline_text: str = "", about: str = "") -> Path:
+    """A self-contained report (no network: plots embedded as base64 PNG, the table
+    sorted by a few lines of inline script): the title, the headline, the table of
+    :data:`HTML_COLUMNS` with the references' sources as footnotes, notes, the plots,
+    and ``about`` (machine, versions, how to reproduce). It fits a 1,280 px window."""
     images = "\n".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{p.stem}</figcaption>'
         f"</figure>" for p in plots)
-    # cells as the terminal tables show them: "-" for missing, accuracies to 4 decimals
-    shown = pd.DataFrame({c: [format_cell(c, v) for v in df[c]] for c in df.columns},
-                         columns=df.columns)
-    table = shown.to_html(index=False, classes="study", border=0)
+    if all(c in df.columns for c in ("row", "test_acc")):
+        table, sources = _html_table(df)
+    else:  # a table of other columns: every cell as the terminal shows it
+        shown = pd.DataFrame({c: [format_cell(c, v) for v in df[c]] for c in df.columns},
+                             columns=df.columns)
+        table, sources = shown.to_html(index=False, classes="study", border=0), []
+    refs = "".join(f'<li id="ref{k}">{html.escape(src)}</li>'
+                   for k, src in enumerate(sources, 1))
     path.write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;}} table.study{{border-collapse:collapse;
-font-size:12px;}} table.study td,table.study th{{padding:3px 6px;border-bottom:1px solid #ddd;}}
-img{{max-width:100%;}} figure{{display:inline-block;margin:1em;}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;
+color:#222;}} p.headline{{font-size:1.15em;background:#f4f6fa;padding:.6em .8em;
+border-left:4px solid #4c72b0;}} table.study{{border-collapse:collapse;font-size:12px;
+width:100%;}} table.study td,table.study th{{padding:3px 5px;border-bottom:1px solid #ddd;
+text-align:left;vertical-align:top;overflow-wrap:anywhere;}} table.study th{{background:#eee;}}
+img{{max-width:100%;height:auto;}} figure{{margin:1em 0;}} .small{{font-size:.85em;
+color:#555;}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+{f'<p class="headline">{html.escape(headline_text)}</p>' if headline_text else ""}
 {table}
+{f'<ol class="small">{refs}</ol>' if refs else ""}
+<p class="small">{html.escape(notes)}</p>
 {images}
+{f'<p class="small">{html.escape(about)}</p>' if about else ""}
+{_SORT_JS}
 </body></html>
 """)
     return path
@@ -314,7 +416,10 @@ def render(out_dir: str | Path, title: str | None = None,
     df = study_table(records)
     quick = any(r.get("study", {}).get("quick") for r in records)
     ds = records[-1].get("dataset", {})
-    title = title or (f"featbench study on {ds.get('name')} ({ds.get('source', '')})"
+    # the data folder's own name, not the absolute path of this machine
+    source = Path(str(ds.get("source") or "")).name
+    title = title or (f"featbench study on {ds.get('name')}"
+                      + (f" ({source})" if source else "")
                       + (" - QUICK subset, not the full study" if quick else ""))
     if mixed:
         title += f" - {mixed}"
@@ -324,7 +429,7 @@ def render(out_dir: str | Path, title: str | None = None,
     for p in plot_all(records, out_dir, title):
         out[p.name] = p
     top = headline(records)
-    notes = (f"{top}. " if top else "") + (
+    notes = (
              f"{len(df)} rows; train {ds.get('n_train')} / test {ds.get('n_test')} images. "
              "difference = ours minus the reference (0 inside a published band), on the "
              "metric the reference reports (ref_metric). tuning: +N = values added past "
@@ -335,5 +440,7 @@ def render(out_dir: str | Path, title: str | None = None,
     if mixed:
         notes = f"{mixed}: rows come from different runs and are not comparable. " + notes
     out["report.html"] = write_html(df, [out[p] for p in PLOTS], out_dir / "report.html",
-                                    title, notes)
+                                    title, notes,
+                                    headline_text=_headline_with_gap(records, top),
+                                    about=_about(records, df, quick))
     return out
