@@ -203,15 +203,25 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
     plt.close(fig)
 
     # (2) accuracy vs extraction cost
-    fig, ax = plt.subplots(figsize=(7, 5))
-    # one point per feature row (its classifiers share the extraction cost): the best one
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(11, 5), width_ratios=(3, 2))
+    # one point per feature row (its classifiers share the extraction cost): the best one,
+    # numbered by accuracy; the numbers are named in the key beside the plot (labels
+    # written at the points overlap where rows are close)
     best_rows = df.dropna(subset=["images_per_s"]).sort_values("test_acc").groupby(
-        "row", sort=False).tail(1)
+        "row", sort=False).tail(1).sort_values("test_acc", ascending=False)
+    lines = []
     for r in best_rows.itertuples():
         if r.images_per_s > 0 and not math.isnan(r.images_per_s):
+            n = len(lines) + 1
             ax.scatter(r.images_per_s, r.test_acc, color=COLORS.get(r.family, "gray"), s=30)
-            ax.annotate(f"{r.row} ({r.classifier})", (r.images_per_s, r.test_acc),
-                        fontsize=6, xytext=(3, 2), textcoords="offset points")
+            ax.annotate(str(n), (r.images_per_s, r.test_acc), fontsize=7, xytext=(4, 2),
+                        textcoords="offset points")
+            lines.append((f"{n}. {r.row} ({r.classifier}): {r.test_acc:.3f}",
+                          COLORS.get(r.family, "gray")))
+    key.set_axis_off()
+    for k, (text, color) in enumerate(lines):
+        key.text(0, 1 - k / max(len(lines), 18), text, fontsize=7, color=color,
+                 va="top", transform=key.transAxes)
     ax.set_xscale("log")
     ax.set_xlabel("extraction throughput (images/s, log scale)")
     ax.set_ylabel("test accuracy (best classifier of each row)")
