@@ -132,9 +132,10 @@ EXTRACTORS.register_class(
 
 #: families whose names take an argument: ``cnn:resnet18`` (the entry of ``cnn:<model>``
 #: builds it with ``model=resnet18``), ``convnet:convnetjs`` (``arch=convnetjs``)
-FAMILIES = ("cnn", "convnet")
+FAMILIES = ("cnn", "convnet", "timm")
 #: each family's registry entry and the parameter its argument sets
-FAMILY_ENTRIES = {"cnn": ("cnn:<model>", "model"), "convnet": ("convnet:<arch>", "arch")}
+FAMILY_ENTRIES = {"cnn": ("cnn:<model>", "model"), "convnet": ("convnet:<arch>", "arch"),
+                  "timm": ("cnn:<model>", "model")}
 
 
 def _convnet_constraints() -> dict[str, list]:
@@ -194,6 +195,11 @@ def build_extractor(name: str) -> BaseEstimator:
     if not arg:
         raise ParameterError(f"{name!r} needs a model name, e.g. cnn:resnet18 "
                              f"(see `featbench list features`)")
+    if family == "timm":  # a timm model: timm:<architecture>, through cnn:<model>
+        from .cnn import TIMM_PREFIX, _import_timm
+
+        _import_timm(TIMM_PREFIX + arg)  # an unknown name raises with close matches
+        return EXTRACTORS.build("cnn:<model>", model=TIMM_PREFIX + arg)
     if family == "cnn":
         from .models import LITE_MODELS, torchvision_models
 

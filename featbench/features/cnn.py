@@ -261,6 +261,70 @@ def _load_lite(name: str, weights: str | None, weights_path: str | None,
     return LoadedModel(model.eval(), size, LITE_MEAN, LITE_STD, label)
 
 
+#: model names of the timm source: ``timm/<architecture>`` (``-f timm:<architecture>``)
+TIMM_PREFIX = "timm/"
+
+
+def timm_config(name: str, weights: str | None = "DEFAULT") -> dict[str, Any]:
+    """timm's pretrained configuration of ``timm/<arch>`` for ``weights`` (``DEFAULT``:
+    the architecture's default tag; a tag such as ``a1_in1k``): input size, mean, std,
+    interpolation and crop fraction, read without building the model. Random weights
+    take the default tag's (the evaluation transform the architecture is made for)."""
+    timm = _import_timm(name)
+    arch = name[len(TIMM_PREFIX):]
+    tag = arch if weights is None or str(weights).upper() == "DEFAULT" else f"{arch}.{weights}"
+    cfg = timm.models.get_pretrained_cfg(tag)
+    if cfg is None:
+        raise ParameterError(f"timm:{arch} has no pretrained weights {weights!r} (timm "
+                             f"lists its tags: timm.list_pretrained('{arch}*'))")
+    return {"tag": tag, "size": int(cfg.input_size[-1]), "mean": tuple(cfg.mean),
+            "std": tuple(cfg.std), "crop_pct": float(cfg.crop_pct or 0.875),
+            "interpolation": "bicubic" if cfg.interpolation == "bicubic" else "bilinear"}
+
+
+def _import_timm(name: str):
+    try:
+        import timm
+    except ImportError:
+        raise DataError(f"timm:{name[len(TIMM_PREFIX):]} needs the package timm: "
+                        f'pip install -e ".[timm]" (or pip install timm)') from None
+    arch = name[len(TIMM_PREFIX):]
+    if arch not in timm.list_models():
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown timm model {arch!r}.{hint}")
+    return timm
+
+
+def _load_timm(name: str, weights: str | None, weights_path: str | None,
+               random_state: int | None) -> LoadedModel:
+    """A timm model with its classifier head (features: the head's input, as for
+    torchvision), pretrained weights from timm's Hugging Face cache, its transform."""
+    timm = _import_timm(name)
+    arch = name[len(TIMM_PREFIX):]
+    cfg = timm_config(name, weights)
+    pretrained = weights is not None and not weights_path
+    try:
+        model = _seeded_init(lambda: timm.create_model(cfg["tag"], pretrained=pretrained),
+                             random_state)
+    except Exception as exc:  # noqa: BLE001 - download or file errors
+        if not pretrained:
+            raise
+        raise DataError(
+            f"pretrained weights {cfg['tag']} for timm:{arch} could not be loaded "
+            f"({type(exc).__name__}: {str(exc).strip()[:120]}). timm reads them from the "
+            f"Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub), "
+            f"downloading them when there is a network; or pass "
+            f"-p timm:{arch}.weights_path=FILE or -p timm:{arch}.weights=none") from None
+    if weights_path:
+        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
+        label = f"file:{weights_path}"
+    else:
+        label = f"timm:{cfg['tag']}" if pretrained else "random"
+    return LoadedModel(model.eval(), cfg["size"], cfg["mean"], cfg["std"], label,
+                       cfg["interpolation"])
+
+
 def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | None = None,
                random_state: int | None = 0) -> LoadedModel:
     """Build model ``name`` with its weights, in eval mode, on the CPU.
@@ -277,6 +341,8 @@ def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | N
     """
     if name in LITE_MODELS:
         return _load_lite(name, weights, weights_path, random_state)
+    if name.startswith(TIMM_PREFIX):
+        return _load_timm(name, weights, weights_path, random_state)
     if name not in torchvision_models():
         close = difflib.get_close_matches(name, list_models(), n=3)
         hint = f" Did you mean {', '.join('cnn:' + c for c in close)}?" if close else ""
@@ -422,6 +488,9 @@ class CNNEmbedding(ImageExtractor):
         size, crop_pct, interpolation = 224, 0.875, "bilinear"
         if self.model in LITE_MODELS:
             size = LITE_MODELS[self.model][2]
+        elif self.model.startswith(TIMM_PREFIX):  # timm's pretrained_cfg (random weights too)
+            cfg = timm_config(self.model, self.weights)
+            size, crop_pct, interpolation = cfg["size"], cfg["crop_pct"], cfg["interpolation"]
         elif self.weights is not None:
             w = _torchvision_weights(self.model, self.weights)
             if w is not None:
@@ -435,6 +504,8 @@ class CNNEmbedding(ImageExtractor):
 
     def _interpolation(self) -> str:
         """The interpolation preprocess() uses on the device (the weights' own)."""
+        if self.model.startswith(TIMM_PREFIX):
+            return self.eval_transform()[2]
         if self.model in LITE_MODELS or self.weights is None:
             return "bilinear"
         return self.eval_transform()[2]
