@@ -705,9 +705,9 @@ def list_(what, show_params) -> None:
 
             models = textwrap.fill(", ".join(list_models()), width=96,
                                    initial_indent="    ", subsequent_indent="    ")
-            click.echo(f"  cnn:<model> takes one of these models:\n{models}")
             click.echo("  timm:<architecture> takes any of timm's models (pip install -e "
                        "\".[timm]\"; python -c \"import timm; print(timm.list_models())\")")
+            click.echo(f"  cnn:<model> takes one of these models:\n{models}")
 
 
 @main.command(context_settings=CONTEXT)
