@@ -132,10 +132,10 @@ EXTRACTORS.register_class(
 
 #: families whose names take an argument: ``cnn:resnet18`` (the entry of ``cnn:<model>``
 #: builds it with ``model=resnet18``), ``convnet:convnetjs`` (``arch=convnetjs``)
-FAMILIES = ("cnn", "convnet", "timm")
+FAMILIES = ("cnn", "convnet", "timm", "open_clip")
 #: each family's registry entry and the parameter its argument sets
 FAMILY_ENTRIES = {"cnn": ("cnn:<model>", "model"), "convnet": ("convnet:<arch>", "arch"),
-                  "timm": ("cnn:<model>", "model")}
+                  "timm": ("cnn:<model>", "model"), "open_clip": ("cnn:<model>", "model")}
 
 
 def _convnet_constraints() -> dict[str, list]:
@@ -195,6 +195,13 @@ def build_extractor(name: str) -> BaseEstimator:
     if not arg:
         raise ParameterError(f"{name!r} needs a model name, e.g. cnn:resnet18 "
                              f"(see `featbench list features`)")
+    if family == "open_clip":  # open_clip:<architecture>[/<pretrained tag>]
+        from .cnn import OPEN_CLIP_PREFIX, _import_open_clip
+
+        arch, _, tag = arg.partition("/")
+        _import_open_clip(OPEN_CLIP_PREFIX + arch)
+        est = EXTRACTORS.build("cnn:<model>", model=OPEN_CLIP_PREFIX + arch)
+        return est.set_params(weights=tag) if tag else est
     if family == "timm":  # a timm model: timm:<architecture>, through cnn:<model>
         from .cnn import TIMM_PREFIX, _import_timm
 

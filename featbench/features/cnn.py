@@ -325,6 +325,70 @@ def _load_timm(name: str, weights: str | None, weights_path: str | None,
                        cfg["interpolation"])
 
 
+#: model names of the OpenCLIP source: ``open_clip/<architecture>`` (the image tower)
+OPEN_CLIP_PREFIX = "open_clip/"
+#: CLIP's normalization (OpenCLIP's default preprocessing)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _import_open_clip(name: str):
+    try:
+        import open_clip
+    except ImportError:
+        raise DataError(f"open_clip:{name[len(OPEN_CLIP_PREFIX):]} needs the package "
+                        f'open_clip_torch: pip install -e ".[clip]"') from None
+    arch = name[len(OPEN_CLIP_PREFIX):]
+    if arch not in open_clip.list_models():
+        close = difflib.get_close_matches(arch, open_clip.list_models(), n=3)
+        hint = f" Did you mean {', '.join('open_clip:' + c for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown OpenCLIP model {arch!r}.{hint}")
+    return open_clip
+
+
+def open_clip_config(name: str) -> dict[str, Any]:
+    """Input size and preprocessing of OpenCLIP's image tower ``open_clip/<arch>``, read
+    from its model configuration (CLIP's: resize the short side, center crop, bicubic)."""
+    open_clip = _import_open_clip(name)
+    image_size = open_clip.get_model_config(name[len(OPEN_CLIP_PREFIX):])[
+        "vision_cfg"].get("image_size", 224)
+    size = int(image_size[0] if isinstance(image_size, (tuple, list)) else image_size)
+    return {"size": size, "mean": CLIP_MEAN, "std": CLIP_STD, "crop_pct": 1.0,
+            "interpolation": "bicubic"}
+
+
+def _load_open_clip(name: str, weights: str | None, weights_path: str | None,
+                    random_state: int | None) -> LoadedModel:
+    """OpenCLIP's image tower (its output: the image embedding CLIP's linear probes
+    read), with the pretrained tag ``weights`` (e.g. ``openai``, ``laion2b_s34b_b79k``)."""
+    open_clip = _import_open_clip(name)
+    arch = name[len(OPEN_CLIP_PREFIX):]
+    tag = None if weights is None or weights_path else str(weights)
+    if tag is not None and tag.upper() == "DEFAULT":
+        tags = ", ".join(t for a, t in open_clip.list_pretrained() if a == arch) or "none"
+        raise ParameterError(f"open_clip:{arch} needs a pretrained tag: "
+                             f"open_clip:{arch}/<tag> (tags: {tags}), or weights=none")
+    try:
+        model = _seeded_init(lambda: open_clip.create_model(arch, pretrained=tag),
+                             random_state)
+    except Exception as exc:  # noqa: BLE001 - download or file errors
+        if tag is None:
+            raise
+        raise DataError(
+            f"pretrained weights {tag} for open_clip:{arch} could not be loaded "
+            f"({type(exc).__name__}: {str(exc).strip()[:120]}). OpenCLIP reads them from "
+            f"the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub) or "
+            f"~/.cache/clip, downloading them when there is a network; or pass "
+            f"-p open_clip:{arch}.weights_path=FILE or weights=none") from None
+    if weights_path:
+        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
+    cfg = open_clip_config(name)
+    label = f"file:{weights_path}" if weights_path else \
+        (f"open_clip:{tag}" if tag else "random")
+    return LoadedModel(model.visual.eval(), cfg["size"], cfg["mean"], cfg["std"], label,
+                       cfg["interpolation"])
+
+
 def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | None = None,
                random_state: int | None = 0) -> LoadedModel:
     """Build model ``name`` with its weights, in eval mode, on the CPU.
@@ -343,6 +407,8 @@ def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | N
         return _load_lite(name, weights, weights_path, random_state)
     if name.startswith(TIMM_PREFIX):
         return _load_timm(name, weights, weights_path, random_state)
+    if name.startswith(OPEN_CLIP_PREFIX):
+        return _load_open_clip(name, weights, weights_path, random_state)
     if name not in torchvision_models():
         close = difflib.get_close_matches(name, list_models(), n=3)
         hint = f" Did you mean {', '.join('cnn:' + c for c in close)}?" if close else ""
@@ -491,6 +557,9 @@ class CNNEmbedding(ImageExtractor):
         elif self.model.startswith(TIMM_PREFIX):  # timm's pretrained_cfg (random weights too)
             cfg = timm_config(self.model, self.weights)
             size, crop_pct, interpolation = cfg["size"], cfg["crop_pct"], cfg["interpolation"]
+        elif self.model.startswith(OPEN_CLIP_PREFIX):
+            cfg = open_clip_config(self.model)
+            size, crop_pct, interpolation = cfg["size"], cfg["crop_pct"], cfg["interpolation"]
         elif self.weights is not None:
             w = _torchvision_weights(self.model, self.weights)
             if w is not None:
@@ -504,7 +573,7 @@ class CNNEmbedding(ImageExtractor):
 
     def _interpolation(self) -> str:
         """The interpolation preprocess() uses on the device (the weights' own)."""
-        if self.model.startswith(TIMM_PREFIX):
+        if self.model.startswith((TIMM_PREFIX, OPEN_CLIP_PREFIX)):
             return self.eval_transform()[2]
         if self.model in LITE_MODELS or self.weights is None:
             return "bilinear"
@@ -544,7 +613,7 @@ class CNNEmbedding(ImageExtractor):
         net = loaded.model
         if self.layer is not None:
             net = self._tap(net, str(self.layer))
-        else:
+        elif not self.model.startswith(OPEN_CLIP_PREFIX):  # (a CLIP tower: its embedding)
             net = _PenultimateFeatures(net, self.model)
         net = net.to(device).eval()
         if device.type != "mps":
