@@ -132,10 +132,11 @@ EXTRACTORS.register_class(
 
 #: families whose names take an argument: ``cnn:resnet18`` (the entry of ``cnn:<model>``
 #: builds it with ``model=resnet18``), ``convnet:convnetjs`` (``arch=convnetjs``)
-FAMILIES = ("cnn", "convnet", "timm", "open_clip")
+FAMILIES = ("cnn", "convnet", "timm", "open_clip", "hf")
 #: each family's registry entry and the parameter its argument sets
 FAMILY_ENTRIES = {"cnn": ("cnn:<model>", "model"), "convnet": ("convnet:<arch>", "arch"),
-                  "timm": ("cnn:<model>", "model"), "open_clip": ("cnn:<model>", "model")}
+                  "timm": ("cnn:<model>", "model"), "open_clip": ("cnn:<model>", "model"),
+                  "hf": ("cnn:<model>", "model")}
 
 
 def _convnet_constraints() -> dict[str, list]:
@@ -195,6 +196,10 @@ def build_extractor(name: str) -> BaseEstimator:
     if not arg:
         raise ParameterError(f"{name!r} needs a model name, e.g. cnn:resnet18 "
                              f"(see `featbench list features`)")
+    if family == "hf":  # hf:<repo id or local folder>
+        from .cnn import HF_PREFIX
+
+        return EXTRACTORS.build("cnn:<model>", model=HF_PREFIX + arg)
     if family == "open_clip":  # open_clip:<architecture>[/<pretrained tag>]
         from .cnn import OPEN_CLIP_PREFIX, _import_open_clip
 

@@ -389,6 +389,92 @@ def _load_open_clip(name: str, weights: str | None, weights_path: str | None,
                        cfg["interpolation"])
 
 
+#: model names of the Hugging Face source: ``hf/<repo id or local folder>``
+HF_PREFIX = "hf/"
+
+
+def _hf_processor(name: str):
+    """The checkpoint's image processor (its preprocessing configuration)."""
+    source = name[len(HF_PREFIX):]
+    try:
+        from transformers import AutoImageProcessor
+    except ImportError:
+        raise DataError(f'hf:{source} needs the package transformers: pip install -e ".[hf]"'
+                        ) from None
+    try:
+        return AutoImageProcessor.from_pretrained(source)
+    except Exception as exc:  # noqa: BLE001 - missing files, no network, bad json
+        raise DataError(
+            f"hf:{source}: cannot read its image processor ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:150] if str(exc).strip() else ''}). A local "
+            f"folder needs config.json and preprocessor_config.json (save_pretrained); a "
+            f"repo id is read from the Hugging Face cache ($HF_HOME/hub), downloaded when "
+            f"there is a network") from None
+
+
+def hf_config(name: str) -> dict[str, Any]:
+    """Input size, mean, std, interpolation and crop fraction of a Hugging Face
+    checkpoint's image processor."""
+    proc = _hf_processor(name)
+
+    def side(d) -> int | None:
+        if d is None:
+            return None
+        get = d.get if isinstance(d, dict) else (lambda k: getattr(d, k, None))
+        return get("height") or get("shortest_edge")
+
+    resize = side(getattr(proc, "size", None)) or 224
+    crop = side(getattr(proc, "crop_size", None)) if getattr(proc, "do_center_crop", False) \
+        else None
+    size = int(crop or resize)
+    resample = int(getattr(proc, "resample", 2) or 2)
+    return {"size": size, "mean": tuple(getattr(proc, "image_mean", IMAGENET_MEAN)),
+            "std": tuple(getattr(proc, "image_std", IMAGENET_STD)),
+            "crop_pct": size / float(resize) if crop else 1.0,
+            "interpolation": "bicubic" if resample == 3 else "bilinear"}
+
+
+class _HFPooled(nn.Module):
+    """A transformers vision model's pooled output (``pooler_output``, flattened), or
+    the mean of its last hidden states over tokens where it has no pooler."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=x)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None:
+            return pooled.flatten(1)
+        hidden = out.last_hidden_state
+        return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
+
+
+def _load_hf(name: str, weights: str | None, weights_path: str | None,
+             random_state: int | None) -> LoadedModel:
+    """``AutoModel`` of a repo id or a local folder: its own weights (``DEFAULT``) or a
+    seeded random initialization from its configuration (``none``)."""
+    from transformers import AutoConfig, AutoModel
+
+    source = name[len(HF_PREFIX):]
+    cfg = hf_config(name)  # (reports a checkpoint that cannot be read)
+    if weights is None or weights_path:
+        config = AutoConfig.from_pretrained(source)
+        model = _seeded_init(lambda: AutoModel.from_config(config), random_state)
+        if weights_path:
+            _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
+        label = f"file:{weights_path}" if weights_path else "random"
+    else:
+        if str(weights).upper() != "DEFAULT":
+            raise ParameterError(f"hf:{source} has weights DEFAULT (the checkpoint's) only, "
+                                 f"or none, or weights_path")
+        model = AutoModel.from_pretrained(source)
+        label = f"hf:{source}"
+    return LoadedModel(_HFPooled(model.eval()), cfg["size"], cfg["mean"], cfg["std"], label,
+                       cfg["interpolation"])
+
+
 def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | None = None,
                random_state: int | None = 0) -> LoadedModel:
     """Build model ``name`` with its weights, in eval mode, on the CPU.
@@ -409,6 +495,8 @@ def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | N
         return _load_timm(name, weights, weights_path, random_state)
     if name.startswith(OPEN_CLIP_PREFIX):
         return _load_open_clip(name, weights, weights_path, random_state)
+    if name.startswith(HF_PREFIX):
+        return _load_hf(name, weights, weights_path, random_state)
     if name not in torchvision_models():
         close = difflib.get_close_matches(name, list_models(), n=3)
         hint = f" Did you mean {', '.join('cnn:' + c for c in close)}?" if close else ""
@@ -557,8 +645,9 @@ class CNNEmbedding(ImageExtractor):
         elif self.model.startswith(TIMM_PREFIX):  # timm's pretrained_cfg (random weights too)
             cfg = timm_config(self.model, self.weights)
             size, crop_pct, interpolation = cfg["size"], cfg["crop_pct"], cfg["interpolation"]
-        elif self.model.startswith(OPEN_CLIP_PREFIX):
-            cfg = open_clip_config(self.model)
+        elif self.model.startswith((OPEN_CLIP_PREFIX, HF_PREFIX)):
+            cfg = open_clip_config(self.model) if self.model.startswith(OPEN_CLIP_PREFIX) \
+                else hf_config(self.model)
             size, crop_pct, interpolation = cfg["size"], cfg["crop_pct"], cfg["interpolation"]
         elif self.weights is not None:
             w = _torchvision_weights(self.model, self.weights)
@@ -573,7 +662,7 @@ class CNNEmbedding(ImageExtractor):
 
     def _interpolation(self) -> str:
         """The interpolation preprocess() uses on the device (the weights' own)."""
-        if self.model.startswith((TIMM_PREFIX, OPEN_CLIP_PREFIX)):
+        if self.model.startswith((TIMM_PREFIX, OPEN_CLIP_PREFIX, HF_PREFIX)):
             return self.eval_transform()[2]
         if self.model in LITE_MODELS or self.weights is None:
             return "bilinear"
@@ -613,7 +702,7 @@ class CNNEmbedding(ImageExtractor):
         net = loaded.model
         if self.layer is not None:
             net = self._tap(net, str(self.layer))
-        elif not self.model.startswith(OPEN_CLIP_PREFIX):  # (a CLIP tower: its embedding)
+        elif not self.model.startswith((OPEN_CLIP_PREFIX, HF_PREFIX)):  # (their own pooling)
             net = _PenultimateFeatures(net, self.model)
         net = net.to(device).eval()
         if device.type != "mps":
