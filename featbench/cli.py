@@ -744,7 +744,8 @@ def describe(name) -> None:
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("figures", nargs=-1, type=click.Choice(["hog", "filters", "neighbors", "map"]))
+@click.argument("figures", nargs=-1,
+                type=click.Choice(["hog", "color-hist", "filters", "neighbors", "map"]))
 @dataset_options
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results/show"), show_default=True,
@@ -752,10 +753,11 @@ def describe(name) -> None:
 @click.option("--map-method", type=click.Choice(["pca", "tsne"]), default="pca",
               show_default=True, help="How `map` draws each feature space in 2-D.")
 def show(figures, out, map_method, **opts) -> None:
-    """Draw the lecture's pictures of features: HOG glyphs (hog), learned filters of
+    """Draw the lecture's pictures of features: HOG glyphs (hog), color histograms
+    beside their images (color-hist), learned filters of
     kmeans-patches and convnet:<arch> (filters), the nearest training images of a few
     test images in each feature space (neighbors), and each feature space in 2-D, colored
-    by class (map); all four without FIGURES.
+    by class (map); all five without FIGURES.
 
     Features and fitted extractors come from the feature store (computed and stored
     there when missing).
@@ -769,7 +771,7 @@ def show(figures, out, map_method, **opts) -> None:
         parsed = _parse_params(opts["params"])
         store = _store(opts["cache_dir"])
         ds = _load(opts, parsed, feature_specs, [], lambda: _check_folder(out, "the figures"))
-        render_show(ds, list(figures or ("hog", "filters", "neighbors", "map")),
+        render_show(ds, list(figures or ("hog", "color-hist", "filters", "neighbors", "map")),
                     feature_specs, parsed, store, out, seed=opts["seed"],
                     echo=lambda m: click.echo(m, err=True), map_method=map_method)
 

@@ -4,6 +4,8 @@ Each figure is a PNG drawn with matplotlib, with its numbers as CSV where it has
 
 - ``hog``: a few seeded images beside their HOG glyphs (scikit-image's
   ``hog(..., visualize=True)`` rendering of the Dalal-Triggs descriptor);
+- ``color-hist``: the same images beside their color histograms (the ``color-hist``
+  extractor's own numbers, with its parameters);
 - ``filters``: what a learned extractor learned: the k-means patch centroids of
   ``kmeans-patches`` (as Coates et al. show them: each 6x6x3 centroid mapped back
   through the inverse whitening and stretched to [0, 1]) or the first-layer 5x5
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-FIGURES = ("hog", "filters", "neighbors", "map")
+FIGURES = ("hog", "color-hist", "filters", "neighbors", "map")
 #: test images a 2-D map shows (a seeded subsample)
 MAP_IMAGES = 2000
 #: images (queries) a figure shows
@@ -64,6 +66,23 @@ def hog_glyphs(images: np.ndarray, out: Path, **hog_params: Any) -> Path:
         for ax in axes[:, k]:
             ax.set_axis_off()
     fig.suptitle("images and their HOG glyphs", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def color_hist_figure(images: np.ndarray, hists: np.ndarray, out: Path, title: str) -> Path:
+    """Images (top) above bar charts of their histograms (bottom)."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(images), figsize=(1.8 * len(images), 3.6), squeeze=False)
+    for k, (im, h) in enumerate(zip(images, hists, strict=True)):
+        axes[0][k].imshow(im)
+        axes[0][k].set_axis_off()
+        axes[1][k].bar(np.arange(len(h)), h, width=0.9, color="#4c72b0")
+        axes[1][k].set_xticks([])
+        axes[1][k].tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -230,6 +249,18 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
                                   cells_per_block=tuple(np.broadcast_to(
                                       hog.cells_per_block, 2).tolist())))
         echo(f"hog: {written[-1]}")
+    if "color-hist" in figures:
+        hist = set_params_checked(build_extractor("color-hist"), params.get("color-hist", {}),
+                                  "feature 'color-hist'")
+        hists = hist.fit(query_images).transform(query_images)
+        written.append(color_hist_figure(
+            query_images, hists, out_dir / "color-hist.png",
+            f"images and their color histograms ({hist.color_space}, {hist.bins} bins)"))
+        written.append(write_csv(out_dir / "color-hist.csv",
+                                 ["test_image", *[f"bin{i}" for i in range(hists.shape[1])]],
+                                 ([int(q), *np.round(h, 6).tolist()]
+                                  for q, h in zip(queries, hists, strict=True))))
+        echo(f"color-hist: {written[-2]}")
     split = tuning_split(ds, seed)
     if "filters" in figures:
         for name in dict.fromkeys(n for spec in feature_specs for n in split_spec(spec)):

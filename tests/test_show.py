@@ -126,3 +126,24 @@ def test_a_map_of_too_few_images_is_skipped_with_a_note(tmp_path):
     files = render_show(tiny, ["map"], ["hog"], {}, FeatureStore(tmp_path / "s"),
                         tmp_path / "out", echo=notes.append)
     assert files == [] and "needs at least 4" in notes[0]
+
+
+def test_color_histograms_are_the_extractors_numbers(tmp_path):
+    """The CSV holds each shown image's histogram as np.histogram bins its hues (the
+    default color-hist: 10 hue bins over [0, 1], fractions of the pixels)."""
+    from skimage.color import rgb2hsv
+
+    ds = load_dataset("digits").subset(100, 30, seed=0)
+    render_show(ds, ["color-hist"], ["hog"], {}, FeatureStore(tmp_path / "s"),
+                tmp_path / "out", seed=2, echo=lambda m: None)
+    rows = _rows(tmp_path / "out" / "color-hist.csv")
+    assert [int(r["test_image"]) for r in rows] == seeded_indices(30, 6, 2).tolist()
+    for r in rows:
+        im = ds.test.read(int(r["test_image"]))
+        im = np.repeat(im[..., None], 3, axis=-1) if im.ndim == 2 else im
+        hue = rgb2hsv(im)[..., 0].ravel()
+        expected = np.histogram(hue, bins=10, range=(0, 1))[0] / hue.size
+        got = [float(r[f"bin{i}"]) for i in range(10)]
+        np.testing.assert_allclose(got, expected, atol=2e-6)
+    with Image.open(tmp_path / "out" / "color-hist.png") as im:
+        assert im.size[0] > 300
