@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
 import os
 import re
 import threading
@@ -282,18 +283,26 @@ def timm_config(name: str, weights: str | None = "DEFAULT") -> dict[str, Any]:
             "interpolation": "bicubic" if cfg.interpolation == "bicubic" else "bilinear"}
 
 
-def _import_timm(name: str):
+def _import_source(name: str, prefix: str, module: str, package: str, extra: str):
+    """The library of a model source (``timm``, ``open_clip``), after checking that it
+    knows the architecture of ``name`` (``<prefix><arch>``): one-line errors naming the
+    package to install, or the closest names."""
+    family, arch = prefix.rstrip("/"), name[len(prefix):]
     try:
-        import timm
+        lib = importlib.import_module(module)
     except ImportError:
-        raise DataError(f"timm:{name[len(TIMM_PREFIX):]} needs the package timm: "
-                        f'pip install -e ".[timm]" (or pip install timm)') from None
-    arch = name[len(TIMM_PREFIX):]
-    if arch not in timm.list_models():
-        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
-        hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown timm model {arch!r}.{hint}")
-    return timm
+        raise DataError(f"{family}:{arch} needs the package {package}: "
+                        f'pip install -e ".[{extra}]"') from None
+    known = lib.list_models()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=3)
+        hint = f" Did you mean {', '.join(f'{family}:{c}' for c in close)}?" if close else ""
+        raise UnknownNameError(f"unknown {family} model {arch!r}.{hint}")
+    return lib
+
+
+def _import_timm(name: str):
+    return _import_source(name, TIMM_PREFIX, "timm", "timm", "timm")
 
 
 def _load_timm(name: str, weights: str | None, weights_path: str | None,
@@ -333,17 +342,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _import_open_clip(name: str):
-    try:
-        import open_clip
-    except ImportError:
-        raise DataError(f"open_clip:{name[len(OPEN_CLIP_PREFIX):]} needs the package "
-                        f'open_clip_torch: pip install -e ".[clip]"') from None
-    arch = name[len(OPEN_CLIP_PREFIX):]
-    if arch not in open_clip.list_models():
-        close = difflib.get_close_matches(arch, open_clip.list_models(), n=3)
-        hint = f" Did you mean {', '.join('open_clip:' + c for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown OpenCLIP model {arch!r}.{hint}")
-    return open_clip
+    return _import_source(name, OPEN_CLIP_PREFIX, "open_clip", "open_clip_torch", "clip")
 
 
 def open_clip_config(name: str) -> dict[str, Any]:
