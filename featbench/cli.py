@@ -745,35 +745,42 @@ def describe(name) -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("figures", nargs=-1,
-                type=click.Choice(["hog", "color-hist", "filters", "neighbors", "map"]))
+                type=click.Choice(["hog", "color-hist", "filters", "neighbors", "map",
+                                   "confusion"]))
 @dataset_options
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results/show"), show_default=True,
               help="Folder the figures (PNG) and their numbers (CSV) go to.")
 @click.option("--map-method", type=click.Choice(["pca", "tsne"]), default="pca",
               show_default=True, help="How `map` draws each feature space in 2-D.")
-def show(figures, out, map_method, **opts) -> None:
+@click.option("-c", "--clf", "classifier", default="logreg", show_default=True,
+              help="Classifier of `confusion`, tuned and refitted as `featbench run` does.")
+def show(figures, out, map_method, classifier, **opts) -> None:
     """Draw the lecture's pictures of features: HOG glyphs (hog), color histograms
     beside their images (color-hist), learned filters of
     kmeans-patches and convnet:<arch> (filters), the nearest training images of a few
-    test images in each feature space (neighbors), and each feature space in 2-D, colored
-    by class (map); all five without FIGURES.
+    test images in each feature space (neighbors), each feature space in 2-D, colored
+    by class (map), and the confusion matrix of a classifier on each feature space with
+    the most confused class pairs (confusion); all six without FIGURES.
 
     Features and fitted extractors come from the feature store (computed and stored
     there when missing).
     """
     from .parallel import set_options
-    from .show import render_show
+    from .show import FIGURES, render_show
 
     set_options(n_jobs=opts["jobs"], progress=False if opts["quiet"] else None)
     feature_specs = _split_multi(opts["features"], "'-f' / '--features'", "-f hog")
     with _boundary(lambda: "figures already drawn are kept"):
         parsed = _parse_params(opts["params"])
         store = _store(opts["cache_dir"])
-        ds = _load(opts, parsed, feature_specs, [], lambda: _check_folder(out, "the figures"))
-        render_show(ds, list(figures or ("hog", "color-hist", "filters", "neighbors", "map")),
-                    feature_specs, parsed, store, out, seed=opts["seed"],
-                    echo=lambda m: click.echo(m, err=True), map_method=map_method)
+        figures = list(figures or FIGURES)
+        ds = _load(opts, parsed, feature_specs,
+                   [classifier] if "confusion" in figures else [],
+                   lambda: _check_folder(out, "the figures"))
+        render_show(ds, figures, feature_specs, parsed, store, out, seed=opts["seed"],
+                    echo=lambda m: click.echo(m, err=True), map_method=map_method,
+                    classifier=classifier)
 
 
 @main.command(context_settings=CONTEXT)
@@ -845,18 +852,21 @@ def table(records, output, all_columns, per_class, all_records) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--no-extend-grid", is_flag=True,
               help="Keep every row's grid as given (a different plan: rows rerun).")
+@click.option("--no-pictures", is_flag=True,
+              help="Do not draw the study's pictures (featbench show figures).")
 def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, test_size, seed,
-              device, cache_dir, list_rows, jobs, quiet, no_extend_grid) -> None:
+              device, cache_dir, list_rows, jobs, quiet, no_extend_grid, no_pictures) -> None:
     """Run a study (default: cifar10) with published references, then tables and plots.
 
     Rows already finished in the study folder are skipped, so an interrupted study
-    resumes; features come from the cache. Writes table.csv/.md/.json, four PNG plots
+    resumes; features come from the cache. Writes table.csv/.md/.json, summary.md, four
+    PNG plots, the study's pictures (pictures/, once the rows they show are finished)
     and report.html into the study folder (see `featbench plot` to redraw them).
     """
     from .datasets import load_dataset
     from .parallel import set_options
     from .report import render
-    from .reproduce import finished_keys, run_study
+    from .reproduce import draw_pictures, finished_keys, run_study
     from .studies import get_study, validate_study
 
     set_options(n_jobs=jobs, progress=False if quiet else None)
@@ -896,6 +906,10 @@ def reproduce(study, quick, only, out, dataset, data_dir, download, train_size, 
         if not finished_keys(out) & planned:
             click.echo("no finished rows to report (every selected row was skipped)", err=True)
             return
+        if not no_pictures:
+            draw_pictures(st, ds, out, quick=quick, seed=seed, store=store,
+                          echo=lambda m: click.echo(m, err=True),
+                          extend_grid=not no_extend_grid)
         files = render(out, keys=planned)
     _echo_study_table(files["table.csv"])
     click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
@@ -929,12 +943,17 @@ def _with_device(row, device: str):
 @click.option("--all-plans", is_flag=True,
               help="Keep the records of every plan (dataset, sizes, seed, version) in one "
                    "table, labeled MIXED [default: the newest plan only].")
-def plot(study_dir, title, all_plans) -> None:
+@click.option("--readme", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also rewrite this file's copy of the summary table (the lines between "
+                   "'<!-- study-table: STUDY_DIR -->' and '<!-- /study-table -->').")
+def plot(study_dir, title, all_plans, readme) -> None:
     """Redraw a study's tables, plots and report.html from its run records.
 
-    A table holds one plan: the newest one in the folder, unless --all-plans.
+    A table holds one plan: the newest one in the folder, unless --all-plans. The
+    report shows the pictures in STUDY_DIR/pictures (drawn by `featbench reproduce`).
     """
-    from .report import render
+    from .errors import DataError
+    from .report import render, update_readme
 
     with _boundary(lambda: "files already written are kept; run it again to redraw them"):
         if study_dir.name == "runs" and not (study_dir / "runs").is_dir() and \
@@ -944,6 +963,11 @@ def plot(study_dir, title, all_plans) -> None:
             _check_folder(study_dir, "the tables and plots")
         files = render(study_dir, title, all_plans=all_plans,
                        echo=lambda m: click.echo(m, err=True))
+        if readme is not None:
+            if not update_readme(readme, study_dir):
+                raise DataError(f"{readme} has no '<!-- study-table: ... -->' block for "
+                                f"{study_dir}")
+            files["readme"] = readme
     click.echo(f"written: {', '.join(str(p) for p in files.values())}", err=True)
 
 

@@ -1,8 +1,11 @@
 """Study tables, plots and a self-contained HTML report, drawn from run records alone.
 
 ``render(out_dir)`` reads ``out_dir/runs/*.json`` (written by ``featbench reproduce``)
-and writes ``table.csv``, ``table.md``, ``table.json``, four PNG plots and
-``report.html`` (table and plots embedded; opens offline).
+and writes ``table.csv``, ``table.md``, ``table.json``, ``summary.md`` (the short table
+a README shows, :func:`summary_markdown`), four PNG plots and ``report.html`` (table,
+plots and the study's pictures in ``out_dir/pictures``, drawn by ``featbench show``,
+embedded; opens offline). :func:`update_readme` rewrites a README's marked copy of
+``summary.md``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +106,69 @@ def study_row(rec: dict) -> dict:
 def study_table(records: list[dict]) -> pd.DataFrame:
     """The study table (:data:`STUDY_COLUMNS`), one row per study row."""
     return pd.DataFrame([study_row(r) for r in latest_per_row(records)], columns=STUDY_COLUMNS)
+
+
+#: the summary table's columns (a README's copy of the study): heading, table column
+SUMMARY_COLUMNS = (("kind", "family"), ("features", "row"), ("classifier", "classifier"),
+                   ("test accuracy", "test_acc"), ("published", "reference"),
+                   ("extract s", "extract_s"), ("fit s", "fit_s"), ("chosen", "hyperparams"))
+#: how the summary names each family
+SUMMARY_KINDS = {"hand-crafted": "hand-crafted", "cnn": "pretrained ConvNet",
+                 "end-to-end": "ConvNet, end to end"}
+
+
+def summary_markdown(df: pd.DataFrame) -> str:
+    """The study table in a few columns, as Markdown: what a README shows.
+
+    Rows with an error are left out; the published number carries its metric when it
+    is not test accuracy.
+    """
+    lines = ["| " + " | ".join(h for h, _ in SUMMARY_COLUMNS) + " |",
+             "|" + "|".join("---:" if c in ("test_acc", "extract_s", "fit_s") else "---"
+                            for _, c in SUMMARY_COLUMNS) + "|"]
+    for _, r in df.iterrows():
+        if isinstance(r.get("error"), str) and r["error"]:
+            continue
+        cells = []
+        for _, c in SUMMARY_COLUMNS:
+            if c == "family":
+                text = SUMMARY_KINDS.get(r[c], str(r[c]))
+            elif c == "reference":
+                text = format_cell(c, r[c])
+                if text != "-" and r.get("ref_metric") and r["ref_metric"] != "test":
+                    text += f" ({r['ref_metric']})"
+            else:
+                text = format_cell(c, r[c])
+            cells.append(text.replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+#: a README's marked copy of a study's summary table
+README_BLOCK = re.compile(r"(<!-- study-table: (?P<folder>[^ ]+) -->\n)(?P<body>.*?)"
+                          r"(<!-- /study-table -->)", re.S)
+
+
+def update_readme(readme: str | Path, study_dir: str | Path) -> int:
+    """Rewrite the blocks of ``readme`` marked for ``study_dir`` (``<!-- study-table:
+    FOLDER -->`` ... ``<!-- /study-table -->``, FOLDER relative to the README) with its
+    :func:`summary_markdown`; return how many blocks were rewritten."""
+    readme, study_dir = Path(readme), Path(study_dir).resolve()
+    text = readme.read_text()
+    summary = summary_markdown(study_table(select_records(study_dir)[0]))
+    count = 0
+
+    def sub(m: re.Match) -> str:
+        nonlocal count
+        if (readme.parent / m["folder"]).resolve() != study_dir:
+            return m[0]
+        count += 1
+        return m[1] + summary + m[4]
+
+    new = README_BLOCK.sub(sub, text)
+    if count:
+        readme.write_text(new)
+    return count
 
 
 def _best(records: list[dict], family: str) -> dict | None:
@@ -332,16 +399,26 @@ def _html_table(df: pd.DataFrame) -> tuple[str, list[str]]:
     return table, sources
 
 
+def _figure(p: Path, caption: str) -> str:
+    return (f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
+            f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>'
+            f"{html.escape(caption)}</figcaption></figure>")
+
+
 def write_html(df: pd.DataFrame, plots: list[Path], path: Path, title: str,
-               notes: str = "", headline_text: str = "", about: str = "") -> Path:
+               notes: str = "", headline_text: str = "", about: str = "",
+               pictures: list[Path] | None = None) -> Path:
     """A self-contained report (no network: plots embedded as base64 PNG, the table
     sorted by a few lines of inline script): the title, the headline, the table of
     :data:`HTML_COLUMNS` with the references' sources as footnotes, notes, the plots,
-    and ``about`` (machine, versions, how to reproduce). It fits a 1,280 px window."""
-    images = "\n".join(
-        f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{p.stem}</figcaption>'
-        f"</figure>" for p in plots)
+    the study's ``pictures`` (:mod:`featbench.show`'s figures, captioned) and ``about``
+    (machine, versions, how to reproduce). It fits a 1,280 px window."""
+    from .show import caption
+
+    images = "\n".join(_figure(p, p.stem) for p in plots)
+    if pictures:
+        images += "\n<h2>Pictures of the features</h2>\n" + "\n".join(
+            _figure(p, caption(p.name)) for p in pictures)
     if all(c in df.columns for c in ("row", "test_acc")):
         table, sources = _html_table(df)
     else:  # a table of other columns: every cell as the terminal shows it
@@ -388,17 +465,10 @@ def describe_plan(plan: tuple) -> str:
             f"{', QUICK' if quick else ''}, featbench {version or '?'}")
 
 
-def render(out_dir: str | Path, title: str | None = None,
-           keys: set[str] | None = None, all_plans: bool = False,
-           echo=None) -> dict[str, Path]:
-    """Tables (CSV, Markdown, JSON), plots and report.html from ``out_dir/runs``.
-
-    ``keys`` keeps only the records of those study rows (one plan's rows, when a
-    folder also holds records of other datasets, seeds or sizes). Without ``keys``
-    the records of the newest plan (:func:`plan_of`) are kept and ``echo`` is told
-    how many records of other plans were left out; ``all_plans`` keeps every
-    record instead, and the title and report say that the table mixes plans.
-    """
+def select_records(out_dir: str | Path, keys: set[str] | None = None, all_plans: bool = False,
+                   echo=None) -> tuple[list[dict], str]:
+    """The records of ``out_dir/runs`` one table shows (see :func:`render`), and the
+    note that says the table mixes plans ("" when it does not)."""
     out_dir = Path(out_dir)
     records = load_records([out_dir / "runs"])
     mixed = ""
@@ -423,6 +493,22 @@ def render(out_dir: str | Path, title: str | None = None,
                     echo(f"note: {out_dir} holds {len(plans)} plans; showing the newest "
                          f"({describe_plan(newest)}); {left} record(s) of the others left "
                          f"out (--all-plans shows them mixed)")
+    return records, mixed
+
+
+def render(out_dir: str | Path, title: str | None = None,
+           keys: set[str] | None = None, all_plans: bool = False,
+           echo=None) -> dict[str, Path]:
+    """Tables (CSV, Markdown, JSON), plots and report.html from ``out_dir/runs``.
+
+    ``keys`` keeps only the records of those study rows (one plan's rows, when a
+    folder also holds records of other datasets, seeds or sizes). Without ``keys``
+    the records of the newest plan (:func:`plan_of`) are kept and ``echo`` is told
+    how many records of other plans were left out; ``all_plans`` keeps every
+    record instead, and the title and report say that the table mixes plans.
+    """
+    out_dir = Path(out_dir)
+    records, mixed = select_records(out_dir, keys, all_plans, echo)
     df = study_table(records)
     quick = any(r.get("study", {}).get("quick") for r in records)
     ds = records[-1].get("dataset", {})
@@ -449,8 +535,11 @@ def render(out_dir: str | Path, title: str | None = None,
               "logreg on convnet:* = its penultimate features + logistic regression.")
     if mixed:
         notes = f"{mixed}: rows come from different runs and are not comparable. " + notes
+    out["summary.md"] = out_dir / "summary.md"
+    out["summary.md"].write_text(summary_markdown(df))
     out["report.html"] = write_html(df, [out[p] for p in PLOTS], out_dir / "report.html",
                                     title, notes,
                                     headline_text=_headline_with_gap(records, top),
-                                    about=_about(records, df, quick))
+                                    about=_about(records, df, quick),
+                                    pictures=sorted((out_dir / "pictures").glob("*.png")))
     return out

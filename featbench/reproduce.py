@@ -115,3 +115,38 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
                                     + (f" (tuning: {flags})" if flags else "")))
         records += recs
     return records, planned
+
+
+def draw_pictures(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = False,
+                  seed: int = 0, store: FeatureStore | None = None,
+                  echo: Callable[[str], None] = print, extend_grid: bool = True) -> list[Path]:
+    """Draw the study's pictures (:attr:`Study.pictures`) into ``out_dir/pictures``.
+
+    A picture is drawn once every row it shows is finished in ``out_dir``: its features
+    and fitted extractors are then in the store (nothing is extracted again while the
+    store holds them); others are skipped with a line naming the rows still missing.
+    """
+    from .show import render_show
+    from .studies import picture_params
+
+    done = finished_keys(Path(out_dir))
+    by_id = {r.id: r for r in study.rows}
+    store = store or FeatureStore()
+    written: list[Path] = []
+    for pic in study.pictures:
+        rows = [by_id[i] for i in pic.rows]
+        missing = [r.id for r in rows if row_key(r, ds, r.params_for(quick), seed, quick,
+                                                 extend_grid) not in done]
+        if missing:
+            echo(f"picture {pic.figure}: skipped (rows not finished: {', '.join(missing)})")
+            continue
+        specs = list(dict.fromkeys(r.features for r in rows))
+        if pic.figure == "confusion":  # one matrix per row, with the row's classifier
+            for r in rows:
+                written += render_show(ds, ["confusion"], [r.features], r.params_for(quick),
+                                       store, Path(out_dir) / "pictures", seed=seed,
+                                       echo=echo, classifier=r.classifier)
+        else:
+            written += render_show(ds, [pic.figure], specs, picture_params(study, pic, quick),
+                                   store, Path(out_dir) / "pictures", seed=seed, echo=echo)
+    return written

@@ -14,7 +14,10 @@ Each figure is a PNG drawn with matplotlib, with its numbers as CSV where it has
   (Euclidean distance) in each feature space side by side (the lecture's retrieval
   figure: raw pixels vs HOG vs CNN), from the stored features;
 - ``map``: each feature space in 2-D (scikit-learn's PCA of the standardized features,
-  or t-SNE), on a seeded subsample of 2,000 test images, colored by class.
+  or t-SNE), on a seeded subsample of 2,000 test images, colored by class;
+- ``confusion``: for each feature space, the confusion matrix of a classifier tuned and
+  refitted as ``featbench run`` does (same split, grid and seed, so the matrix is the
+  run record's), and the most confused class pairs with test images of each mistake.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from typing import Any
 
 import numpy as np
 
-FIGURES = ("hog", "color-hist", "filters", "neighbors", "map")
+FIGURES = ("hog", "color-hist", "filters", "neighbors", "map", "confusion")
 #: test images a 2-D map shows (a seeded subsample)
 MAP_IMAGES = 2000
 #: images (queries) a figure shows
 N_IMAGES = 6
 #: neighbours per query
 N_NEIGHBORS = 5
+#: most confused class pairs the confusion figure shows, and images per mistake
+N_PAIRS, N_EXAMPLES = 3, 4
 
 
 def _plt():
@@ -208,6 +213,112 @@ def map_figure(coords: dict[str, np.ndarray], labels: np.ndarray, classes, out: 
     return out
 
 
+def confused_pairs(confusion, n_pairs: int = N_PAIRS) -> list[tuple[int, int, int, int]]:
+    """The ``n_pairs`` class pairs ``(a, b, a_as_b, b_as_a)`` with the most test images
+    mistaken for each other (both directions summed; ties: the lower pair first),
+    ``a < b``; pairs never confused are left out."""
+    m = np.asarray(confusion, dtype=np.int64)
+    a, b = np.triu_indices(len(m), 1)
+    both = m[a, b] + m[b, a]
+    order = np.lexsort((b, a, -both))  # most confused first, then by (a, b)
+    return [(int(a[k]), int(b[k]), int(m[a[k], b[k]]), int(m[b[k], a[k]]))
+            for k in order[:n_pairs] if both[k] > 0]
+
+
+def mistakes(y_true: np.ndarray, y_pred: np.ndarray, true: int, pred: int,
+             n: int = N_EXAMPLES) -> np.ndarray:
+    """The first ``n`` test indices of class ``true`` predicted as ``pred``."""
+    return np.flatnonzero((y_true == true) & (y_pred == pred))[:n]
+
+
+def confusion_figure(confusion, classes, pairs, examples: dict[tuple[int, int], list],
+                     out: Path, title: str) -> Path:
+    """The row-normalized confusion matrix (counts written in), and beside it one row per
+    confused pair: test images of ``a`` taken for ``b``, then of ``b`` taken for ``a``."""
+    plt = _plt()
+    m = np.asarray(confusion, dtype=float)
+    n = len(m)
+    k = N_EXAMPLES
+    fig = plt.figure(figsize=(5.2 + 0.85 * 2 * k, max(4.6, 1.15 * max(1, len(pairs)) + 0.8)))
+    grid = fig.add_gridspec(max(1, len(pairs)), 1 + 2 * k,
+                            width_ratios=[5.2 / 0.85] + [1] * (2 * k))
+    ax = fig.add_subplot(grid[:, 0])
+    rows = m / np.maximum(m.sum(1, keepdims=True), 1)
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=5,
+                        color="white" if rows[i, j] > 0.5 else "black")
+    names = [str(c) for c in classes]
+    ax.set_xticks(range(n), names, rotation=90, fontsize=6)
+    ax.set_yticks(range(n), names, fontsize=6)
+    ax.set_xlabel("predicted", fontsize=7)
+    ax.set_ylabel("true", fontsize=7)
+    for r, (a, b, ab, ba) in enumerate(pairs):
+        for side, (t, p, count) in enumerate(((a, b, ab), (b, a, ba))):
+            shown = examples.get((t, p), [])
+            for j in range(k):
+                cell = fig.add_subplot(grid[r, 1 + side * k + j])
+                cell.set_axis_off()
+                if j < len(shown):
+                    cell.imshow(shown[j])
+                if j == 0:
+                    cell.set_title(f"{names[t]} as {names[p]} ({count})", fontsize=6,
+                                   loc="left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def predictions(ds, feats, spec: str, clf_name: str, params: dict[str, dict[str, Any]],
+                split, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Test labels, test predictions and chosen hyperparameters of ``clf_name`` tuned and
+    refitted on the stored features as ``featbench run`` does (its split, grid, solver and
+    seed): the confusion of these predictions is the run record's."""
+    from sklearn.base import clone
+
+    from .classifiers import resolve_placement
+    from .classifiers.tuning import tune_and_fit
+    from .parallel import get_n_jobs
+    from .plan import classifier_setup
+    from .runner import fit_data
+
+    X, y, val_mask, X_test, y_test, _ = fit_data(ds, feats, split)
+    pipe, grid = classifier_setup(clf_name, params.get(clf_name, {}), seed)
+    resolved = resolve_placement(pipe.named_steps["clf"], *X.shape)
+    if resolved:
+        pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
+    tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=get_n_jobs())
+    return y_test, tuned.estimator.predict(X_test), tuned.best_params
+
+
+#: what each figure shows, by the start of its file name
+CAPTIONS = {
+    "hog": "Images and their HOG glyphs (scikit-image's rendering of the descriptor).",
+    "color-hist": "Images above their color histograms (the color-hist extractor's numbers).",
+    "filters-kmeans-patches": "Learned k-means patch filters (centroids mapped back to "
+                              "pixels, as Coates et al. show them).",
+    "filters-convnet": "First-layer filters of the ConvNet trained end to end.",
+    "neighbors": "Six test images (left) and their five nearest training images in each "
+                 "feature space.",
+    "map": "Test images in 2-D (PCA of the standardized features), colored by class.",
+    "confusion": "Confusion matrix and the most confused class pairs, with test images of "
+                 "each mistake.",
+}
+
+
+def caption(file_name: str) -> str:
+    """The caption of a figure file ``featbench show`` wrote (by its name)."""
+    stem = Path(file_name).stem
+    for prefix in sorted(CAPTIONS, key=len, reverse=True):
+        if stem == prefix or stem.startswith(prefix + "-"):
+            return f"{CAPTIONS[prefix]} ({stem})" if stem != prefix else CAPTIONS[prefix]
+    return stem
+
+
 def write_csv(path: Path, header: list[str], rows) -> Path:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -218,11 +329,12 @@ def write_csv(path: Path, header: list[str], rows) -> Path:
 
 def render_show(ds, figures: list[str], feature_specs: list[str],
                 params: dict[str, dict[str, Any]], store, out_dir: Path, *, seed: int = 0,
-                echo=print, map_method: str = "pca") -> list[Path]:
+                echo=print, map_method: str = "pca", classifier: str = "logreg") -> list[Path]:
     """Draw ``figures`` for ``ds`` into ``out_dir``; return the files written.
 
     Features and fitted extractors come from ``store`` (computed and stored there
-    first when missing); the query images are ``N_IMAGES`` seeded test images.
+    first when missing); the query images are ``N_IMAGES`` seeded test images;
+    ``confusion`` tunes and refits ``classifier`` on each feature space.
     """
     from .end_to_end import fitted_extractor
     from .engines.base import decode
@@ -316,4 +428,35 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
             written.append(write_csv(out_dir / "map.csv",
                                      ["features", "test_image", "label", "x", "y"], csv_rows))
             echo(f"map: {written[-2]}")
+    if "confusion" in figures:
+        from .results import confusion_matrix
+
+        for spec in feature_specs:
+            feats = extract_features(spec, ds, params, store, seed=seed, split=split)
+            echo(f"confusion: fitting {classifier} on {spec}")
+            y_test, pred, chosen = predictions(ds, feats, spec, classifier, params, split, seed)
+            m = confusion_matrix(y_test, pred, len(ds.classes))
+            pairs = confused_pairs(m)
+            examples = {(t, p): mistakes(y_test, pred, t, p)
+                        for a, b, _, _ in pairs for t, p in ((a, b), (b, a))}
+            slug = f"{spec}-{classifier}".replace(":", "-").replace("+", "_")
+            acc = float(np.mean(y_test == pred))
+            hyper = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in chosen.items())
+            written.append(confusion_figure(
+                m, ds.classes, pairs,
+                {k: [image(ds.test, i) for i in v] for k, v in examples.items()},
+                out_dir / f"confusion-{slug}.png",
+                f"{spec} + {classifier} ({hyper}): test accuracy {acc:.4f}; "
+                f"the most confused pairs"))
+            names = [str(c) for c in ds.classes]
+            written.append(write_csv(out_dir / f"confusion-{slug}.csv", ["true", *names],
+                                     ([names[i], *row] for i, row in enumerate(m))))
+            written.append(write_csv(
+                out_dir / f"confused-pairs-{slug}.csv",
+                ["rank", "true", "predicted", "count", "test_images"],
+                ([r, names[t], names[p], m[t][p], " ".join(map(str, examples[(t, p)]))]
+                 for r, (a, b, _, _) in enumerate(pairs, 1)
+                 for t, p in ((a, b), (b, a)))))
+            echo(f"confusion of {spec} + {classifier}: {written[-3]}")
     return written

@@ -281,3 +281,110 @@ def test_cifar10_study_pins_fp32_for_every_cnn_row():
     for row in rows:
         for quick in (False, True):
             assert row.params_for(quick)[row.features]["precision"] == "fp32", row.id
+
+
+def test_pictures_are_drawn_from_the_store_once_their_rows_are_done(synthetic, tmp_path,
+                                                                    monkeypatch):
+    """A study's pictures wait for their rows, then read the rows' stored features (the
+    extractors are never called again) and land in the report."""
+    from featbench.datasets import load_dataset
+    from featbench.features.hog import HOG
+    from featbench.report import render
+    from featbench.reproduce import draw_pictures, run_study
+    from featbench.store import FeatureStore
+    from featbench.studies import Picture
+
+    rows = (Row("raw", "raw", "logreg"), Row("hog", "hog", "logreg",
+                                             params={"hog": {"orientations": 6}}))
+    study = Study("tiny", "x", "tiny", rows, pictures=(
+        Picture("neighbors", ("raw/logreg", "hog/logreg")),
+        Picture("confusion", ("hog/logreg",))))
+    validate_study(study)
+    ds = load_dataset(f"folder:{synthetic}")
+    store, out, lines = FeatureStore(tmp_path / "store"), tmp_path / "study", []
+    run_study(study, ds, out, rows=[rows[0]], store=store, echo=lambda m: None)
+    assert draw_pictures(study, ds, out, store=store, echo=lines.append) == []
+    assert lines == ["picture neighbors: skipped (rows not finished: hog/logreg)",
+                     "picture confusion: skipped (rows not finished: hog/logreg)"]
+    run_study(study, ds, out, store=store, echo=lambda m: None)
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("a picture extracted features again")
+
+    monkeypatch.setattr(HOG, "_extract", no_extraction)
+    files = draw_pictures(study, ds, out, store=store, echo=lambda m: None)
+    assert sorted(p.name for p in files) == [
+        "confused-pairs-hog-logreg.csv", "confusion-hog-logreg.csv", "confusion-hog-logreg.png",
+        "neighbors.csv", "neighbors.png"]
+    # the confusion matrix is the hog row's record's
+    rec = next(json.loads(p.read_text()) for p in (out / "runs").glob("*.json")
+               if json.loads(p.read_text())["study"]["row"] == "hog/logreg")
+    shown = pd.read_csv(out / "pictures" / "confusion-hog-logreg.csv", index_col=0)
+    assert shown.to_numpy().tolist() == rec["confusion"]
+    html = render(out)["report.html"].read_text()
+    assert html.count("data:image/png;base64,") == len(PLOTS) + 2
+    assert "Pictures of the features" in html and "most confused class pairs" in html
+
+
+def test_a_picture_of_unknown_rows_or_two_settings_is_refused():
+    from featbench.studies import Picture
+
+    rows = (Row("a", "hog", "logreg"), Row("b", "hog", "logreg", params={"hog": {
+        "orientations": 6}}))
+    with pytest.raises(ParameterError, match="no row c/logreg"):
+        validate_study(Study("t", "x", "t", rows, pictures=(Picture("map", ("c/logreg",)),)))
+    with pytest.raises(ParameterError, match="rows set hog differently"):
+        validate_study(Study("t", "x", "t", rows,
+                             pictures=(Picture("map", ("a/logreg", "b/logreg")),)))
+    with pytest.raises(ParameterError, match="not one of"):
+        validate_study(Study("t", "x", "t", rows, pictures=(Picture("glyphs", ("a/logreg",)),)))
+
+
+def test_summary_table_and_readme_block(tmp_path):
+    """The summary is the study table's chosen columns, formatted as written by hand
+    here; `plot --readme` rewrites only the block of its own study folder."""
+    from featbench.report import summary_markdown, update_readme
+
+    df = pd.DataFrame([
+        {"row": "HOG", "family": "hand-crafted", "classifier": "logreg", "test_acc": 0.49834,
+         "reference": "0.42-0.5", "ref_metric": "val", "extract_s": 4.5123, "fit_s": 61.26,
+         "hyperparams": "C=0.1", "error": ""},
+        {"row": "Lite0", "family": "cnn", "classifier": "linear-svm", "test_acc": 0.8131,
+         "reference": "", "ref_metric": "", "extract_s": 382.2, "fit_s": 24.5,
+         "hyperparams": "C=0.001", "error": ""},
+        {"row": "broken", "family": "cnn", "classifier": "logreg", "test_acc": None,
+         "reference": "", "ref_metric": "", "extract_s": None, "fit_s": None,
+         "hyperparams": "", "error": "boom"}], columns=STUDY_COLUMNS)
+    assert summary_markdown(df) == (
+        "| kind | features | classifier | test accuracy | published | extract s | fit s | "
+        "chosen |\n"
+        "|---|---|---|---:|---|---:|---:|---|\n"
+        "| hand-crafted | HOG | logreg | 0.4983 | 0.42-0.5 (val) | 4.51 | 61.3 | C=0.1 |\n"
+        "| pretrained ConvNet | Lite0 | linear-svm | 0.8131 | - | 382.2 | 24.5 | C=0.001 |\n")
+    # a README with two blocks: only the one naming the study folder changes
+    study = tmp_path / "results" / "s"
+    (study / "runs").mkdir(parents=True)
+    rec = {"run_id": "r1", "created": "2026-01-01T00:00:00", "seed": 0,
+           "dataset": {"name": "d", "n_train": 10, "n_test": 5},
+           "features": {"spec": "hog", "params": {}}, "classifier": {"name": "logreg",
+                                                                      "chosen": {"C": 0.1}},
+           "test_acc": 0.6, "val_acc": 0.5, "timings": {"extract_s": 1.0, "fit_s": 2.0},
+           "study": {"name": "s", "label": "HOG", "family": "hand-crafted", "row": "HOG/logreg",
+                     "order": 0}}
+    (study / "runs" / "r1.json").write_text(json.dumps(rec))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- study-table: results/s -->\nold\n<!-- /study-table -->\n"
+                      "<!-- study-table: results/other -->\nkeep\n<!-- /study-table -->\n")
+    assert update_readme(readme, study) == 1
+    assert readme.read_text() == (
+        "intro\n<!-- study-table: results/s -->\n"
+        "| kind | features | classifier | test accuracy | published | extract s | fit s | "
+        "chosen |\n|---|---|---|---:|---|---:|---:|---|\n"
+        "| hand-crafted | HOG | logreg | 0.6000 | - | 1.00 | 2.00 | C=0.1 |\n"
+        "<!-- /study-table -->\n<!-- study-table: results/other -->\nkeep\n"
+        "<!-- /study-table -->\n")
+    # through the CLI; a README without the block is a one-line error
+    other = tmp_path / "OTHER.md"
+    other.write_text("no block\n")
+    result = CliRunner().invoke(main, ["plot", str(study), "--readme", str(other)])
+    assert result.exit_code == 1 and "has no '<!-- study-table" in result.output

@@ -147,3 +147,44 @@ def test_color_histograms_are_the_extractors_numbers(tmp_path):
         np.testing.assert_allclose(got, expected, atol=2e-6)
     with Image.open(tmp_path / "out" / "color-hist.png") as im:
         assert im.size[0] > 300
+
+
+def test_confused_pairs_are_ranked_as_a_brute_force_sort():
+    from featbench.show import confused_pairs
+
+    rng = np.random.default_rng(3)
+    m = rng.integers(0, 4, (6, 6))
+    m[1, 4], m[4, 1], m[0, 5], m[5, 0] = 9, 0, 4, 5  # two pairs tied at 9
+    brute = sorted(((a, b, m[a, b], m[b, a]) for a in range(6) for b in range(a + 1, 6)),
+                   key=lambda t: (-(t[2] + t[3]), t[0], t[1]))
+    assert confused_pairs(m, 4) == [tuple(int(v) for v in t) for t in brute[:4]]
+    assert confused_pairs(np.diag([5, 5, 5])) == []  # nothing confused: no pair
+
+
+def test_confusion_is_the_run_records_and_its_examples_are_mistakes(tmp_path):
+    """The matrix equals the one `featbench run` records for the same pair; each example
+    image listed is a test image of its true class; counts agree with the matrix."""
+    from featbench.runner import run_benchmark
+
+    ds = load_dataset("digits").subset(300, 120, seed=0)
+    store = FeatureStore(tmp_path / "store")
+    files = render_show(ds, ["confusion"], ["raw"], {}, store, tmp_path / "out", seed=2,
+                        echo=lambda m: None, classifier="logreg")
+    assert sorted(p.name for p in files) == ["confused-pairs-raw-logreg.csv",
+                                             "confusion-raw-logreg.csv",
+                                             "confusion-raw-logreg.png"]
+    rec, = run_benchmark(ds, ["raw"], ["logreg"], seed=2, store=store,
+                         results_dir=tmp_path / "runs")
+    shown_m = [[int(v) for k, v in row.items() if k != "true"]
+               for row in _rows(tmp_path / "out" / "confusion-raw-logreg.csv")]
+    assert shown_m == rec["confusion"]
+    names = [str(c) for c in ds.classes]
+    y_test = np.asarray(ds.test.labels)
+    pairs = _rows(tmp_path / "out" / "confused-pairs-raw-logreg.csv")
+    assert pairs, "digits with raw pixels confuse some classes"
+    for row in pairs:
+        t, p = names.index(row["true"]), names.index(row["predicted"])
+        assert int(row["count"]) == rec["confusion"][t][p]
+        idx = [int(i) for i in row["test_images"].split()]
+        assert len(idx) == min(4, rec["confusion"][t][p])
+        assert all(y_test[i] == t for i in idx)

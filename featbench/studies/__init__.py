@@ -124,8 +124,22 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """A ``featbench show`` figure of a study, drawn from some of its rows.
+
+    ``rows`` are row ids (``label/classifier``): the figure shows each row's features,
+    with the row's parameters (so it reads what the rows stored), and ``confusion`` is
+    drawn for each row's classifier.
+    """
+
+    figure: str
+    rows: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Study:
-    """A dataset and its rows; ``quick_sizes`` are the seeded subset of ``--quick``."""
+    """A dataset and its rows; ``quick_sizes`` are the seeded subset of ``--quick``;
+    ``pictures`` are the figures ``featbench reproduce`` draws once their rows are done."""
 
     name: str
     dataset: str
@@ -133,6 +147,7 @@ class Study:
     rows: tuple[Row, ...]
     quick_sizes: dict[str, int] = field(default_factory=lambda: {"train_size": 5000,
                                                                   "test_size": 1000})
+    pictures: tuple[Picture, ...] = ()
 
     def select(self, patterns: list[str] | None) -> list[Row]:
         """Rows whose id (``label/classifier``) matches any shell pattern (all without)."""
@@ -165,6 +180,40 @@ def validate_study(study: Study) -> None:
                 raise ParameterError(f"row {row.id}: reference without a source")
             if not 0 < ref.low <= ref.high <= 1 or ref.metric not in ("test", "val"):
                 raise ParameterError(f"row {row.id}: bad reference {ref}")
+    from ..show import FIGURES
+
+    for pic in study.pictures:
+        picture_params(study, pic, False)  # names the picture when it is wrong
+    by_id = {r.id: r for r in study.rows}
+    for pic in study.pictures:
+        if pic.figure not in FIGURES:
+            raise ParameterError(f"picture {pic.figure!r}: not one of {', '.join(FIGURES)}")
+        unknown = [i for i in pic.rows if i not in by_id]
+        if unknown or not pic.rows:
+            raise ParameterError(f"picture {pic.figure!r}: no row {', '.join(unknown)}")
+        for quick in (False, True):
+            picture_params(study, pic, quick)
+
+
+def picture_params(study: Study, pic: Picture, quick: bool) -> dict[str, dict[str, Any]]:
+    """The extractors' parameters of ``pic``'s rows, merged (classifiers' left out); two
+    rows setting one extractor differently are refused (a figure shows one setting)."""
+    from ..features import split_spec
+
+    by_id = {r.id: r for r in study.rows}
+    merged: dict[str, dict[str, Any]] = {}
+    for i in pic.rows:
+        if i not in by_id:
+            raise ParameterError(f"picture {pic.figure!r}: no row {i}")
+        row = by_id[i]
+        params = row.params_for(quick)
+        for name in split_spec(row.features):
+            values = params.get(name, {})
+            if merged.setdefault(name, values) != values:
+                raise ParameterError(
+                    f"picture {pic.figure!r}: rows set {name} differently; one figure "
+                    f"shows one setting of each extractor")
+    return {k: v for k, v in merged.items() if v}
 
 
 def get_study(name: str) -> Study:
@@ -174,5 +223,5 @@ def get_study(name: str) -> Study:
 
 from . import cifar10  # noqa: E402,F401  (registers the CIFAR-10 study)
 
-__all__ = ["FAMILIES", "FAMILY_NAMES", "STUDIES", "Reference", "Row", "Study", "get_study",
-           "validate_study"]
+__all__ = ["FAMILIES", "FAMILY_NAMES", "STUDIES", "Picture", "Reference", "Row", "Study",
+           "get_study", "validate_study"]

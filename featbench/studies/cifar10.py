@@ -11,7 +11,7 @@ runs a subset.
 
 from __future__ import annotations
 
-from . import STUDIES, Reference, Row, Study
+from . import STUDIES, Picture, Reference, Row, Study
 
 CS231N = ("CS231n (Stanford, 2016-2024) assignment 1, features.ipynb / svm.ipynb "
           "(cs231n.github.io/assignments)")
@@ -123,7 +123,21 @@ ROWS = (
 )
 
 
+#: the lecture's pictures, from the rows' stored features (``featbench show``)
+_SPACES = ("raw pixels/logreg", "HOG (Dalal-Triggs)/logreg", "k-means patches (K=1600)/logreg",
+           "ConvNetJS net, trained end to end/logreg")
+PICTURES = (
+    Picture("hog", ("HOG (Dalal-Triggs)/logreg",)),
+    Picture("color-hist", ("color histogram/logreg",)),
+    Picture("filters", ("k-means patches (K=1600)/logreg",
+                        "ConvNetJS net, trained end to end/logreg")),
+    Picture("neighbors", _SPACES),
+    Picture("map", _SPACES),
+    Picture("confusion", ("HOG + hue (CS231n)/logreg", "ConvNetJS net, trained end to end/logreg")),
+)
+
+
 @STUDIES.register("cifar10", "CIFAR-10: hand-crafted features vs ImageNet ConvNet embeddings.")
 def cifar10_study() -> Study:
     """CS231n Lecture 5's comparison on CIFAR-10."""
-    return Study("cifar10", "cifar10", __doc__.splitlines()[0], ROWS)
+    return Study("cifar10", "cifar10", __doc__.splitlines()[0], ROWS, pictures=PICTURES)
