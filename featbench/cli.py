@@ -332,7 +332,7 @@ def _shots(text: str | None) -> list[int] | None:
               help="Recompute features in a temporary store; reuse and keep nothing.")
 @click.option("--no-extend-grid", is_flag=True,
               help="Keep the tuning grid as given, even when the best value is on its edge "
-                   "[default: extend it past that edge; see README, Tuning].")
+                   "[default: extend it past that edge; see docs/classifiers.md].")
 @click.option("--rerun", is_flag=True,
               help="Fit every pair again, also those RESULTS_DIR/runs/ holds a finished "
                    "record of (same data, features, parameters, code) [default: reuse "
@@ -442,7 +442,7 @@ def extract(**opts) -> None:
     already in the store are skipped, so an interrupted extract resumes.
 
     \b
-    On several machines sharing a file system (see README, "On a cluster"):
+    On several machines sharing a file system (see docs/store.md):
       featbench extract -d folder:/data/photos -f bovw --fit-only --cache-dir /shared/c
       featbench extract -d folder:/data/photos -f bovw --shard $I/$N --cache-dir /shared/c
     or one Ray Data pipeline: featbench extract ... --engine ray --ray-address auto

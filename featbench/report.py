@@ -53,8 +53,20 @@ def latest_per_row(records: list[dict]) -> list[dict]:
                or rec["run_id"])
         if key not in best or not rec.get("error") or best[key].get("error"):
             best[key] = rec
-    return sorted(best.values(), key=lambda r: (r.get("study", {}).get("order", 1e9),
-                                                 r.get("created", "")))
+    return sorted(best.values(), key=lambda r: (_row_order(r), r.get("created", "")))
+
+
+def _row_order(rec: dict) -> float:
+    """Where a record's row stands: its place in its study's definition as registered
+    now (rows added later stay beside their kin), else the order it was recorded with."""
+    st = rec.get("study", {})
+    from .studies import STUDIES, get_study
+
+    if st.get("name") in STUDIES.names() and st.get("row"):
+        ids = [r.id for r in get_study(st["name"]).rows]
+        if st["row"] in ids:
+            return float(ids.index(st["row"]))
+    return float(st.get("order", 1e9))
 
 
 def family_of(rec: dict) -> str:

@@ -388,3 +388,16 @@ def test_summary_table_and_readme_block(tmp_path):
     other.write_text("no block\n")
     result = CliRunner().invoke(main, ["plot", str(study), "--readme", str(other)])
     assert result.exit_code == 1 and "has no '<!-- study-table" in result.output
+
+
+def test_rows_follow_the_study_definition_not_the_recorded_order():
+    """A row added to a study later carries an order index that may collide with
+    others'; the table places rows as the study defines them now."""
+    from featbench.report import latest_per_row
+
+    ids = [r.id for r in get_study("cifar10").rows]
+    late, early = ids[20], ids[1]  # recorded in the wrong order
+    recs = [{"run_id": str(i), "created": f"2026-01-0{i + 1}", "study": {
+        "name": "cifar10", "row": row, "order": order}}
+        for i, (row, order) in enumerate([(late, 0), (early, 5), ("gone/logreg", 3)])]
+    assert [r["study"]["row"] for r in latest_per_row(recs)] == [early, "gone/logreg", late]
