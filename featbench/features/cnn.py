@@ -279,22 +279,22 @@ class CNNEmbedding(ImageExtractor):
         t = self.resolved_transform()
         return t.size, t.resize, t.interpolation
 
-    def _interpolation(self) -> str:
-        """The interpolation preprocess() uses on the device (the weights' own)."""
-        return self.resolved_transform().interpolation
-
     def input_view(self, ds) -> View:
         """The images this extractor sees, from the original files (per dataset).
 
         Datasets of images all at most 64 px (CIFAR-10, digits): the whole image,
         resized to ``size`` inside :meth:`transform` as before. Every other dataset:
-        the weights' evaluation transform (short side resized, center crop).
+        the weights' evaluation transform (short side resized, center crop; or the
+        whole image resized where the source's transform squashes).
         """
-        size, resize, interpolation = self.eval_transform()
+        t = self.resolved_transform()
+        size, resize, interpolation = t.size, t.resize, t.interpolation
         if ds.small:
             if ds.image_scan()["shared_size"] is not None:
                 # decoded as it is; preprocess() resizes the whole batch to ``size``
-                return View("native", size, interpolation=self._interpolation())
+                return View("native", size, interpolation=interpolation)
+            return View("resize", size, interpolation=interpolation)
+        if t.resize_mode == "squash":  # (Hugging Face ViT processors, SigLIP)
             return View("resize", size, interpolation=interpolation)
         return View("resize-crop", size, resize, interpolation)
 

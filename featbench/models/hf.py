@@ -49,7 +49,12 @@ def config(source: str) -> dict[str, Any]:
         get = d.get if isinstance(d, dict) else (lambda k: getattr(d, k, None))
         return get("height") or get("shortest_edge")
 
-    resize = side(getattr(proc, "size", None)) or 224
+    sizes = getattr(proc, "size", None)
+    resize = side(sizes) or 224
+    # {"height", "width"}: the whole image resized (ViT); {"shortest_edge"}: the short side
+    squash = bool(sizes is not None and side(sizes) is not None and not (
+        sizes.get("shortest_edge") if isinstance(sizes, dict)
+        else getattr(sizes, "shortest_edge", None)))
     crop = side(getattr(proc, "crop_size", None)) if getattr(proc, "do_center_crop", False) \
         else None
     size = int(crop or resize)
@@ -57,14 +62,15 @@ def config(source: str) -> dict[str, Any]:
     return {"size": size, "mean": tuple(getattr(proc, "image_mean", None) or IMAGENET_MEAN),
             "std": tuple(getattr(proc, "image_std", None) or IMAGENET_STD),
             "crop_pct": size / float(resize) if crop else 1.0,
-            "interpolation": "bicubic" if resample == 3 else "bilinear"}
+            "interpolation": "bicubic" if resample == 3 else "bilinear",
+            "resize_mode": "squash" if squash and not crop else "shortest"}
 
 
 def spec(source: str, weights: str | None = "DEFAULT") -> ModelSpec:
     """The spec of ``hf:<source>`` (its image processor's transform)."""
     cfg = config(source)
     t = EvalTransform(cfg["size"], cfg["mean"], cfg["std"], cfg["crop_pct"],
-                      cfg["interpolation"])
+                      cfg["interpolation"], cfg["resize_mode"])
     from .timm import hub_cache
 
     return ModelSpec(PREFIX + source, "hf", source, weights, t,

@@ -39,7 +39,8 @@ def config(arch: str, tag: str | None = None) -> dict[str, Any]:
     return {"size": size, "mean": tuple(pre.get("mean") or CLIP_MEAN),
             "std": tuple(pre.get("std") or CLIP_STD), "crop_pct": 1.0,
             "interpolation": "bicubic" if mode == "bicubic" else "bilinear",
-            "embed_dim": cfg.get("embed_dim"), "hf_hub": pre.get("hf_hub")}
+            "embed_dim": cfg.get("embed_dim"), "hf_hub": pre.get("hf_hub"),
+            "resize_mode": "squash" if pre.get("resize_mode") == "squash" else "shortest"}
 
 
 def spec(arch: str, weights: str | None = "DEFAULT") -> ModelSpec:
@@ -47,7 +48,7 @@ def spec(arch: str, weights: str | None = "DEFAULT") -> ModelSpec:
     tag = None if weights is None or str(weights).upper() == "DEFAULT" else str(weights)
     cfg = config(arch, tag)
     t = EvalTransform(cfg["size"], cfg["mean"], cfg["std"], cfg["crop_pct"],
-                      cfg["interpolation"])
+                      cfg["interpolation"], cfg["resize_mode"])
     from .timm import hub_cache
 
     return ModelSpec(PREFIX + arch, "open_clip", arch, weights, t,

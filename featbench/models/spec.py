@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,20 +22,29 @@ INTERPOLATIONS = ("bilinear", "bicubic")
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """A backbone's evaluation transform: short side resized to ``round(size /
-    crop_pct)`` with ``interpolation``, center crop ``size`` x ``size``, scaled to
-    [0, 1], then ``(x - mean) / std`` per channel."""
+    """A backbone's evaluation transform on a photo: short side resized to
+    :attr:`resize` with ``interpolation`` and center crop ``size`` x ``size``
+    (``resize_mode="shortest"``), or the whole image resized to ``size`` x ``size``
+    (``"squash"``); scaled to [0, 1], then ``(x - mean) / std`` per channel."""
 
     size: int = 224
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     crop_pct: float = 0.875
     interpolation: str = "bilinear"
+    #: "shortest" (resize the short side, center crop) or "squash" (whole image)
+    resize_mode: str = "shortest"
+    #: how ``size / crop_pct`` becomes pixels: "round" (torchvision's sizes are exact),
+    #: or "floor" (timm's ``transforms_imagenet_eval``)
+    rounding: str = "round"
 
     @property
     def resize(self) -> int:
-        """The short side before the center crop."""
-        return int(round(self.size / self.crop_pct))
+        """The short side before the center crop (``size`` when squashing)."""
+        if self.resize_mode == "squash":
+            return int(self.size)
+        ratio = self.size / self.crop_pct
+        return int(math.floor(ratio + 1e-9) if self.rounding == "floor" else round(ratio))
 
     def replace(self, **changes: Any) -> EvalTransform:
         """This transform with the given fields changed (None: kept)."""

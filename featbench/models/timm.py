@@ -47,6 +47,7 @@ def config(arch: str, weights: str | None = "DEFAULT") -> dict[str, Any]:
     return {"tag": tag, "size": int(data["input_size"][-1]), "mean": tuple(data["mean"]),
             "std": tuple(data["std"]), "crop_pct": float(data["crop_pct"]),
             "interpolation": "bicubic" if data["interpolation"] == "bicubic" else "bilinear",
+            "resize_mode": "squash" if data.get("crop_mode") == "squash" else "shortest",
             "hf_hub_id": cfg.hf_hub_id, "license": getattr(cfg, "license", None)}
 
 
@@ -54,28 +55,32 @@ def spec(arch: str, weights: str | None = "DEFAULT") -> ModelSpec:
     """The spec of ``timm:<arch>`` (its pretrained configuration)."""
     cfg = config(arch, weights)
     t = EvalTransform(cfg["size"], cfg["mean"], cfg["std"], cfg["crop_pct"],
-                      cfg["interpolation"])
+                      cfg["interpolation"], cfg["resize_mode"], "floor")
     where = f"{hub_cache()} (Hugging Face repo {cfg['hf_hub_id'] or cfg['tag']})"
     return ModelSpec(PREFIX + arch, "timm", arch, weights, t, where, None, "output",
                      "modules", {"tag": cfg["tag"], "license": cfg["license"]})
 
 
 def build(arch: str, random_state: int | None, pretrained: bool = False, tag: str = ""):
-    """``timm.create_model(tag or arch, pretrained=..., num_classes=0)``, seeded."""
+    """``timm.create_model(tag or arch, pretrained=..., num_classes=0)``; random weights
+    are drawn (seeded) with the classifier in place, as ``timm.create_model(arch)`` draws
+    them, and the classifier is then removed (``reset_classifier(0)``)."""
     timm = import_timm(arch)
-    return seeded_init(lambda: timm.create_model(tag or arch, pretrained=pretrained,
-                                                 num_classes=0), random_state)
+    if pretrained:
+        return timm.create_model(tag or arch, pretrained=True, num_classes=0)
+    return seeded_init(lambda: timm.create_model(tag or arch), random_state)
 
 
 def load_file(model, path: str) -> None:
-    """A state dict saved from the model with its classifier: the classifier's entries
-    (``pretrained_cfg["classifier"]``) are dropped, the rest must fit."""
+    """A state dict saved from the model with its classifier or without one
+    (``num_classes=0``); the classifier is removed afterwards."""
     state = state_dict_from_file(path)
+    own = model.state_dict()
     heads = model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
-    own = model.state_dict()
-    state = {k: v for k, v in state.items()
-             if k in own or not any(k.startswith(h + ".") for h in heads)}
+    head_keys = [k for k in own if any(k.startswith(h + ".") for h in heads)]
+    if head_keys and not any(k in state for k in head_keys):
+        model.reset_classifier(0)  # saved without its classifier
     load_into(model, state, str(path))
 
 
@@ -101,4 +106,5 @@ def load(spec: ModelSpec, weights_path: str | None, random_state: int | None) ->
         label = f"file:{weights_path}"
     else:
         label = f"timm:{tag}" if pretrained else "random"
+    model.reset_classifier(0)  # features: the pooled pre-logits
     return LoadedModel.of(spec, model.eval(), label)
