@@ -33,7 +33,7 @@ from torch import nn
 
 from ..datasets.source import View
 from ..errors import DataError, ParameterError
-from ..models import EvalTransform, LoadedModel, ModelSpec, resolve
+from ..models import EvalTransform, LoadedModel, ModelSpec, label, resolve
 from ..models.lite import LITE_MEAN, LITE_STD
 from ..models.open_clip import CLIP_MEAN, CLIP_STD  # noqa: F401 - re-exported
 from ..models.spec import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
@@ -330,7 +330,7 @@ class CNNEmbedding(ImageExtractor):
     def _tap(self, loaded: LoadedModel, spec: ModelSpec, layer: str) -> nn.Module:
         """The module that returns the output of ``layer`` (pooled later)."""
         if spec.taps == "none":
-            raise ParameterError(f"cnn:{self.model}: a TorchScript file has no layer taps; "
+            raise ParameterError(f"{label(self.model)}: a TorchScript file has no layer taps; "
                                  f"save a state dict and give its arch to tap layers")
         if spec.taps == "modules":
             return _ModuleTap(loaded.model, loaded.tap_root or loaded.model, layer,
@@ -561,7 +561,7 @@ class _ModuleTap(nn.Module):
             close = difflib.get_close_matches(layer, names, n=4)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ParameterError(
-                f"cnn:{name} has no layer {layer!r}.{hint} Layers (modules): "
+                f"{label(name)} has no layer {layer!r}.{hint} Layers (modules): "
                 f"{', '.join(names[:6])}, ..., {', '.join(names[-4:])}")
         self.model = model
         self._captured: list[torch.Tensor] = []

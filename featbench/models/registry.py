@@ -31,6 +31,13 @@ def source_of(model: str) -> tuple[str, str]:
     return ("lite" if model in LITE_MODELS else "torchvision"), model
 
 
+def label(model: str) -> str:
+    """The command-line name of the extractor's ``model`` (``timm/x`` -> ``timm:x``,
+    ``resnet18`` -> ``cnn:resnet18``)."""
+    source, name = source_of(model)
+    return f"{source}:{name}" if source in PREFIXES.values() else f"cnn:{name}"
+
+
 def _module(source: str):
     return importlib.import_module(f"{__package__}.{source}")
 
