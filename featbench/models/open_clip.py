@@ -73,10 +73,14 @@ def load(spec: ModelSpec, weights_path: str | None, random_state: int | None) ->
     except Exception as exc:  # noqa: BLE001 - download or file errors
         if tag is None:
             raise
+        from .timm import hub_cache
+
+        repo = (spec.metadata.get("hf_hub") or "").rstrip("/")
+        where = f", repo {repo}" if repo else ""
         raise DataError(
             f"pretrained weights {tag} for open_clip:{arch} could not be loaded "
             f"({first_line(exc)}). OpenCLIP reads them from "
-            f"the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub) or "
+            f"the Hugging Face cache ({hub_cache()}; $HF_HOME/hub){where} or "
             f"~/.cache/clip, downloading them when there is a network; or pass "
             f"-p open_clip:{arch}.weights_path=FILE or weights=none") from None
     if weights_path:

@@ -65,6 +65,32 @@ def resolve(model: str, weights: str | None = "DEFAULT", arch: str | None = None
     return _module(source).spec(name, weights)
 
 
+def missing_weights(model: str, weights: str | None = "DEFAULT",
+                    weights_path: str | None = None, arch: str | None = None) -> str | None:
+    """Why the weights of a backbone are not on this machine, without loading them; None
+    when they are, when they are random, or for the sources whose cache is not looked
+    into here (timm, OpenCLIP, a Hugging Face repo id: tried when loaded)."""
+    import importlib.util
+    from pathlib import Path
+
+    if weights_path:
+        return None if Path(weights_path).expanduser().is_file() else \
+            f"weights file {weights_path} not found"
+    source, name = source_of(model)
+    if source == "file":
+        path = Path(name).expanduser()
+        return None if path.is_file() else f"model file {path} not found"
+    if weights is None or source in ("timm", "open_clip", "hf"):
+        return None
+    spec = resolve(model, weights, arch)
+    if source == "lite":
+        package = spec.metadata["package"]
+        return None if importlib.util.find_spec(package) else \
+            f"the package {package.replace('_', '-')} is not installed"
+    return None if Path(spec.weights_location).is_file() else \
+        f"{spec.weights} not present at {spec.weights_location}"
+
+
 def parse(family: str, arg: str) -> tuple[str, dict[str, Any]]:
     """``(model, params)`` of the command-line name ``<family>:<arg>``: the extractor's
     model name and the parameters the name sets (``open_clip:RN50/openai`` ->

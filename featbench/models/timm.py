@@ -58,7 +58,8 @@ def spec(arch: str, weights: str | None = "DEFAULT") -> ModelSpec:
                       cfg["interpolation"], cfg["resize_mode"], "floor")
     where = f"{hub_cache()} (Hugging Face repo {cfg['hf_hub_id'] or cfg['tag']})"
     return ModelSpec(PREFIX + arch, "timm", arch, weights, t, where, None, "output",
-                     "modules", {"tag": cfg["tag"], "license": cfg["license"]})
+                     "modules", {"tag": cfg["tag"], "license": cfg["license"],
+                                 "hf_hub_id": cfg["hf_hub_id"]})
 
 
 def build(arch: str, random_state: int | None, pretrained: bool = False, tag: str = ""):
@@ -95,11 +96,13 @@ def load(spec: ModelSpec, weights_path: str | None, random_state: int | None) ->
     except Exception as exc:  # noqa: BLE001 - download or file errors
         if not pretrained:
             raise
+        repo = spec.metadata.get("hf_hub_id") or tag
         raise DataError(
             f"pretrained weights {tag} for timm:{arch} could not be loaded "
             f"({first_line(exc)}). timm reads them from the "
-            f"Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub), "
-            f"downloading them when there is a network; or pass "
+            f"Hugging Face cache ({hub_cache()}; $HF_HOME/hub), repo {repo}, "
+            f"downloading them when there is a network (huggingface-cli download {repo} "
+            f"on a machine that has one, then copy the cache folder); or pass "
             f"-p timm:{arch}.weights_path=FILE or -p timm:{arch}.weights=none") from None
     if weights_path:
         load_file(model, weights_path)
