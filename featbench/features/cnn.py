@@ -350,7 +350,7 @@ class CNNEmbedding(ImageExtractor):
                 close = difflib.get_close_matches(layer, sorted(modules) + nodes, n=4)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
                 raise ParameterError(
-                    f"cnn:{self.model} has no layer {layer!r}.{hint} Layers (graph nodes): "
+                    f"{label(self.model)} has no layer {layer!r}.{hint} Layers (graph nodes): "
                     f"{', '.join(nodes[:6])}, ..., {', '.join(nodes[-4:])}")
             return create_feature_extractor(model, return_nodes={layer: "out"})
 

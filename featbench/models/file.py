@@ -11,6 +11,7 @@ only files you trust. A state dict is read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..errors import DataError, ParameterError
@@ -62,7 +63,9 @@ def load(spec: ModelSpec, weights_path: str | None, random_state: int | None) ->
                              f"weights_path does not apply")
     if spec.metadata.get("format") == "torchscript":
         try:
-            model = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # (torch 2.9+: TorchScript is deprecated)
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - not a TorchScript archive
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise DataError(f"cannot load {path} as TorchScript ({first}); a state-dict file "
