@@ -39,7 +39,7 @@ def _constraints(name: str):
     constraint classes and the option tuples of the implementation modules)."""
 
     def declared() -> dict[str, list]:
-        from numbers import Integral
+        from numbers import Integral, Real
 
         from ..constraints import (
             Interval,
@@ -88,7 +88,10 @@ def _constraints(name: str):
                 "precision": [StrOptions(set(PRECISIONS))],
                 "normalization": [StrOptions({"imagenet", "inception"}), None],
                 "batch_size": [_int, StrOptions({"auto"})],
-                "random_state": ["random_state"], "backend": [StrOptions(set(BACKENDS))]},
+                "random_state": ["random_state"], "backend": [StrOptions(set(BACKENDS))],
+                "arch": [str, None], "mean": ["array-like", None], "std": ["array-like", None],
+                "crop_pct": [Interval(Real, 0, 1, closed="right"), None],
+                "interpolation": [StrOptions({"bilinear", "bicubic"}), None]},
             "convnet:<arch>": _convnet_constraints(),
         }[name]
 
@@ -123,7 +126,7 @@ EXTRACTORS.register_class(
 
 EXTRACTORS.register_class(
     "cnn:<model>", "featbench.features.cnn:CNNEmbedding",
-    "Pooled penultimate features of an ImageNet ConvNet (torchvision, Lite).",
+    "Pooled features of a pretrained backbone (torchvision, Lite, timm, OpenCLIP, HF, file).",
     _constraints("cnn:<model>"))
 EXTRACTORS.register_class(
     "convnet:<arch>", "featbench.features.convnet:ConvNet",
@@ -131,12 +134,12 @@ EXTRACTORS.register_class(
     _constraints("convnet:<arch>"))
 
 #: families whose names take an argument: ``cnn:resnet18`` (the entry of ``cnn:<model>``
-#: builds it with ``model=resnet18``), ``convnet:convnetjs`` (``arch=convnetjs``)
-FAMILIES = ("cnn", "convnet", "timm", "open_clip", "hf")
+#: builds it with ``model=resnet18``), ``convnet:convnetjs`` (``arch=convnetjs``); the
+#: backbone families are :data:`featbench.models.FAMILIES`
+FAMILIES = ("cnn", "convnet", "torchvision", "timm", "open_clip", "hf", "file")
 #: each family's registry entry and the parameter its argument sets
-FAMILY_ENTRIES = {"cnn": ("cnn:<model>", "model"), "convnet": ("convnet:<arch>", "arch"),
-                  "timm": ("cnn:<model>", "model"), "open_clip": ("cnn:<model>", "model"),
-                  "hf": ("cnn:<model>", "model")}
+FAMILY_ENTRIES = {"convnet": ("convnet:<arch>", "arch"),
+                  **{f: ("cnn:<model>", "model") for f in FAMILIES if f != "convnet"}}
 
 
 def _convnet_constraints() -> dict[str, list]:
@@ -196,30 +199,11 @@ def build_extractor(name: str) -> BaseEstimator:
     if not arg:
         raise ParameterError(f"{name!r} needs a model name, e.g. cnn:resnet18 "
                              f"(see `featbench list features`)")
-    if family == "hf":  # hf:<repo id or local folder>
-        from .cnn import HF_PREFIX
+    from ..models import parse
 
-        return EXTRACTORS.build("cnn:<model>", model=HF_PREFIX + arg)
-    if family == "open_clip":  # open_clip:<architecture>[/<pretrained tag>]
-        from .cnn import OPEN_CLIP_PREFIX, _import_open_clip
-
-        arch, _, tag = arg.partition("/")
-        _import_open_clip(OPEN_CLIP_PREFIX + arch)
-        est = EXTRACTORS.build("cnn:<model>", model=OPEN_CLIP_PREFIX + arch)
-        return est.set_params(weights=tag) if tag else est
-    if family == "timm":  # a timm model: timm:<architecture>, through cnn:<model>
-        from .cnn import TIMM_PREFIX, _import_timm
-
-        _import_timm(TIMM_PREFIX + arg)  # an unknown name raises with close matches
-        return EXTRACTORS.build("cnn:<model>", model=TIMM_PREFIX + arg)
-    if family == "cnn":
-        from .models import LITE_MODELS, torchvision_models
-
-        if arg not in LITE_MODELS and arg not in torchvision_models():
-            from .cnn import load_model
-
-            load_model(arg)  # raises the unknown-model error with close matches
-    return EXTRACTORS.build(f"{family}:<model>", model=arg)
+    model, params = parse(family, arg)  # an unknown model raises with close matches
+    est = EXTRACTORS.build("cnn:<model>", model=model)
+    return est.set_params(**params) if params else est
 
 
 def split_spec(spec: str) -> list[str]:

