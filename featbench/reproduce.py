@@ -40,27 +40,28 @@ def finished_keys(out_dir: Path) -> set[str]:
 
 def unavailable(row: Row) -> str | None:
     """Why a row cannot run here (weights it may only use when present), else None."""
-    if not row.only_if_present or not row.features.startswith("cnn:"):
-        return None
-    from .features.cnn import LITE_MODELS, weights_file
+    from .features import split_spec
 
-    model = row.features.split(":", 1)[1]
-    if model in LITE_MODELS:
+    if not row.only_if_present:
         return None
-    from torchvision.models import get_model_weights
+    from .errors import FeatbenchError
+    from .models import missing_weights, parse
+    from .models.registry import FAMILIES
 
-    params = row.params.get(row.features, {})
-    if params.get("weights_path"):
-        return None if Path(params["weights_path"]).is_file() else \
-            f"weights file {params['weights_path']} not found"
-    name = params.get("weights", "DEFAULT")
-    try:
-        enum = get_model_weights(model)
-        w = enum.DEFAULT if str(name).upper() == "DEFAULT" else enum[str(name)]
-    except (KeyError, ValueError):
-        return f"no weights {name!r} for {model}"
-    target = weights_file(w)
-    return None if target.is_file() else f"{w} not present at {target}"
+    for name in split_spec(row.features):
+        family, _, arg = name.partition(":")
+        if family not in FAMILIES:
+            continue
+        try:
+            model, implied = parse(family, arg)
+            p = {**implied, **row.params.get(name, {})}
+            why = missing_weights(model, p.get("weights", "DEFAULT"), p.get("weights_path"),
+                                  p.get("arch"))
+        except FeatbenchError as exc:
+            why = str(exc)
+        if why:
+            return why
+    return None
 
 
 def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = False,

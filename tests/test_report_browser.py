@@ -1,6 +1,6 @@
 """report.html in a real browser: headless Chromium at 1,280 px (skipped without it).
 
-The page of the committed CIFAR-10 study's records must be no wider than the window,
+The page of the committed CIFAR-10 study's records (and pictures) must be no wider than the window,
 every image must load, and the table must sort by a column when its heading is clicked.
 A probe script appended to a copy of the page writes what the browser measured into the
 DOM, which ``--dump-dom`` prints.
@@ -43,6 +43,9 @@ def test_report_fits_a_1280px_window_and_its_images_load(tmp_path):
     if not RUNS.is_dir():
         pytest.skip(f"no committed study records at {RUNS}")
     shutil.copytree(RUNS, tmp_path / "runs")
+    pictures = sorted((RUNS.parent / "pictures").glob("*.png"))
+    if pictures:  # the study's pictures (featbench show), shown under the plots
+        shutil.copytree(RUNS.parent / "pictures", tmp_path / "pictures")
     page = render(tmp_path)["report.html"]
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
@@ -54,7 +57,7 @@ def test_report_fits_a_1280px_window_and_its_images_load(tmp_path):
     assert m, dom[-500:]
     width, window, ok, n_images = (int(m[i]) for i in range(1, 5))
     assert window == 1280 and width <= window
-    assert n_images == 4 and ok == n_images
+    assert n_images == 4 + len(pictures) and ok == n_images
     values = [float(v) for v in m[5].split(",")]
     assert values == sorted(values) and len(values) >= 25
     assert "/work/" not in page.read_text().split("<body>")[0]  # no absolute path in the title
