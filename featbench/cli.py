@@ -705,9 +705,14 @@ def list_(what, show_params) -> None:
 
             models = textwrap.fill(", ".join(list_models()), width=96,
                                    initial_indent="    ", subsequent_indent="    ")
-            click.echo("  timm:<architecture> takes any of timm's models (pip install -e "
-                       "\".[timm]\"; python -c \"import timm; print(timm.list_models())\")")
-            click.echo(f"  cnn:<model> takes one of these models:\n{models}")
+            click.echo("  other backbones (docs/backbones.md):\n"
+                       "    timm:<architecture>             any of timm's models ([timm])\n"
+                       "    open_clip:<architecture>/<tag>  an OpenCLIP image tower ([clip])\n"
+                       "    hf:<repo id or folder>          a Hugging Face vision model ([hf])\n"
+                       "    file:<path>                     a TorchScript file, or a state dict "
+                       "with -p file:<path>.arch=<model>")
+            click.echo(f"  cnn:<model> (= torchvision:<model>) takes one of these models:\n"
+                       f"{models}")
 
 
 @main.command(context_settings=CONTEXT)
