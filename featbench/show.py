@@ -8,8 +8,12 @@ Each figure is a PNG drawn with matplotlib, with its numbers as CSV where it has
   extractor's own numbers, with its parameters);
 - ``filters``: what a learned extractor learned: the k-means patch centroids of
   ``kmeans-patches`` (as Coates et al. show them: each 6x6x3 centroid mapped back
-  through the inverse whitening and stretched to [0, 1]) or the first-layer 5x5
-  filters of a trained ``convnet:<arch>``; read from the feature store's fitted state;
+  through the inverse whitening and stretched to [0, 1]), the first-layer 5x5
+  filters of a trained ``convnet:<arch>``, read from the feature store's fitted state;
+  the stem convolution of a pretrained backbone (EfficientNet-Lite's 3x3, ResNet's
+  7x7: "AlexNet: 64 filters, each 3x11x11"); and for ``bovw`` / ``vlad``, the training
+  patch nearest to each of the most used visual words (a SIFT word has no picture of
+  its own);
 - ``neighbors``: for a few seeded test images, their 5 nearest training images
   (Euclidean distance) in each feature space side by side (the lecture's retrieval
   figure: raw pixels vs HOG vs CNN), from the stored features;
@@ -94,9 +98,22 @@ def color_hist_figure(images: np.ndarray, hists: np.ndarray, out: Path, title: s
     return out
 
 
+def first_conv(model: Any) -> np.ndarray:
+    """The weights ``(out, 3, kh, kw)`` of a torch model's first convolution that reads
+    the 3 color channels (its stem), in the order ``named_modules`` walks it."""
+    import torch.nn as nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3 and module.groups == 1:
+            return module.weight.detach().float().cpu().numpy()
+    raise ValueError(f"{type(model).__name__} has no convolution on the color channels")
+
+
 def learned_filters(est: Any) -> np.ndarray:
     """``(n, h, w, 3)`` filters in [0, 1] of a fitted extractor: k-means centroids
-    unwhitened to pixel space, or a trained ConvNet's first convolution."""
+    unwhitened to pixel space, a trained ConvNet's first convolution, or the stem
+    convolution of a pretrained backbone (``cnn:``, ``timm:``, ...), each stretched to
+    [0, 1] on its own."""
     if hasattr(est, "centroids_"):
         p = int(est.patch_size)
         # back from the whitened space: x = z W^-1 + mean (W is symmetric)
@@ -105,11 +122,47 @@ def learned_filters(est: Any) -> np.ndarray:
     elif hasattr(est, "weights_"):
         first = next(v for k, v in est.weights_.items() if np.asarray(v).ndim == 4)
         filters = np.asarray(first).transpose(0, 2, 3, 1)
+    elif hasattr(est, "_network"):
+        loaded = est._network()[0]
+        filters = first_conv(loaded.tap_root or loaded.model).transpose(0, 2, 3, 1)
     else:
         raise ValueError(f"{type(est).__name__} learns no filters to show")
     lo = filters.min(axis=(1, 2, 3), keepdims=True)
     hi = filters.max(axis=(1, 2, 3), keepdims=True)
     return (filters - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def word_patches(est: Any, images: np.ndarray, n_words: int = 64
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """What the visual words of a fitted ``bovw`` / ``vlad`` codebook look like: for the
+    ``n_words`` words most descriptors of ``images`` fall in, the image patch whose
+    descriptor is nearest (Euclidean) to the word.
+
+    Returns the rows ``(word, image, x0, y0, size, squared distance)`` (``x0, y0`` the
+    patch's top-left pixel) and the patches (uint8, each its own size).
+    """
+    from .features.bovw import squared_distances
+    from .features.local import grid_centers
+
+    desc, _ = est._descriptors(images)
+    n, m, dim = desc.shape
+    h, w = images.shape[1:3]
+    sizes = [int(p) for p in np.atleast_1d(est.patch_sizes)]
+    centers = np.concatenate([grid_centers(h, w, int(est.step), p) for p in sizes])
+    size_of = np.concatenate([np.full(len(grid_centers(h, w, int(est.step), p)), p)
+                              for p in sizes])
+    d2 = squared_distances(desc.reshape(n * m, dim), est.codebook_)
+    counts = np.bincount(d2.argmin(1), minlength=len(est.codebook_))
+    words = np.argsort(-counts, kind="stable")[:n_words]
+    rows, patches = [], []
+    for word in words:
+        best = int(np.argmin(d2[:, word]))  # (ties: the first patch)
+        i, j = divmod(best, m)
+        p = int(size_of[j])
+        x0, y0 = (int(round(c - p / 2)) for c in centers[j])
+        rows.append((int(word), i, x0, y0, p, float(d2[best, word])))
+        patches.append(images[i, y0:y0 + p, x0:x0 + p])
+    return np.asarray(rows, dtype=object), patches
 
 
 def filters_figure(filters: np.ndarray, out: Path, title: str, max_filters: int = 256
@@ -126,6 +179,24 @@ def filters_figure(filters: np.ndarray, out: Path, title: str, max_filters: int 
     for ax, f in zip(axes.ravel(), filters, strict=False):
         ax.imshow(f, interpolation="nearest")
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def patches_figure(patches: list[np.ndarray], out: Path, title: str) -> Path:
+    """A grid of image patches (each shown at its own size, scaled to its cell)."""
+    plt = _plt()
+    cols = int(np.ceil(np.sqrt(len(patches))))
+    rows = int(np.ceil(len(patches) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(0.6 * cols + 1, 0.6 * rows + 1),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, patch in zip(axes.ravel(), patches, strict=False):
+        ax.imshow(patch, interpolation="nearest")
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -282,7 +353,7 @@ def predictions(ds, feats, spec: str, clf_name: str, params: dict[str, dict[str,
 
     from .classifiers import resolve_placement
     from .classifiers.tuning import tune_and_fit
-    from .parallel import get_n_jobs
+    from .parallel import get_n_jobs, progress
     from .plan import classifier_setup
     from .runner import fit_data
 
@@ -291,7 +362,9 @@ def predictions(ds, feats, spec: str, clf_name: str, params: dict[str, dict[str,
     resolved = resolve_placement(pipe.named_steps["clf"], *X.shape)
     if resolved:
         pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
-    tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=get_n_jobs())
+    n_fits = max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
+    with progress(total=n_fits, desc=f"fit {clf_name} on {spec}", unit="fit") as bar:
+        tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=get_n_jobs(), bar=bar)
     return y_test, tuned.estimator.predict(X_test), tuned.best_params
 
 
@@ -378,14 +451,32 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
         for name in dict.fromkeys(n for spec in feature_specs for n in split_spec(spec)):
             est = set_params_checked(build_extractor(name), params.get(name, {}),
                                      f"feature {name!r}")
-            if not is_learned(est) or not (name.startswith("convnet:")
-                                           or name == "kmeans-patches"):
+            slug = name.replace(":", "-").replace("/", "-")
+            if name in ("bovw", "vlad"):  # words as the training patches nearest to them
+                view_for(est, ds)
+                fitted = fitted_extractor(name, ds, params, store, seed=seed, split=split,
+                                          n_workers=None).estimator
+                sample = seeded_indices(len(ds.train), 200, seed)
+                imgs = np.stack([image(ds.train, i) for i in sample])
+                rows, patches = word_patches(fitted, imgs)
+                rows[:, 1] = sample[rows[:, 1].astype(int)]  # training image indices
+                written.append(patches_figure(
+                    patches, out_dir / f"words-{slug}.png",
+                    f"{name}: the training patch nearest to each of its {len(patches)} most "
+                    f"used words (of {len(fitted.codebook_)})"))
+                written.append(write_csv(out_dir / f"words-{slug}.csv",
+                                         ["word", "train_image", "x0", "y0", "size",
+                                          "squared_distance"], rows.tolist()))
+                echo(f"words of {name}: {written[-2]}")
+                continue
+            backbone = hasattr(est, "_network") and not is_learned(est)
+            if not backbone and (not is_learned(est) or not (
+                    name.startswith("convnet:") or name == "kmeans-patches")):
                 continue
             view_for(est, ds)  # (the same checks as extraction)
-            fitted = fitted_extractor(name, ds, params, store, seed=seed, split=split,
-                                      n_workers=None).estimator
+            fitted = est if backbone else fitted_extractor(
+                name, ds, params, store, seed=seed, split=split, n_workers=None).estimator
             filters = learned_filters(fitted)
-            slug = name.replace(":", "-")
             written.append(filters_figure(filters, out_dir / f"filters-{slug}.png",
                                           f"{name}: {len(filters)} learned filters"))
             written.append(write_csv(out_dir / f"filters-{slug}.csv",

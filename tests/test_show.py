@@ -188,3 +188,56 @@ def test_confusion_is_the_run_records_and_its_examples_are_mistakes(tmp_path):
         idx = [int(i) for i in row["test_images"].split()]
         assert len(idx) == min(4, rec["confusion"][t][p])
         assert all(y_test[i] == t for i in idx)
+
+
+def test_word_patches_are_the_nearest_patches_by_brute_force(tmp_path):
+    """Each shown word is the training patch whose descriptor is nearest to it: the crop
+    described alone gives the recorded distance, and no patch of any image is nearer."""
+    from featbench.features.bovw import BagOfVisualWords
+    from featbench.features.local import dense_descriptors
+    from featbench.show import word_patches
+
+    ds = load_dataset("digits").subset(60, 10, seed=0)
+    images = ds.X_train[:20]
+    est = BagOfVisualWords(n_words=12, descriptor="patch", step=4, patch_sizes=(8, 12),
+                           random_state=0).fit(images)
+    rows, patches = word_patches(est, images, n_words=5)
+    assert len(rows) == len(patches) == 5
+    # the words most descriptors fall in, most used first (a slow count)
+    C = est.codebook_.astype(np.float64)
+    counts = np.zeros(len(C), int)
+    for im in images:
+        for d in dense_descriptors(im[None], "patch", 4, (8, 12))[0][0]:
+            counts[np.argmin(((C - d) ** 2).sum(1))] += 1
+    assert [int(r[0]) for r in rows] == list(np.argsort(-counts, kind="stable")[:5])
+    for (word, i, x0, y0, size, d2), patch in zip(rows, patches, strict=True):
+        assert patch.shape == (size, size, 3)
+        assert np.array_equal(patch, images[i, y0:y0 + size, x0:x0 + size])
+        alone = dense_descriptors(patch[None], "patch", 4, (size,))[0][0, 0]
+        assert ((alone - C[word]) ** 2).sum() == pytest.approx(d2, rel=1e-4, abs=1e-4)
+        best = min(((d - C[word]) ** 2).sum() for im in images
+                   for d in dense_descriptors(im[None], "patch", 4, (8, 12))[0][0])
+        assert d2 == pytest.approx(best, rel=1e-4, abs=1e-4)
+
+
+def test_backbone_filters_are_its_stem_weights(tmp_path):
+    """A state-dict file's first convolution, stretched per filter, is what the figure's
+    CSV holds."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+
+    torch.manual_seed(3)
+    sd = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / "r18.pt"
+    torch.save(sd, path)
+    name = f"file:{path}"
+    ds = load_dataset("digits").subset(30, 10, seed=0)
+    files = render_show(ds, ["filters"], [name], {name: {"arch": "resnet18"}},
+                        FeatureStore(tmp_path / "s"), tmp_path / "out", echo=lambda m: None)
+    csv_file = next(p for p in files if p.suffix == ".csv")
+    shown = np.array([[float(v) for v in r[1:]] for r in
+                      list(csv.reader(open(csv_file)))[1:]])
+    w = sd["conv1.weight"].numpy().transpose(0, 2, 3, 1)  # (64, 7, 7, 3)
+    lo, hi = w.min(axis=(1, 2, 3), keepdims=True), w.max(axis=(1, 2, 3), keepdims=True)
+    expect = ((w - lo) / (hi - lo)).reshape(64, -1)
+    np.testing.assert_allclose(shown, expect, atol=1e-6)

@@ -129,8 +129,10 @@ _SPACES = ("raw pixels/logreg", "HOG (Dalal-Triggs)/logreg", "k-means patches (K
 PICTURES = (
     Picture("hog", ("HOG (Dalal-Triggs)/logreg",)),
     Picture("color-hist", ("color histogram/logreg",)),
-    Picture("filters", ("k-means patches (K=1600)/logreg",
-                        "ConvNetJS net, trained end to end/logreg")),
+    Picture("filters", ("bag of words (soft, 3 scales)/logreg",
+                        "k-means patches (K=1600)/logreg",
+                        "ConvNetJS net, trained end to end/logreg",
+                        "EfficientNet-Lite0 (224 px)/logreg")),
     Picture("neighbors", _SPACES),
     Picture("map", _SPACES),
     Picture("confusion", ("HOG + hue (CS231n)/logreg", "ConvNetJS net, trained end to end/logreg")),
