@@ -225,7 +225,8 @@ class ConvNet(ImageExtractor):
         at another size: bilinear, antialiased when shrinking, rounded to uint8).
     widths : int or sequence of int, optional
         Channels of each stage, one stage per width; None: convnetjs (16, 20, 20),
-        resnet-small (64, 256, 256). The side must allow one 2x2 pooling per stage.
+        resnet-small (64, 256, 256), airbench (64, 256, 256). The side must allow one 2x2
+        pooling per stage (airbench: after its 2x2 whitening takes a pixel).
     tta : bool, optional
         Test-time flip in :meth:`predict` and :meth:`logits` (each image's logits averaged
         with its mirror image's; airbench: its mirror and 1-pixel translations,
