@@ -302,3 +302,16 @@ def test_side_must_leave_a_pixel_per_pooling_after_the_whitening():
     ConvNet("airbench", size=9, widths=(4, 4, 4)).check_plan("convnet:airbench")
     with pytest.raises(ParameterError, match=r"flip=sideways"):
         ConvNet("airbench", flip="sideways").check_plan("convnet:airbench")
+
+
+def test_command_line_values_of_the_recipe_parameters():
+    from featbench.params import parse_params
+    from featbench.plan import validate_plan
+
+    good = parse_params(["convnet:airbench.flip=alternate", "convnet:airbench.epochs=9.9",
+                         "convnet:airbench.lookahead=false"])
+    assert good["convnet:airbench"] == {"flip": "alternate", "epochs": 9.9, "lookahead": False}
+    validate_plan(["convnet:airbench"], ["own-head"], good)
+    with pytest.raises(ParameterError, match=r"^invalid value convnet:airbench.flip='sideways'"):
+        validate_plan(["convnet:airbench"], ["own-head"],
+                      parse_params(["convnet:airbench.flip=sideways"]))
