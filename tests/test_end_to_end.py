@@ -29,6 +29,7 @@ PARAMS = {
                               device="cpu"),
     "convnet:resnet-small": dict(size=16, widths=(8, 16), epochs=10, batch_size=32, lr=0.1,
                                  device="cpu"),
+    "convnet:airbench": dict(size=16, widths=(8, 16), epochs=10, batch_size=32, device="cpu"),
 }
 
 
@@ -54,10 +55,12 @@ def _direct(ds, name: str):
     return net, X_val, y_val, X_test, y_test
 
 
-@pytest.mark.parametrize("name", ["convnet:convnetjs", "convnet:resnet-small"])
+@pytest.mark.parametrize("name", ["convnet:convnetjs", "convnet:resnet-small",
+                                  "convnet:airbench"])
 def test_own_head_scores_the_network_trained_on_the_fit_split(ds, name, tmp_path):
     """convnetjs reads the stored features with its head; resnet-small (test-time flip on)
-    decodes the images again and averages each image's logits with its mirror's."""
+    decodes the images again and averages each image's logits with its mirror's (airbench:
+    with its 1-pixel translations too)."""
     records = run_benchmark(ds, [name], ["own-head", "logreg"], params={name: PARAMS[name]},
                             seed=SEED, store=FeatureStore(tmp_path / "store"),
                             results_dir=tmp_path / "res")
@@ -67,7 +70,7 @@ def test_own_head_scores_the_network_trained_on_the_fit_split(ds, name, tmp_path
     assert own["test_acc"] > 0.3  # it learned (chance: 0.1): the equality below is no coincidence
     assert own["test_acc"] == pytest.approx(np.mean(net.predict(X_test) == y_test), abs=1e-12)
     assert own["val_acc"] == pytest.approx(np.mean(net.predict(X_val) == y_val), abs=1e-12)
-    assert own["classifier"]["params"]["tta"] is (name == "convnet:resnet-small")
+    assert own["classifier"]["params"]["tta"] is (name != "convnet:convnetjs")
     assert own["classifier"]["trained"]["epochs_run"] == PARAMS[name]["epochs"]
     assert own["dataset"]["n_val"] == len(y_val) and own["dataset"]["n_test_scored"] == 60
     # the features + logreg pair of the same network is an ordinary tuned pair

@@ -130,7 +130,7 @@ EXTRACTORS.register_class(
     _constraints("cnn:<model>"))
 EXTRACTORS.register_class(
     "convnet:<arch>", "featbench.features.convnet:ConvNet",
-    "A ConvNet trained end to end on the training split (convnetjs, resnet-small).",
+    "A ConvNet trained end to end on the training split (convnetjs, resnet-small, airbench).",
     _constraints("convnet:<arch>"))
 
 #: families whose names take an argument: ``cnn:resnet18`` (the entry of ``cnn:<model>``
@@ -158,11 +158,13 @@ def _convnet_constraints() -> dict[str, list]:
 
     _int, _pos = positive_int(), positive_real()
     _fraction = Interval(Real, 0, 1, closed="left")
-    return {"arch": [StrOptions(set(ARCHS))], "epochs": [_int, None],
-            "batch_size": [_int, None], "lr": [_pos, None], "momentum": [_fraction],
+    return {"arch": [StrOptions(set(ARCHS))], "epochs": [_int, _pos, None],
+            "batch_size": [_int, None], "lr": [_pos, None], "momentum": [_fraction, None],
             "nesterov": ["boolean"], "weight_decay": [non_negative_real(), None],
-            "schedule": [StrOptions(set(SCHEDULES))], "warmup": [_fraction],
-            "label_smoothing": [_fraction, None], "flip": ["boolean"],
+            "schedule": [StrOptions(set(SCHEDULES)), None], "warmup": [_fraction, None],
+            "label_smoothing": [_fraction, None],
+            "flip": ["boolean", StrOptions({"random", "alternate"}), None],
+            "lookahead": ["boolean", None],
             "shift": [Interval(Integral, 0, None, closed="left")],
             "size": [Interval(Integral, 8, None, closed="left")],
             "widths": [IntSequence(1), None], "tta": ["boolean", None],

@@ -33,13 +33,18 @@ from ..errors import ParameterError
 from ..progress import progress
 from ..runtime import autocast, check_device, run_batches
 from .base import ImageExtractor, as_uint8_images
-from .convnet_archs import build_network
-from .convnet_recipes import ARCHS, CONVNET_PRECISIONS, RECIPES, SCHEDULES
+from .convnet_archs import NETWORKS, build_network
+from .convnet_recipes import ARCHS, CONVNET_PRECISIONS, DEFAULTS, FLIPS, RECIPES, SCHEDULES
 
 #: images per forward pass when extracting features or predicting (halved on OOM)
 EVAL_BATCH = 256
 #: images resized per call when the input side differs from ``size``
 RESIZE_BATCH = 1024
+#: training images the network's data-dependent initialization sees at most (airbench
+#: whitens with 5,000)
+INIT_IMAGES = 5000
+#: steps between two lookahead updates (airbench's 5)
+LOOKAHEAD_EVERY = 5
 #: prefix of the state-dict entries in :meth:`ConvNet.fitted_state` (``.`` -> ``__``)
 WEIGHT_PREFIX = "net__"
 #: the scalars :meth:`ConvNet.fitted_state` exports beside the arrays
@@ -52,19 +57,53 @@ def lr_factor(schedule: str, t: float, warmup: float) -> float:
 
     ``onecycle``: linear from 0.1 to 1 over the first ``warmup`` of training, then linear
     down to 0 (Smith's one-cycle policy as airbench and ResNet-9 use it); ``cosine``: the
-    same warm-up, then half a cosine down to 0; ``constant``: 1 throughout.
+    same warm-up, then half a cosine down to 0; ``constant``: 1 throughout;
+    ``airbench``: airbench94's, linear from 0.2 to 1 over the warm-up, then linear down
+    to 0.07 (Jordan 2024, arXiv:2404.00498; airbench counts the warm-up in whole steps,
+    ``int(0.23 * steps)``, which the training loop passes as ``warmup``).
     """
     if schedule not in SCHEDULES:
         raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
     t = min(max(t, 0.0), 1.0)
     if schedule == "constant":
         return 1.0
+    start, end = (0.2, 0.07) if schedule == "airbench" else (0.1, 0.0)
     if warmup > 0 and t < warmup:
-        return 0.1 + 0.9 * t / warmup
+        return start + (1.0 - start) * t / warmup
     rest = (t - warmup) / (1.0 - warmup) if warmup < 1 else 1.0
+    if schedule == "airbench":
+        return 1.0 - (1.0 - end) * rest
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * rest))
     return 1.0 - rest
+
+
+def lookahead_decay(step: int, total: int) -> float:
+    """airbench's lookahead decay after ``step`` of ``total`` steps:
+    ``0.95**5 * (step / total)**3`` (close to 0 early: the average follows the weights;
+    0.77 at the end)."""
+    return 0.95 ** 5 * (step / max(1, total)) ** 3
+
+
+@torch.no_grad()
+def lookahead_update(average: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                     decay: float) -> None:
+    """One lookahead step of airbench (its ``LookaheadState.update``), in place: every
+    floating-point entry of the network's ``state`` (parameters and batch-norm
+    statistics) moves the ``average`` to ``decay * average + (1 - decay) * value``, and
+    the network's entry is then set to the average. ``decay=1`` copies the average into
+    the network (airbench's last step). Integer entries (batch counts) are left alone.
+
+    References
+    ----------
+    .. [1] K. Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU", 2024,
+       arXiv:2404.00498 (section 3.5, lookahead with an EMA every 5 steps).
+    .. [2] M. R. Zhang et al., "Lookahead optimizer: k steps forward, 1 step back", 2019.
+    """
+    for key, value in state.items():
+        if value.is_floating_point():
+            average[key].lerp_(value, 1.0 - decay)
+            value.copy_(average[key])
 
 
 def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -135,35 +174,48 @@ class ConvNet(ImageExtractor):
 
     Parameters
     ----------
-    arch : {"convnetjs", "resnet-small"}, default="convnetjs"
+    arch : {"convnetjs", "resnet-small", "airbench"}, default="convnetjs"
         The network (:mod:`featbench.features.convnet_archs`); the command line names it
         ``convnet:<arch>``. ``convnetjs``: ConvNetJS's CIFAR-10 demo (three 5x5 conv +
         ReLU + 2x2 max-pool stages, 16, 20, 20 filters, one linear layer; 320 features at
         32 px). ``resnet-small``: an airbench-like residual network (3x3 conv stem, three
         conv-pool-BN-ReLU stages each with a residual block of two conv-BN-ReLU, global
-        max-pool; ``widths[-1]`` features).
-    epochs : int, optional
-        Passes over the training images; None: convnetjs 30, resnet-small 10.
+        max-pool; ``widths[-1]`` features). ``airbench``: airbench94's network and
+        training recipe (:class:`~featbench.features.convnet_archs.AirbenchNet`: a frozen
+        2x2 patch-whitening convolution, GELU, three conv groups 64/256/256 with max
+        pooling and batch norm without scale, global max-pool, logits scaled by 1/9;
+        ``widths[-1]`` features).
+    epochs : int or float, optional
+        Passes over the training images (a fraction: the last pass stops part way);
+        None: convnetjs 30, resnet-small 10, airbench 9.9.
     batch_size : int, optional
-        Training images per step; None: convnetjs 64, resnet-small 512.
+        Training images per step; None: convnetjs 64, resnet-small 512, airbench 1024.
     lr : float, optional
         Peak learning rate of SGD (the loss is the batch mean); None: convnetjs 0.02,
-        resnet-small 0.4.
-    momentum : float, default=0.9
-        SGD momentum.
+        resnet-small 0.4. airbench: its decoupled learning rate per 1024 images
+        (default 11.5; see ``AirbenchNet.param_groups``).
+    momentum : float, optional
+        SGD momentum; None: 0.9, airbench 0.85.
     nesterov : bool, default=True
         Nesterov momentum.
     weight_decay : float, optional
         L2 weight decay of the convolution and linear weights (not of biases and batch
-        norm); None: convnetjs 1e-4 (the demo's), resnet-small 5e-4.
-    schedule : {"onecycle", "cosine", "constant"}, default="onecycle"
-        Learning-rate schedule over the whole training (:func:`lr_factor`), per step.
-    warmup : float, default=0.2
-        Fraction of the training over which the learning rate rises to its peak.
+        norm); None: convnetjs 1e-4 (the demo's), resnet-small 5e-4. airbench: its
+        decoupled decay per 1024 images, of every trained parameter (default 0.0153).
+    schedule : {"onecycle", "cosine", "constant", "airbench"}, optional
+        Learning-rate schedule over the whole training (:func:`lr_factor`), per step;
+        None: onecycle, airbench airbench.
+    warmup : float, optional
+        Fraction of the training over which the learning rate rises to its peak; None:
+        0.2, airbench 0.23.
     label_smoothing : float, optional
-        Label smoothing of the cross-entropy loss; None: convnetjs 0, resnet-small 0.2.
-    flip : bool, default=True
-        Random horizontal flips during training.
+        Label smoothing of the cross-entropy loss; None: convnetjs 0, resnet-small 0.2,
+        airbench 0.2.
+    flip : {True, False, "random", "alternate"}, optional
+        Horizontal flips during training: True or "random" (each image with probability
+        1/2 every epoch), "alternate" (airbench's: a random half of the images in the
+        first epoch, then each image the other way round every next epoch), False (none);
+        None: True, airbench "alternate".
     shift : int, default=2
         Random translations by up to this many pixels each way during training
         (reflection padding); 0: none.
@@ -173,11 +225,18 @@ class ConvNet(ImageExtractor):
         at another size: bilinear, antialiased when shrinking, rounded to uint8).
     widths : int or sequence of int, optional
         Channels of each stage, one stage per width; None: convnetjs (16, 20, 20),
-        resnet-small (64, 256, 256). The side must allow one 2x2 pooling per stage.
+        resnet-small (64, 256, 256), airbench (64, 256, 256). The side must allow one 2x2
+        pooling per stage (airbench: after its 2x2 whitening takes a pixel).
     tta : bool, optional
         Test-time flip in :meth:`predict` and :meth:`logits` (each image's logits averaged
-        with its mirror image's); None: convnetjs False, resnet-small True. Features are
-        never averaged.
+        with its mirror image's; airbench: its mirror and 1-pixel translations,
+        ``AirbenchNet.tta_logits``); None: convnetjs False, resnet-small and airbench
+        True. Features are never averaged.
+    lookahead : bool, optional
+        airbench's lookahead: every 5 steps an exponential moving average of the weights
+        (and batch-norm statistics) is updated with :func:`lookahead_decay` and copied
+        into the network, and the network ends with the average
+        (:func:`lookahead_update`); None: False, airbench True.
     time_budget_s : float, optional
         Stop training after this many seconds (checked after every step; the learning
         rate schedule then runs on the larger of the step and the time fractions, so it
@@ -236,6 +295,19 @@ class ConvNet(ImageExtractor):
     .. [3] D. Page, "How to train your ResNet", Myrtle.ai blog, 2018.
     .. [4] L. N. Smith and N. Topin, "Super-convergence: very fast training of neural
        networks using large learning rates", 2017 (the one-cycle policy).
+    .. [5] K. Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU", 2024,
+       arXiv:2404.00498 (airbench94, ``legacy/airbench94.py``).
+
+    The ``airbench`` recipe departs from airbench94 in these points: the images are
+    normalized with the training images' channel statistics (airbench: CIFAR-10's); the
+    whitening filters come from at most 5,000 of the training images drawn with the
+    seed (airbench: the first 5,000 of CIFAR-10's training set), with the covariance in
+    float64; the loss is the batch mean with a learning rate ``batch_size`` times
+    airbench's (the same steps as its summed loss); the lookahead average starts from
+    the whitened network (airbench's starts before the whitening is set, which mixes a
+    trace of the initial filters into the frozen ones); training runs in float32 or
+    under the autocast of ``precision`` (airbench: float16 weights); fewer images than a
+    batch train as one batch.
     """
 
     _chunk_size = 4096
@@ -246,11 +318,12 @@ class ConvNet(ImageExtractor):
 
     def __init__(self, arch: str = "convnetjs", epochs: int | None = None,
                  batch_size: int | None = None, lr: float | None = None,
-                 momentum: float = 0.9, nesterov: bool = True,
-                 weight_decay: float | None = None, schedule: str = "onecycle",
-                 warmup: float = 0.2, label_smoothing: float | None = None,
-                 flip: bool = True, shift: int = 2, size: int = 32,
+                 momentum: float | None = None, nesterov: bool = True,
+                 weight_decay: float | None = None, schedule: str | None = None,
+                 warmup: float | None = None, label_smoothing: float | None = None,
+                 flip: bool | str | None = None, shift: int = 2, size: int = 32,
                  widths: int | tuple[int, ...] | None = None, tta: bool | None = None,
+                 lookahead: bool | None = None,
                  time_budget_s: float | None = None, device: str = "auto",
                  precision: str = "fp32", random_state: int | None = 0) -> None:
         self.arch = arch
@@ -268,6 +341,7 @@ class ConvNet(ImageExtractor):
         self.size = size
         self.widths = widths
         self.tta = tta
+        self.lookahead = lookahead
         self.time_budget_s = time_budget_s
         self.device = device
         self.precision = precision
@@ -281,7 +355,7 @@ class ConvNet(ImageExtractor):
                                  f"architectures: {', '.join(ARCHS)}")
         value = getattr(self, name)
         if value is None:
-            value = RECIPES[self.arch][name]
+            value = RECIPES[self.arch].get(name, DEFAULTS.get(name))
         if name == "widths":
             value = (int(value),) if isinstance(value, (int, np.integer)) else \
                 tuple(int(v) for v in value)
@@ -318,10 +392,16 @@ class ConvNet(ImageExtractor):
         widths = self.setting("widths")
         if not widths:
             raise ParameterError(f"-p {name}.widths: needs at least one stage")
-        if int(self.size) < 2 ** len(widths):
+        cls = NETWORKS.get(self.arch)
+        smallest = cls.min_size(len(widths)) if hasattr(cls, "min_size") else \
+            2 ** len(widths)
+        if int(self.size) < smallest:
             raise ParameterError(
                 f"-p {name}.size={self.size}: {len(widths)} stages halve the side "
-                f"{len(widths)} times; size must be at least {2 ** len(widths)}")
+                f"{len(widths)} times; size must be at least {smallest}")
+        if self.setting("flip") not in FLIPS:
+            raise ParameterError(f"-p {name}.flip={self.flip}: must be one of "
+                                 f"{', '.join(map(str, FLIPS))}")
         if int(self.shift) >= int(self.size):
             raise ParameterError(f"-p {name}.shift={self.shift}: must be less than size="
                                  f"{self.size}")
@@ -377,22 +457,42 @@ class ConvNet(ImageExtractor):
                std: torch.Tensor, device: torch.device, precision: str, seed: int
                ) -> dict[str, Any]:
         """Train ``net`` on uint8 images ``x`` ``(n, 3, size, size)`` and class indices
-        ``y``; the training figures (:data:`_TRAIN_STATS`)."""
-        epochs, batch_size = int(self.setting("epochs")), int(self.setting("batch_size"))
+        ``y``; the training figures (:data:`_TRAIN_STATS`).
+
+        The network's optional hooks (:mod:`~featbench.features.convnet_archs`) run
+        here: ``param_groups`` gives the optimizer's groups (else: weight decay on the
+        weights of ndim > 1 only), ``init_from_data`` sees at most
+        :data:`INIT_IMAGES` normalized training images (drawn with the seed) before the
+        first step, ``start_epoch`` runs before each epoch, ``drop_last`` drops each
+        epoch's last partial batch. ``lookahead`` (airbench) keeps the moving average
+        of :func:`lookahead_update`.
+        """
+        epochs, batch_size = self.setting("epochs"), int(self.setting("batch_size"))
         lr, wd = float(self.setting("lr")), float(self.setting("weight_decay"))
         smoothing = float(self.setting("label_smoothing"))
+        momentum, schedule = float(self.setting("momentum")), self.setting("schedule")
+        warmup, flip = float(self.setting("warmup")), self.setting("flip")
         budget = None if self.time_budget_s is None else float(self.time_budget_s)
         n = len(x)
-        steps = math.ceil(n / batch_size)
-        if n % batch_size == 1 and n > 1:
-            steps -= 1  # no batch of one image (batch norm needs two); a random one waits
-        total = epochs * steps
-        decay = [p for p in net.parameters() if p.ndim > 1]
-        no_decay = [p for p in net.parameters() if p.ndim <= 1]
-        opt = torch.optim.SGD([{"params": decay, "weight_decay": wd},
-                               {"params": no_decay, "weight_decay": 0.0}],
-                              lr=lr, momentum=float(self.momentum),
-                              nesterov=bool(self.nesterov) and float(self.momentum) > 0)
+        if getattr(net, "drop_last", False):
+            steps = max(1, n // batch_size)
+        else:
+            steps = math.ceil(n / batch_size)
+            if n % batch_size == 1 and n > 1:
+                steps -= 1  # no batch of one image (batch norm needs two); a random one waits
+        total = math.ceil(epochs * steps)
+        if schedule == "airbench":  # airbench's warm-up: a whole number of steps
+            warmup = int(total * warmup) / total
+        if hasattr(net, "param_groups"):
+            groups = net.param_groups(lr, wd, momentum, batch_size)
+        else:
+            decay = [p for p in net.parameters() if p.ndim > 1]
+            no_decay = [p for p in net.parameters() if p.ndim <= 1]
+            groups = [{"params": decay, "weight_decay": wd, "lr": lr},
+                      {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+        base_lrs = [group["lr"] for group in groups]
+        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum,
+                              nesterov=bool(self.nesterov) and momentum > 0)
         generator = torch.Generator().manual_seed(seed)
         x_dev, y_dev = x.to(device), y.to(device)
         mean_d, std_d = mean.to(device).view(1, 3, 1, 1), std.to(device).view(1, 3, 1, 1)
@@ -407,24 +507,43 @@ class ConvNet(ImageExtractor):
         net.train()
         step, epochs_run, last_loss, stopped, seen = 0, 0, float("nan"), False, 0
         t0 = time.perf_counter()
+        average = None
+        if hasattr(net, "init_from_data"):
+            pick = torch.randperm(n, generator=generator)[:INIT_IMAGES] if n > INIT_IMAGES \
+                else torch.arange(n)
+            net.init_from_data(x[pick].float().div_(255.0).sub_(mean.view(1, 3, 1, 1))
+                               .div_(std.view(1, 3, 1, 1)))
+        if self.setting("lookahead"):
+            average = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        # airbench's alternating flip: a random half first, then all the other way round
+        flipped = (torch.rand(n, generator=generator) < 0.5).to(device) \
+            if flip == "alternate" else None
         # one step per batch; in logs a line every 30 s and one after every epoch
         bar = progress(total=total, desc=f"convnet:{self.arch}: train {n} img x {epochs} "
                                          f"epochs", unit="step")
         try:
-            for epoch in range(epochs):
+            for epoch in range(math.ceil(epochs)):
+                if hasattr(net, "start_epoch"):
+                    net.start_epoch(epoch)
                 order = torch.randperm(n, generator=generator).to(device)
                 loss_sum = torch.zeros((), device=device)
                 count = 0
                 for b in range(steps):
+                    if step >= total:  # a fraction of an epoch left
+                        break
                     elapsed = time.perf_counter() - t0
                     frac = step / total
                     if budget is not None:
                         frac = max(frac, elapsed / budget)
-                    for group in opt.param_groups:
-                        group["lr"] = lr * lr_factor(self.schedule, frac, float(self.warmup))
+                    factor = lr_factor(schedule, frac, warmup)
+                    for group, base in zip(opt.param_groups, base_lrs, strict=True):
+                        group["lr"] = base * factor
                     idx = order[b * batch_size:(b + 1) * batch_size]
                     xb = x_dev[idx].float().div_(255.0).sub_(mean_d).div_(std_d)
-                    xb = augment(xb, generator, bool(self.flip), int(self.shift))
+                    if flipped is not None:
+                        mask = flipped[idx] ^ bool(epoch % 2)
+                        xb = torch.where(mask[:, None, None, None], xb.flip(3), xb)
+                    xb = augment(xb, generator, flip in (True, "random"), int(self.shift))
                     if cuda:
                         xb = xb.contiguous(memory_format=torch.channels_last)
                     with autocast(device, precision):
@@ -436,6 +555,9 @@ class ConvNet(ImageExtractor):
                     loss_sum += loss.detach() * len(idx)
                     count += len(idx)
                     step += 1
+                    if average is not None and step % LOOKAHEAD_EVERY == 0:
+                        lookahead_update(average, net.state_dict(),
+                                         lookahead_decay(step, total))
                     bar.update(1)
                     if budget is not None and time.perf_counter() - t0 >= budget:
                         stopped = True
@@ -448,6 +570,8 @@ class ConvNet(ImageExtractor):
                                     f"{rate:.0f} img/s")
                 if stopped:
                     break
+            if average is not None:  # the network ends with the average
+                lookahead_update(average, net.state_dict(), 1.0)
         finally:
             bar.close()
             torch.use_deterministic_algorithms(deterministic)
@@ -542,7 +666,8 @@ class ConvNet(ImageExtractor):
         X = self._checked(X)
         tta = self.setting("tta") if tta is None else tta
         if tta:
-            return self._run(X, lambda net, x: 0.5 * (net(x) + net(x.flip(3))))
+            return self._run(X, lambda net, x: net.tta_logits(x) if hasattr(net, "tta_logits")
+                             else 0.5 * (net(x) + net(x.flip(3))))
         return self._run(X, lambda net, x: net(x))
 
     def predict(self, X) -> np.ndarray:
@@ -603,4 +728,5 @@ class ConvNet(ImageExtractor):
         return tags
 
 
-__all__ = ["ConvNet", "augment", "lr_factor", "resize_uint8"]
+__all__ = ["ConvNet", "augment", "lookahead_decay", "lookahead_update", "lr_factor",
+           "resize_uint8"]

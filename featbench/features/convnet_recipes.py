@@ -11,7 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 #: architectures, in the order ``featbench describe`` lists them
-ARCHS = ("convnetjs", "resnet-small")
+ARCHS = ("convnetjs", "resnet-small", "airbench")
+
+#: the value of a parameter left at None that an architecture's recipe does not name
+DEFAULTS: dict[str, Any] = {"momentum": 0.9, "schedule": "onecycle", "warmup": 0.2,
+                            "flip": True, "lookahead": False}
 
 #: per-architecture defaults of the parameters left at None
 RECIPES: dict[str, dict[str, Any]] = {
@@ -25,9 +29,24 @@ RECIPES: dict[str, dict[str, Any]] = {
     # label smoothing 0.2, test-time flip averaging
     "resnet-small": {"widths": (64, 256, 256), "epochs": 10, "batch_size": 512, "lr": 0.4,
                      "weight_decay": 5e-4, "label_smoothing": 0.2, "tta": True},
+    # airbench94 (Jordan 2024, arXiv:2404.00498; legacy/airbench94.py of
+    # github.com/KellerJordan/cifar10-airbench): frozen 2x2 whitening convolution, GELU,
+    # conv groups 64/256/256, 9.9 epochs of batch 1024, SGD Nesterov with momentum 0.85;
+    # lr 11.5 and weight decay 0.0153 are airbench's decoupled values (per 1024 images,
+    # see AirbenchNet.param_groups); its warm-up/decay schedule (23 % warm-up from 0.2,
+    # then down to 0.07), lookahead EMA, alternating flip, label smoothing 0.2 and its
+    # test-time augmentation (mirror and 1-px translations)
+    "airbench": {"widths": (64, 256, 256), "epochs": 9.9, "batch_size": 1024, "lr": 11.5,
+                 "weight_decay": 0.0153, "momentum": 0.85, "schedule": "airbench",
+                 "warmup": 0.23, "label_smoothing": 0.2, "flip": "alternate",
+                 "lookahead": True, "tta": True},
 }
 
 #: learning-rate schedules (see :func:`featbench.features.convnet.lr_factor`)
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "cosine", "constant", "airbench")
+#: training flips: ``True`` / ``"random"`` (each image with probability 1/2 every epoch),
+#: ``"alternate"`` (airbench: a random half at first, then every image the other way
+#: round each epoch), ``False`` (none)
+FLIPS = (True, False, "random", "alternate")
 #: arithmetic of training and inference (see :mod:`featbench.runtime`)
 CONVNET_PRECISIONS = ("fp32", "tf32", "bf16")
