@@ -115,9 +115,9 @@ if want convnet; then
   if [ -f "$FULL/cifar10-jpeg.npz" ]; then
     timeout "${GPU_CHECK_CONVNET_TIMEOUT:-300}" python3 benchmarks/gpu_convnet.py \
       --data "$FULL/cifar10-jpeg.npz" --device "$DEVICE" ${GPU_CHECK_CONVNET_ARGS:-\
-      --budget 200 --run resnet-small:widths=128/256/512,epochs=24,shift=4 \
-      --run resnet-small:epochs=10 --run resnet-small:epochs=20 --run resnet-small:epochs=30 \
-      --run convnetjs} || echo "gpu_convnet.py stopped (exit $?)"
+      --budget 200 --run airbench --run airbench:random_state=1 \
+      --run airbench:random_state=2 --run resnet-small:widths=128/256/512,epochs=24,shift=4 \
+      --run resnet-small:epochs=10 --run convnetjs} || echo "gpu_convnet.py stopped (exit $?)"
   else
     echo "skipped: no $FULL/cifar10-jpeg.npz (bash benchmarks/gpu_check_prepare.sh; carry .gpu_full)"
   fi
