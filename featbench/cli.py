@@ -761,9 +761,10 @@ def describe(name) -> None:
 @click.option("-c", "--clf", "classifier", default="logreg", show_default=True,
               help="Classifier of `confusion`, tuned and refitted as `featbench run` does.")
 def show(figures, out, map_method, classifier, **opts) -> None:
-    """Draw the lecture's pictures of features: HOG glyphs (hog), color histograms
-    beside their images (color-hist), learned filters of
-    kmeans-patches and convnet:<arch> (filters), the nearest training images of a few
+    """Draw pictures of features: HOG glyphs (hog), color histograms beside their
+    images (color-hist), filters (filters: the k-means centroids of kmeans-patches, the
+    first-layer filters of convnet:<arch> and of pretrained backbones, and bovw/vlad words
+    as their nearest training patches), the nearest training images of a few
     test images in each feature space (neighbors), each feature space in 2-D, colored
     by class (map), and the confusion matrix of a classifier on each feature space with
     the most confused class pairs (confusion); all six without FIGURES.

@@ -2,8 +2,9 @@
 
 Top-k accuracy comes from the classifier's class scores (``decision_function``, else
 ``predict_proba``), only where there are more classes than ``k`` (with 5 classes or
-fewer it is 1). It equals scikit-learn's :func:`~sklearn.metrics.top_k_accuracy_score`
-except on ties: a true class tied with others at the k-th place counts as a miss here
+fewer a record holds None: every prediction would count). It equals scikit-learn's
+:func:`~sklearn.metrics.top_k_accuracy_score` except on ties: a true class tied with
+others at the k-th place counts as a miss here
 (scikit-learn breaks the tie by class order: a k-NN's classes without votes, all at 0,
 would count as hits for the last classes).
 Per-class accuracy is each class's recall, read off the confusion matrix.

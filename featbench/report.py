@@ -184,8 +184,10 @@ def update_readme(readme: str | Path, study_dir: str | Path) -> int:
 
 
 def _best(records: list[dict], family: str) -> dict | None:
+    """The family's most accurate row among linear probes and own heads (the headline
+    names them so; k-NN and few-shot rows are other protocols)."""
     ok = [r for r in records if not r.get("error") and r.get("confusion")
-          and family_of(r) == family]
+          and family_of(r) == family and protocol(r) in ("", "end to end")]
     return max(ok, key=lambda r: r["test_acc"]) if ok else None
 
 
@@ -237,9 +239,16 @@ def headline(records: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def _protocol_note(shown: object, sep: str = " (") -> str:
+    """`` (k-NN)`` / `` (few-shot K=10 (3 seeds))`` after a row's name: how it was scored
+    when that is not the tuned linear probe (an own head says so by its name)."""
+    if not isinstance(shown, str) or shown in ("", "-", "end to end"):
+        return ""
+    return f"{sep}{shown}" + (")" if sep == " (" else "")
+
+
 def _name(rec: dict) -> str:
-    shown = protocol(rec)
-    extra = f" ({shown})" if shown and rec.get("few_shot") else ""
+    extra = _protocol_note(protocol(rec))
     return f"{rec.get('study', {}).get('label') or rec['features']['spec']} + " \
            f"{rec['classifier']['name']}{extra}"
 
@@ -258,7 +267,7 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
     # (1) test accuracy per row, references marked
     fig, ax = plt.subplots(figsize=(8, 0.32 * max(len(df), 4) + 1.2))
     y = np.arange(len(df))[::-1]
-    labels = [f"{r.row} + {r.classifier}" for r in df.itertuples()]
+    labels = [f"{r.row} + {r.classifier}{_protocol_note(r.protocol)}" for r in df.itertuples()]
     ax.barh(y, df["test_acc"], color=[COLORS.get(f, "gray") for f in df["family"]])
     text_x = dict(zip(y, df["test_acc"], strict=False))
     for yi, rec in zip(y, recs, strict=False):
@@ -295,7 +304,8 @@ def plot_all(records: list[dict], out_dir: Path, title: str = "") -> list[Path]:
             ax.scatter(r.images_per_s, r.test_acc, color=COLORS.get(r.family, "gray"), s=30)
             ax.annotate(str(n), (r.images_per_s, r.test_acc), fontsize=7, xytext=(4, 2),
                         textcoords="offset points")
-            lines.append((f"{n}. {r.row} ({r.classifier}): {r.test_acc:.3f}",
+            lines.append((f"{n}. {r.row} ({r.classifier}{_protocol_note(r.protocol, ', ')}"
+                          f"): {r.test_acc:.3f}",
                           COLORS.get(r.family, "gray")))
     key.set_axis_off()
     for k, (text, color) in enumerate(lines):

@@ -27,6 +27,7 @@ Each figure is a PNG drawn with matplotlib, with its numbers as CSV where it has
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +100,12 @@ def color_hist_figure(images: np.ndarray, hists: np.ndarray, out: Path, title: s
 
 
 def first_conv(model: Any) -> np.ndarray:
-    """The weights ``(out, 3, kh, kw)`` of a torch model's first convolution that reads
-    the 3 color channels (its stem), in the order ``named_modules`` walks it."""
-    import torch.nn as nn
-
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d) and module.in_channels == 3 and module.groups == 1:
-            return module.weight.detach().float().cpu().numpy()
+    """The weights ``(out, 3, kh, kw)`` of a torch model's first convolution on the 3
+    color channels (its stem): the first 4-D parameter, in the order the model holds
+    them, that reads 3 channels (this also reads TorchScript modules)."""
+    for _, weight in model.named_parameters():
+        if weight.ndim == 4 and weight.shape[1] == 3:
+            return weight.detach().float().cpu().numpy()
     raise ValueError(f"{type(model).__name__} has no convolution on the color channels")
 
 
@@ -375,12 +375,21 @@ CAPTIONS = {
     "filters-kmeans-patches": "Learned k-means patch filters (centroids mapped back to "
                               "pixels, as Coates et al. show them).",
     "filters-convnet": "First-layer filters of the ConvNet trained end to end.",
+    "filters": "First-layer (stem) filters of a pretrained backbone.",
+    "words": "Visual words of a codebook, each shown as the training patch whose descriptor "
+             "is nearest to it (the most used words).",
     "neighbors": "Six test images (left) and their five nearest training images in each "
                  "feature space.",
     "map": "Test images in 2-D (PCA of the standardized features), colored by class.",
     "confusion": "Confusion matrix and the most confused class pairs, with test images of "
                  "each mistake.",
 }
+
+
+def file_slug(text: str) -> str:
+    """A file-name part for a feature or pair name (``hog+color-hist`` ->
+    ``hog_color-hist``, ``hf:org/model`` -> ``hf-org-model``): no path separators."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.replace("+", "_")).strip("-.") or "x"
 
 
 def caption(file_name: str) -> str:
@@ -451,7 +460,7 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
         for name in dict.fromkeys(n for spec in feature_specs for n in split_spec(spec)):
             est = set_params_checked(build_extractor(name), params.get(name, {}),
                                      f"feature {name!r}")
-            slug = name.replace(":", "-").replace("/", "-")
+            slug = file_slug(name)
             if name in ("bovw", "vlad"):  # words as the training patches nearest to them
                 view_for(est, ds)
                 fitted = fitted_extractor(name, ds, params, store, seed=seed, split=split,
@@ -530,7 +539,7 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
             pairs = confused_pairs(m)
             examples = {(t, p): mistakes(y_test, pred, t, p)
                         for a, b, _, _ in pairs for t, p in ((a, b), (b, a))}
-            slug = f"{spec}-{classifier}".replace(":", "-").replace("+", "_")
+            slug = file_slug(f"{spec}-{classifier}")
             acc = float(np.mean(y_test == pred))
             hyper = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                               for k, v in chosen.items())

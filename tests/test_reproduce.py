@@ -401,3 +401,21 @@ def test_rows_follow_the_study_definition_not_the_recorded_order():
         "name": "cifar10", "row": row, "order": order}}
         for i, (row, order) in enumerate([(late, 0), (early, 5), ("gone/logreg", 3)])]
     assert [r["study"]["row"] for r in latest_per_row(recs)] == [early, "gone/logreg", late]
+
+
+def test_headline_names_linear_probes_and_plots_name_other_protocols():
+    """A k-NN or few-shot row never stands in the headline for "features + linear
+    classifier"; where it is shown, its protocol is named."""
+    from featbench.report import _name, headline
+
+    def rec(i, clf, acc, **extra):
+        return {"run_id": str(i), "created": f"2026-01-0{i}", "test_acc": acc,
+                "confusion": [[1]], "features": {"spec": "cnn:x"},
+                "classifier": {"name": clf}, **extra}
+
+    recs = [rec(1, "logreg", 0.80), rec(2, "knn", 0.85),
+            rec(3, "logreg", 0.90, few_shot={"label": "few-shot K=10 (3 seeds)"})]
+    assert headline(recs) == ("best pretrained ConvNet features + linear classifier: "
+                              "cnn:x + logreg 0.800")
+    assert _name(recs[1]) == "cnn:x + knn (k-NN)"
+    assert _name(recs[2]) == "cnn:x + logreg (few-shot K=10 (3 seeds))"

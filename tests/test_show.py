@@ -241,3 +241,43 @@ def test_backbone_filters_are_its_stem_weights(tmp_path):
     lo, hi = w.min(axis=(1, 2, 3), keepdims=True), w.max(axis=(1, 2, 3), keepdims=True)
     expect = ((w - lo) / (hi - lo)).reshape(64, -1)
     np.testing.assert_allclose(shown, expect, atol=1e-6)
+
+
+def test_figure_files_of_names_with_slashes_stay_in_the_folder(tmp_path):
+    """A feature named by a path (file:/..., hf:org/model) draws its confusion and
+    filters into the output folder itself."""
+    torch = pytest.importorskip("torch")
+    from featbench.show import caption, file_slug
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten())
+    path = tmp_path / "sub dir" / "m.ts"
+    path.parent.mkdir()
+    torch.jit.script(net).save(str(path))
+    name = f"file:{path}"
+    ds = load_dataset("digits").subset(60, 30, seed=0)
+    out = tmp_path / "out"
+    files = render_show(ds, ["confusion", "filters"], [name], {name: {"size": 16}},
+                        FeatureStore(tmp_path / "s"), out, echo=lambda m: None,
+                        classifier="ridge")
+    assert len(files) == 5 and all(p.parent == out and p.is_file() for p in files)
+    assert file_slug("hog+color-hist") == "hog_color-hist"
+    assert "/" not in file_slug("hf:org/model") and " " not in file_slug(name)
+    assert caption("filters-cnn-efficientnet-lite0.png").startswith("First-layer (stem)")
+    assert caption("filters-convnet-airbench.png").startswith("First-layer filters of the "
+                                                             "ConvNet trained")
+    assert caption("words-bovw.png").startswith("Visual words")
+    assert caption("neighbors.png").startswith("Six test images")
+
+
+def test_show_help_lists_every_figure():
+    from click.testing import CliRunner
+
+    from featbench.cli import main
+    from featbench.show import FIGURES
+
+    out = CliRunner().invoke(main, ["show", "--help"]).output
+    usage = out.split("\n\n")[0].replace("\n", "").replace(" ", "")
+    assert usage.endswith("[" + "|".join(FIGURES) + "]...")
+    text = " ".join(out.split())
+    assert all(f"({name}" in text for name in FIGURES)  # each one described
