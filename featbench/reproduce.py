@@ -24,9 +24,12 @@ from .studies import Row, Study
 def row_key(row: Row, ds: Dataset, params: dict[str, Any], seed: int, quick: bool,
             extend_grid: bool = True) -> str:
     """Everything that determines a study row's number, hashed: :func:`featbench.keys.pair_key`
-    of its features and classifier, with the row's id and the mode (``quick``)."""
+    of its features and classifier, with the row's id, the mode (``quick``) and its
+    protocol (few-shot K and draws)."""
+    proto = row.protocol()
     return pair_key(ds, row.features, row.classifier, params, seed, extend_grid=extend_grid,
-                    extra={"row": row.id, "quick": quick})
+                    extra={"row": row.id, "quick": quick, **({"protocol": proto} if proto
+                                                             else {})})
 
 
 def finished_keys(out_dir: Path) -> set[str]:
@@ -106,7 +109,9 @@ def run_study(study: Study, ds: Dataset, out_dir: str | Path, *, quick: bool = F
                               "family": row.family, "quick": quick, "reference": reference}}
         recs = run_benchmark(ds, [row.features], [row.classifier], params=params, seed=seed,
                              store=store or FeatureStore(), results_dir=out_dir, n_jobs=n_jobs,
-                             annotate=annotate, extend_grid=extend_grid)
+                             annotate=annotate, extend_grid=extend_grid,
+                             shots=[row.shots] if row.shots else None,
+                             n_shot_seeds=row.shot_seeds)
         for rec in recs:
             acc = rec.get("test_acc")
             flags = tuning_note(rec.get("classifier", {}))

@@ -72,6 +72,20 @@ def fit_data(ds: Dataset, feats: FeatureResult, split: TuningSplit
     return X_train, y_train, val_mask, X_test, y_test, int(val_mask.sum())
 
 
+def fit_image_names(ds: Dataset, feats: FeatureResult) -> list[str]:
+    """The image behind each row :func:`fit_data` tunes on (train, then a ``val/``
+    folder's; undecodable images left out): its path relative to the dataset's folder,
+    else ``name[i]``."""
+    names: list[str] = []
+    for split_name in ("train", *(("val",) if ds.val is not None else ())):
+        src = ds.split(split_name)
+        bad = {int(i) for i in (feats.bad.get(split_name) or [])}
+        rel = getattr(src, "paths", None)
+        names += [str(rel[i]) if rel is not None else src.name_of(i)
+                  for i in range(len(src)) if i not in bad]
+    return names
+
+
 def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
              params: dict[str, Any], *, seed: int, split: TuningSplit, n_jobs: int | None,
              extend_grid: bool = True, store: FeatureStore | None = None,
@@ -146,15 +160,17 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
     # changed-parameters column compares with
     defaults = canonical(CLASSIFIERS.build(clf_name, random_state=seed).get_params(deep=False))
     n_images = sum(len(src) for src in ds.splits().values())
+    names = fit_image_names(ds, feats) if shots is not None else []
     few_shot = None if shots is None else {
         "shots": int(shots), "seeds": [r[0] for r in runs], "label":
         few_shot_label(shots, len(runs)), "test_acc_std": float(np.std(accs)),
         "draws": [{"seed": r[0], "test_acc": a, "val_acc": r[2].val_acc,
-                   "chosen": r[2].best_params, "rows": [int(i) for i in r[1]]}
+                   "chosen": r[2].best_params, "rows": [int(i) for i in r[1]],
+                   "images": [names[int(i)] for i in r[1]]}
                   for r, a in zip(runs, accs, strict=True)],
         "note": "rows index the training features (train, then a val/ folder's images; "
-                "undecodable images left out): on a dataset without val/ and without "
-                "undecodable images they are the training images' indices"}
+                "undecodable images left out); images name them (paths relative to the "
+                "dataset's folder, or name[i] of an array dataset)"}
     return {
         "feature_dim": int(X.shape[1]),
         "val_acc": float(np.mean([r[2].val_acc for r in runs])),

@@ -80,3 +80,39 @@ def test_bad_shots_fail_before_any_work(ds, tmp_path):
                                        "--results-dir", str(tmp_path)])
     assert result.exit_code != 0 and "--shots" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_records_name_each_draws_images_and_the_protocol_keys_the_pair(tmp_path):
+    """Each draw names its images (paths in the dataset folder, of the drawn row's class,
+    never of val/); the few-shot pair's key differs from the whole-split probe's, and the
+    table's protocol column tells them apart."""
+    from PIL import Image
+
+    from featbench.results import make_table
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        for c in ("ant", "bee", "cat"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{c}{i}.png")
+    photos = load_dataset(f"folder:{root}")
+    store = FeatureStore(tmp_path / "s")
+    shot, = run_benchmark(photos, ["raw"], ["ridge"], shots=[2], n_shot_seeds=2, store=store,
+                          results_dir=tmp_path / "res")
+    probe, = run_benchmark(photos, ["raw"], ["ridge"], store=store,
+                           results_dir=tmp_path / "res")
+    assert shot["pair_key"] != probe["pair_key"]
+    feats = extract_features("raw", photos, {}, store, seed=0)
+    _, y, _, _, _, _ = fit_data(photos, feats, tuning_split(photos, 0))
+    classes = list(photos.classes)
+    for draw in shot["few_shot"]["draws"]:
+        assert len(draw["images"]) == 6
+        for row, name in zip(draw["rows"], draw["images"], strict=True):
+            path = root / name  # relative to the dataset's folder
+            assert path.is_file() and path.parent.name == classes[y[row]]
+            assert path.parent.parent == root / "train"
+    table = make_table([probe, shot])
+    assert table["protocol"].fillna("").tolist() == ["", "few-shot K=2 (2 seeds)"]

@@ -132,3 +132,47 @@ def test_a_plugin_leaves_the_keys_of_builtin_pairs_alone(plugin):
     assert "centroid" in CLASSIFIERS.names()
     assert pair_key(ds, "hog", "ridge", {}, 0) == before
     assert pair_key(ds, "hog", "centroid", {}, 0) != before
+
+
+def test_plugins_extract_and_run_in_a_study(plugin, tmp_path):
+    """`extract` stores a plugin extractor's features (the mean colors, by hand) and a
+    study row names the plugin extractor and classifier."""
+    import pandas as pd
+
+    from featbench.datasets import load_dataset
+    from featbench.extraction import extract_features
+    from featbench.report import render
+    from featbench.reproduce import run_study
+    from featbench.store import FeatureStore
+    from featbench.studies import Row, Study, validate_study
+
+    with pytest.warns(UserWarning):
+        EXTRACTORS.names()
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(main, ["extract", "-q", "-d", "digits", "-f", "mean-color",
+                                       "--cache-dir", str(cache)])
+    assert result.exit_code == 0, result.output
+    ds = load_dataset("digits")
+    import fbplugin_demo
+
+    original = fbplugin_demo.MeanColor._extract
+
+    def spied(*args, **kwargs):
+        raise AssertionError("extracted again")
+
+    fbplugin_demo.MeanColor._extract = spied  # read from the store `extract` filled
+    try:
+        feats = extract_features("mean-color", ds, {}, FeatureStore(cache / "store"), seed=0)
+    finally:
+        fbplugin_demo.MeanColor._extract = original
+    X = ds.X_test
+    rgb = np.repeat(X[..., None], 3, axis=-1) if X.ndim == 3 else X
+    np.testing.assert_allclose(feats.test, rgb.reshape(len(X), -1, 3).mean(1), rtol=1e-6)
+
+    study = Study("p", "digits", "p", (Row("mean color", "mean-color", "centroid"),))
+    validate_study(study)
+    run_study(study, ds.subset(200, 60, seed=0), tmp_path / "study",
+              store=FeatureStore(cache / "store"), echo=lambda m: None)
+    row = pd.read_csv(render(tmp_path / "study")["table.csv"]).iloc[0]
+    assert (row["features"], row["classifier"], row["feature_dim"]) == ("mean-color",
+                                                                          "centroid", 3)

@@ -419,3 +419,31 @@ def test_headline_names_linear_probes_and_plots_name_other_protocols():
                               "cnn:x + logreg 0.800")
     assert _name(recs[1]) == "cnn:x + knn (k-NN)"
     assert _name(recs[2]) == "cnn:x + logreg (few-shot K=10 (3 seeds))"
+
+
+def test_a_few_shot_row_is_a_row_of_its_own(synthetic, tmp_path):
+    """A study row with shots runs the few-shot protocol; its key differs from the same
+    pair's whole-split row (both run, and a rerun skips both); the table names it."""
+    from featbench.datasets import load_dataset
+    from featbench.reproduce import row_key, run_study
+
+    probe, shot = Row("hog", "hog", "logreg"), Row("hog", "hog", "logreg", shots=2,
+                                                   shot_seeds=2)
+    study = Study("tiny", "x", "tiny", (probe, shot))
+    validate_study(study)
+    assert shot.id == "hog/logreg/2-shot"
+    ds = load_dataset(f"folder:{synthetic}")
+    assert row_key(probe, ds, {}, 0, False) != row_key(shot, ds, {}, 0, False)
+    out, lines = tmp_path / "study", []
+    recs, _ = run_study(study, ds, out, echo=lines.append)
+    assert [r.get("few_shot", {}).get("shots") for r in recs] == [None, 2]
+    few = recs[1]["few_shot"]
+    assert len(few["draws"]) == 2 and all(len(d["rows"]) == 2 * 3 for d in few["draws"])
+    again, more = run_study(study, ds, out, echo=lines.append)
+    assert again == [] and sum("done earlier" in m for m in lines) == 2
+    from featbench.report import render
+
+    df = pd.read_csv(render(out)["table.csv"])
+    assert df["protocol"].fillna("").tolist() == ["", "few-shot K=2 (2 seeds)"]
+    with pytest.raises(ParameterError, match="shots and shot_seeds"):
+        validate_study(Study("t", "x", "t", (Row("hog", "hog", "logreg", shots=0),)))

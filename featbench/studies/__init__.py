@@ -103,10 +103,19 @@ class Row:
     reference: Reference | None = None
     #: run only when the weights are already on this machine (never download)
     only_if_present: bool = False
+    #: the few-shot protocol (``featbench run --shots``): K training images per class,
+    #: ``shot_seeds`` draws; None: the classifier on the whole training split
+    shots: int | None = None
+    shot_seeds: int = 3
 
     @property
     def id(self) -> str:
-        return f"{self.label}/{self.classifier}"
+        return f"{self.label}/{self.classifier}" + (f"/{self.shots}-shot" if self.shots else "")
+
+    def protocol(self) -> dict[str, int] | None:
+        """The row's protocol when it is not the whole-split probe (part of its key)."""
+        return {"shots": int(self.shots), "seeds": int(self.shot_seeds)} if self.shots \
+            else None
 
     def label_for(self, quick: bool) -> str:
         """The label, marked when ``--quick`` changes the row's parameters."""
@@ -172,6 +181,10 @@ def validate_study(study: Study) -> None:
     for row in study.rows:
         if row.family not in FAMILIES:
             raise ParameterError(f"row {row.id}: family must be one of {FAMILIES}")
+        if row.shots is not None and (not isinstance(row.shots, int) or row.shots < 1
+                                      or row.shot_seeds < 1):
+            raise ParameterError(f"row {row.id}: shots and shot_seeds must be positive "
+                                 f"integers")
         for quick in (False, True):
             validate_plan([row.features], [row.classifier], row.params_for(quick))
         ref = row.reference
