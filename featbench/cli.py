@@ -636,13 +636,15 @@ def _component(name: str):
         if ":" not in name:
             return "feature", EXTRACTORS.get(name).spec(), description
         from .features.convnet_recipes import ARCHS
-        from .features.models import LITE_MODELS, torchvision_models
 
-        known = arg in ARCHS if param == "arch" else (
-            arg in LITE_MODELS or arg in torchvision_models())
-        if family not in EXTRACTORS or not known:
+        if family not in EXTRACTORS or param == "arch" and arg not in ARCHS:
             build_extractor(name)  # an unknown family or model raises with close matches
-        return "feature", extractor_entry(name).spec(**{param: arg}), description
+        if param == "arch":
+            return "feature", extractor_entry(name).spec(arch=arg), description
+        from .models import parse
+
+        model, implied = parse(prefix, arg)  # an unknown model raises with close matches
+        return "feature", extractor_entry(name).spec(model=model, **implied), description
     import difflib
 
     valid = [*EXTRACTORS.names(), *CLASSIFIERS.names()]

@@ -469,3 +469,15 @@ def test_cnn_aliases_give_the_new_names_features(vit_folder, images):
         fa, fb = a.fit(images).transform(images), b.fit(images).transform(images)
         np.testing.assert_array_equal(fa, fb)
         assert np.isfinite(fa).all() and fa.std() > 0
+
+
+def test_describe_shows_the_model_each_source_resolves_to():
+    from click.testing import CliRunner
+
+    from featbench.cli import main
+
+    for name, model, weights in (("timm:resnet50", "timm/resnet50", "DEFAULT"),
+                                 ("open_clip:RN50/openai", "open_clip/RN50", "openai"),
+                                 ("cnn:resnet18", "resnet18", "DEFAULT")):
+        out = CliRunner().invoke(main, ["describe", name]).output
+        assert f"  model={model} " in out and f"  weights={weights} " in out, name
