@@ -421,9 +421,32 @@ def _html_table(df: pd.DataFrame) -> tuple[str, list[str]]:
     return table, sources
 
 
+#: pictures larger than this (bytes of PNG) are embedded as JPEG: photographs drawn into a
+#: figure (nearest neighbours, confusions) compress several times better so, and the
+#: report stays one file of a size people send around
+JPEG_ABOVE = 250_000
+
+
+def _embedded(p: Path) -> tuple[str, bytes]:
+    """``(mime type, bytes)`` of a figure as the report embeds it: the PNG itself, or for a
+    large one a JPEG (quality 90) of it."""
+    data = p.read_bytes()
+    if len(data) <= JPEG_ABOVE:
+        return "image/png", data
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with Image.open(p) as im:
+        im.convert("RGB").save(buf, "JPEG", quality=90, optimize=True)
+    return ("image/jpeg", buf.getvalue()) if buf.tell() < len(data) else ("image/png", data)
+
+
 def _figure(p: Path, caption: str) -> str:
-    return (f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
-            f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>'
+    mime, data = _embedded(p)
+    return (f'<figure><img alt="{html.escape(p.stem)}" src="data:{mime};base64,'
+            f'{base64.b64encode(data).decode()}"><figcaption>'
             f"{html.escape(caption)}</figcaption></figure>")
 
 

@@ -40,6 +40,8 @@ MAP_IMAGES = 2000
 N_IMAGES = 6
 #: neighbours per query
 N_NEIGHBORS = 5
+#: filters a figure shows (and its CSV holds): the first ones
+MAX_FILTERS = 256
 #: most confused class pairs the confusion figure shows, and images per mistake
 N_PAIRS, N_EXAMPLES = 3, 4
 
@@ -165,11 +167,11 @@ def word_patches(est: Any, images: np.ndarray, n_words: int = 64
     return np.asarray(rows, dtype=object), patches
 
 
-def filters_figure(filters: np.ndarray, out: Path, title: str, max_filters: int = 256
-                   ) -> Path:
+def filters_figure(filters: np.ndarray, out: Path, title: str,
+                   max_filters: int | None = None) -> Path:
     """A grid of filters (each stretched to [0, 1])."""
     plt = _plt()
-    filters = filters[:max_filters]
+    filters = filters[:max_filters or MAX_FILTERS]
     cols = int(np.ceil(np.sqrt(len(filters))))
     rows = int(np.ceil(len(filters) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(0.5 * cols + 1, 0.5 * rows + 1),
@@ -228,11 +230,11 @@ def neighbors_figure(query_images: np.ndarray, rows: dict[str, np.ndarray],
                              figsize=(0.9 * (1 + len(specs) * k), 0.95 * n_q + 0.6),
                              squeeze=False)
     for i in range(n_q):
-        axes[i][0].imshow(query_images[i])
+        axes[i][0].imshow(query_images[i], interpolation="nearest")
         for s, spec in enumerate(specs):
             for j in range(k):
                 ax = axes[i][1 + s * k + j]
-                ax.imshow(train_image(int(rows[spec][i, j])))
+                ax.imshow(train_image(int(rows[spec][i, j])), interpolation="nearest")
                 if i == 0 and j == 0:
                     ax.set_title(spec, fontsize=7, loc="left")
     for ax in axes.ravel():
@@ -333,7 +335,7 @@ def confusion_figure(confusion, classes, pairs, examples: dict[tuple[int, int], 
                 cell = fig.add_subplot(grid[r, 1 + side * k + j])
                 cell.set_axis_off()
                 if j < len(shown):
-                    cell.imshow(shown[j])
+                    cell.imshow(shown[j], interpolation="nearest")
                 if j == 0:
                     cell.set_title(f"{names[t]} as {names[p]} ({count})", fontsize=6,
                                    loc="left")
@@ -486,12 +488,15 @@ def render_show(ds, figures: list[str], feature_specs: list[str],
             fitted = est if backbone else fitted_extractor(
                 name, ds, params, store, seed=seed, split=split, n_workers=None).estimator
             filters = learned_filters(fitted)
-            written.append(filters_figure(filters, out_dir / f"filters-{slug}.png",
-                                          f"{name}: {len(filters)} learned filters"))
+            shown = filters[:MAX_FILTERS]  # (the figure and its CSV: the first ones)
+            what = f"{len(filters)} learned filters" if len(shown) == len(filters) else \
+                f"the first {len(shown)} of {len(filters)} learned filters"
+            written.append(filters_figure(shown, out_dir / f"filters-{slug}.png",
+                                          f"{name}: {what}"))
             written.append(write_csv(out_dir / f"filters-{slug}.csv",
                                      ["filter", *[f"v{i}" for i in range(filters[0].size)]],
                                      ([k, *f.ravel().round(6).tolist()]
-                                      for k, f in enumerate(filters))))
+                                      for k, f in enumerate(shown))))
             echo(f"filters of {name}: {written[-2]}")
     if "neighbors" in figures:
         rows: dict[str, np.ndarray] = {}

@@ -447,3 +447,26 @@ def test_a_few_shot_row_is_a_row_of_its_own(synthetic, tmp_path):
     assert df["protocol"].fillna("").tolist() == ["", "few-shot K=2 (2 seeds)"]
     with pytest.raises(ParameterError, match="shots and shot_seeds"):
         validate_study(Study("t", "x", "t", (Row("hog", "hog", "logreg", shots=0),)))
+
+
+def test_large_pictures_are_embedded_as_jpeg(tmp_path):
+    """A picture over JPEG_ABOVE bytes of PNG goes into the report as a JPEG of the same
+    size and look; a small one as its own PNG bytes."""
+    import io
+
+    from featbench.report import JPEG_ABOVE, _embedded
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:480, 0:720]
+    smooth = np.stack([xx / 720 * 255, yy / 480 * 255, (xx + yy) / 1200 * 255], -1)
+    photo = np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.fromarray(photo).save(big)
+    Image.fromarray(photo[:40, :40]).save(small)
+    assert big.stat().st_size > JPEG_ABOVE > small.stat().st_size
+    mime, data = _embedded(big)
+    assert mime == "image/jpeg" and len(data) < big.stat().st_size
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and im.size == (720, 480)
+        assert np.abs(np.asarray(im, float) - photo).mean() < 20
+    assert _embedded(small) == ("image/png", small.read_bytes())

@@ -281,3 +281,19 @@ def test_show_help_lists_every_figure():
     assert usage.endswith("[" + "|".join(FIGURES) + "]...")
     text = " ".join(out.split())
     assert all(f"({name}" in text for name in FIGURES)  # each one described
+
+
+def test_a_filters_figure_shows_and_lists_the_first_filters(tmp_path, monkeypatch):
+    import featbench.show as show
+
+    monkeypatch.setattr(show, "MAX_FILTERS", 5)
+    ds = load_dataset("digits").subset(240, 60, seed=0)
+    store = FeatureStore(tmp_path / "store")
+    render_show(ds, ["filters"], ["kmeans-patches"], PARAMS, store, tmp_path / "out",
+                seed=4, echo=lambda m: None)
+    km = fitted_extractor("kmeans-patches", ds, PARAMS, store, seed=4,
+                          split=tuning_split(ds, 4), n_workers=None).estimator
+    rows = _rows(tmp_path / "out" / "filters-kmeans-patches.csv")
+    assert [int(r["filter"]) for r in rows] == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose([[float(v) for k, v in r.items() if k != "filter"] for r in rows],
+                               learned_filters(km)[:5].reshape(5, -1), atol=2e-6)
