@@ -167,19 +167,18 @@ def word_patches(est: Any, images: np.ndarray, n_words: int = 64
     return np.asarray(rows, dtype=object), patches
 
 
-def filters_figure(filters: np.ndarray, out: Path, title: str,
-                   max_filters: int | None = None) -> Path:
-    """A grid of filters (each stretched to [0, 1])."""
+def grid_figure(images, out: Path, title: str, cell: float = 0.5) -> Path:
+    """A square-ish grid of small images (filters in [0, 1], or uint8 patches of any
+    sizes, each scaled to its cell), drawn pixel for pixel."""
     plt = _plt()
-    filters = filters[:max_filters or MAX_FILTERS]
-    cols = int(np.ceil(np.sqrt(len(filters))))
-    rows = int(np.ceil(len(filters) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(0.5 * cols + 1, 0.5 * rows + 1),
+    cols = int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols + 1, cell * rows + 1),
                              squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
-    for ax, f in zip(axes.ravel(), filters, strict=False):
-        ax.imshow(f, interpolation="nearest")
+    for ax, im in zip(axes.ravel(), images, strict=False):
+        ax.imshow(im, interpolation="nearest")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -187,22 +186,15 @@ def filters_figure(filters: np.ndarray, out: Path, title: str,
     return out
 
 
+def filters_figure(filters: np.ndarray, out: Path, title: str,
+                   max_filters: int | None = None) -> Path:
+    """A grid of the first filters (each stretched to [0, 1])."""
+    return grid_figure(filters[:max_filters or MAX_FILTERS], out, title)
+
+
 def patches_figure(patches: list[np.ndarray], out: Path, title: str) -> Path:
     """A grid of image patches (each shown at its own size, scaled to its cell)."""
-    plt = _plt()
-    cols = int(np.ceil(np.sqrt(len(patches))))
-    rows = int(np.ceil(len(patches) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(0.6 * cols + 1, 0.6 * rows + 1),
-                             squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for ax, patch in zip(axes.ravel(), patches, strict=False):
-        ax.imshow(patch, interpolation="nearest")
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return grid_figure(patches, out, title, cell=0.6)
 
 
 def nearest_neighbors(train: np.ndarray, queries: np.ndarray, k: int = N_NEIGHBORS
