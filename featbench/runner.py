@@ -72,6 +72,25 @@ def fit_data(ds: Dataset, feats: FeatureResult, split: TuningSplit
     return X_train, y_train, val_mask, X_test, y_test, int(val_mask.sum())
 
 
+def placed_classifier(clf_name: str, params: dict[str, Any], seed: int,
+                      shape: tuple[int, int]) -> tuple[Any, dict, dict, dict]:
+    """The pipeline and grid of ``clf_name`` (:func:`~featbench.plan.classifier_setup`),
+    its parameters as asked (solver "auto" stays "auto" in the record), and the solver
+    and device resolved once for features of ``shape``, pinned on the pipeline for
+    every fit."""
+    pipe, grid = classifier_setup(clf_name, params, seed)
+    clf_params = canonical(pipe.named_steps["clf"].get_params(deep=False))
+    resolved = resolve_placement(pipe.named_steps["clf"], *shape)
+    if resolved:
+        pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
+    return pipe, grid, clf_params, resolved
+
+
+def n_grid_fits(grid: dict[str, list]) -> int:
+    """Fits a tuning makes before any extension: every grid point and the refit."""
+    return max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
+
+
 def fit_image_names(ds: Dataset, feats: FeatureResult) -> list[str]:
     """The image behind each row :func:`fit_data` tunes on (train, then a ``val/``
     folder's; undecodable images left out): its path relative to the dataset's folder,
@@ -110,14 +129,8 @@ def run_pair(ds: Dataset, feats: FeatureResult, spec: str, clf_name: str,
                        "cores": available_cores(), **_threads(n_jobs)}
         out["timings"]["predict_cpu_s"] = time.process_time() - cpu0  # nothing is fitted
         return out
-    pipe, grid = classifier_setup(clf_name, params, seed)
-    # the parameters as asked (solver "auto" stays "auto" in the record) ...
-    clf_params = canonical(pipe.named_steps["clf"].get_params(deep=False))
-    # ... and the solver and device resolved once for this data, pinned for every fit
-    resolved = resolve_placement(pipe.named_steps["clf"], *X.shape)
-    if resolved:
-        pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
-    n_fits = max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
+    pipe, grid, clf_params, resolved = placed_classifier(clf_name, params, seed, X.shape)
+    n_fits = n_grid_fits(grid)
     draws = [(None, None)] if shots is None else [
         (s, sample_shots(y, np.flatnonzero(~val_mask), shots, s))
         for s in shot_seeds(seed, n_shot_seeds)]

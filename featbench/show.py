@@ -345,19 +345,14 @@ def predictions(ds, feats, spec: str, clf_name: str, params: dict[str, dict[str,
     seed): the confusion of these predictions is the run record's."""
     from sklearn.base import clone
 
-    from .classifiers import resolve_placement
     from .classifiers.tuning import tune_and_fit
     from .parallel import get_n_jobs, progress
-    from .plan import classifier_setup
-    from .runner import fit_data
+    from .runner import fit_data, n_grid_fits, placed_classifier
 
     X, y, val_mask, X_test, y_test, _ = fit_data(ds, feats, split)
-    pipe, grid = classifier_setup(clf_name, params.get(clf_name, {}), seed)
-    resolved = resolve_placement(pipe.named_steps["clf"], *X.shape)
-    if resolved:
-        pipe.set_params(clf__solver=resolved["solver"], clf__device=resolved["device"])
-    n_fits = max(1, int(np.prod([len(v) for v in grid.values()]))) + 1
-    with progress(total=n_fits, desc=f"fit {clf_name} on {spec}", unit="fit") as bar:
+    pipe, grid, _, _ = placed_classifier(clf_name, params.get(clf_name, {}), seed, X.shape)
+    with progress(total=n_grid_fits(grid), desc=f"fit {clf_name} on {spec}",
+                  unit="fit") as bar:
         tuned = tune_and_fit(clone(pipe), grid, X, y, val_mask, n_jobs=get_n_jobs(), bar=bar)
     return y_test, tuned.estimator.predict(X_test), tuned.best_params
 

@@ -523,8 +523,25 @@ def auto_batch_size(run_blank: Callable[[int], Any], device: torch.device, key: 
         return batch
 
 
-class _PenultimateFeatures(nn.Module):
+class _Tap(nn.Module):
+    """Run ``self.model`` and return what a hook appended to ``self._captured`` last."""
+
+    model: nn.Module
+    _captured: list[torch.Tensor]
+    _what = "the hooked module"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._captured.clear()
+        self.model(x)
+        if not self._captured:
+            raise RuntimeError(f"{self._what} was not called")
+        return self._captured[-1]
+
+
+class _PenultimateFeatures(_Tap):
     """Wrap a classifier so that forward returns the input of its last linear layer."""
+
+    _what = "the classifier head"
 
     def __init__(self, model: nn.Module, name: str) -> None:
         super().__init__()
@@ -540,18 +557,13 @@ class _PenultimateFeatures(nn.Module):
     def _capture(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self._captured.append(args[0])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._captured.clear()
-        self.model(x)
-        if not self._captured:
-            raise RuntimeError("the classifier head was not called")
-        return self._captured[-1]
 
-
-class _ModuleTap(nn.Module):
+class _ModuleTap(_Tap):
     """Run ``model`` and return the output of the module ``layer`` of ``root`` (a module
     of ``model``, e.g. a Hugging Face model inside its pooling wrapper), read by a
     forward hook; a tuple output gives its first tensor."""
+
+    _what = "the tapped layer"
 
     def __init__(self, model: nn.Module, root: nn.Module, layer: str, name: str) -> None:
         super().__init__()
@@ -573,10 +585,3 @@ class _ModuleTap(nn.Module):
         if hasattr(output, "last_hidden_state"):  # a transformers output object
             output = output.last_hidden_state
         self._captured.append(output)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._captured.clear()
-        self.model(x)
-        if not self._captured:
-            raise RuntimeError("the tapped layer was not called")
-        return self._captured[-1]
