@@ -59,6 +59,7 @@ def _constraints(name: str):
     def declared() -> dict[str, list]:
         from ..constraints import IntSequence, StrOptions, positive_int, positive_real
         from .linear_svm import SOLVERS
+        from .path import PRECONDITION
         from .torch_logreg import SOLVERS as LOGREG_SOLVERS
 
         if name == "mlp":
@@ -74,12 +75,13 @@ def _constraints(name: str):
                 "C": [positive_real()], "solver": [StrOptions(set(SOLVERS))],
                 "max_iter": [positive_int()], "tol": [positive_real()],
                 "intercept_scaling": [positive_real()], "random_state": ["random_state"],
-                "device": [str]},
+                "device": [str], "precondition": [StrOptions(set(PRECONDITION))]},
             "logreg": {
                 "C": [positive_real()], "solver": [StrOptions(set(LOGREG_SOLVERS))],
                 "max_iter": [positive_int()], "tol": [positive_real()],
                 "random_state": ["random_state"], "device": [str],
-                "class_weight": [None, StrOptions({"balanced"}), dict]},
+                "class_weight": [None, StrOptions({"balanced"}), dict],
+                "precondition": [StrOptions(set(PRECONDITION))]},
         }[name]
 
     return declared

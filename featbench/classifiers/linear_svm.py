@@ -6,8 +6,10 @@ one-vs-rest, with the bias as an extra (regularized) feature, exactly as
 fast for a few hundred features but takes minutes to hours on thousands of
 correlated features (raw pixels, k-means or Fisher encodings of 50,000 images);
 the torch solver optimizes all classes at once with full-batch matrix products
-and L-BFGS, warm-started along the grid of C (:mod:`featbench.classifiers.path`),
-and agrees with liblinear (tests compare them). Where the code departs from
+and L-BFGS, warm-started along the grid of C (:mod:`featbench.classifiers.path`) and
+preconditioned by the features' Gram matrix (:mod:`featbench.classifiers.lbfgs`: 1,600
+k-means features of 49,000 images at C = 0.1 in 70 iterations instead of 2,505), and
+agrees with liblinear (tests compare them). Where the code departs from
 liblinear: float32 arithmetic and L-BFGS instead of a trust-region Newton method, and
 the stopping rule: the largest gradient entry below ``tol`` times its largest entry at
 zero (liblinear's primal solver compares the gradient's 2-norm with ``tol`` times its
@@ -18,12 +20,9 @@ It runs on the CPU, or on a GPU (``device``; "auto" takes CUDA for large problem
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.svm import LinearSVC
 from sklearn.utils.multiclass import check_classification_targets
@@ -31,6 +30,7 @@ from sklearn.utils.validation import validate_data
 
 from ..errors import ParameterError
 from ..runtime import fit_device
+from . import lbfgs
 from .path import Design
 
 SOLVERS = ("auto", "liblinear", "lbfgs")
@@ -54,66 +54,59 @@ def squared_hinge_objective(coef: np.ndarray, intercept: np.ndarray, X: np.ndarr
 def fit_squared_hinge_lbfgs(X: np.ndarray | Design, Y: np.ndarray, C: float,
                             intercept_scaling: float, max_iter: int, tol: float,
                             device: torch.device | str = "cpu",
-                            init: tuple[np.ndarray, np.ndarray] | None = None
-                            ) -> tuple[np.ndarray, np.ndarray, int]:
+                            init: tuple[np.ndarray, np.ndarray] | None = None,
+                            precondition: str = "auto", gram: torch.Tensor | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
     """Minimize ``0.5 ||w||^2 + C sum_i max(0, 1 - y_i w.[x_i, s])^2`` for every column of Y.
 
     In float32 on ``device`` (X is copied there once, with a row-major copy of its
     transpose, unless it is a :class:`~featbench.classifiers.path.Design` there
     already). L-BFGS starts from ``init`` (``(coef, intercept)``: a warm start) or
     zero; the stopping rule does not depend on where it starts (the gradient at
-    zero sets its scale). Returns ``coef`` (K, d), ``intercept`` (K,) and the number
-    of iterations.
+    zero sets its scale). ``precondition`` as :class:`LinearSVM`'s. Returns ``coef``
+    (K, d), ``intercept`` (K,) and the number of iterations.
     """
     device = torch.device(device)
     design = Design.of(X, device)
+    if design is not X:
+        design.set_gram(gram)
     n, d = design.shape
     # a row-major copy of X^T: the gradient X^T G reads it 5-10x faster than X.T
     Xt, XtT = design.X, design.XT
     Yt = torch.from_numpy(Y.astype(np.float32)).to(device)
     K = Y.shape[1]
     if init is None:
-        W = torch.zeros(d, K, device=device, requires_grad=True)
-        b = torch.zeros(K, device=device, requires_grad=True)
+        W = torch.zeros(d, K, device=device)
+        b = torch.zeros(K, device=device)
     else:
         coef, intercept = (np.asarray(a, np.float32) for a in init)
         if coef.shape != (K, d) or intercept.shape != (K,):
             raise ValueError(f"init has shapes {coef.shape}, {intercept.shape}; expected "
                              f"({K}, {d}), ({K},)")
-        W = torch.from_numpy(np.ascontiguousarray(coef.T)).to(device).requires_grad_(True)
-        b = torch.from_numpy(intercept / np.float32(intercept_scaling)).to(device) \
-            .requires_grad_(True)
+        W = torch.from_numpy(np.ascontiguousarray(coef.T)).to(device)
+        b = torch.from_numpy(intercept / np.float32(intercept_scaling)).to(device)
     # the objective divided by C n (same minimizer, gradients of order one)
     scale = 1.0 / (C * n)
     # stop when the gradient is tol times its size at w = 0 (liblinear's criterion):
     # at w = 0 the gradient is -2/n sum_i y_i [x_i, s]
     g0 = torch.cat([(XtT @ Yt).abs().flatten(), (Yt.sum(0) * intercept_scaling).abs()])
     g0 = float(2.0 * g0.max() / n) or 1.0
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=tol * g0, tolerance_change=1e-10,
-                            line_search_fn="strong_wolfe")
-    evals = [0]
 
-    @torch.no_grad()
-    def closure():
+    def fun_grad(W: torch.Tensor, b: torch.Tensor):
         # loss and its gradient by hand (autograd would compute X.T @ G from X)
         active = torch.relu(1.0 - Yt * (Xt @ W + b * intercept_scaling))
-        loss = 0.5 * scale * ((W * W).sum() + (b * b).sum()) + (active * active).sum() / n
+        value = 0.5 * scale * ((W * W).sum(dtype=torch.float64)
+                               + (b * b).sum(dtype=torch.float64)) \
+            + (active * active).sum(dtype=torch.float64) / n
         G = active.mul_(Yt).mul_(-2.0 / n)  # d loss / d score
-        W.grad = scale * W + XtT @ G
-        b.grad = scale * b + G.sum(0) * intercept_scaling
-        evals[0] += 1
-        return loss
+        return value, scale * W + XtT @ G, scale * b + G.sum(0) * intercept_scaling
 
-    opt.step(closure)
-    state = opt.state[opt._params[0]]
-    n_iter = int(state.get("n_iter", evals[0]))
-    # torch's L-BFGS stops at max_iter iterations or max_iter * 5 / 4 evaluations
-    if n_iter >= max_iter or state.get("func_evals", 0) >= int(max_iter * 1.25):
-        warnings.warn(f"L-BFGS reached max_iter={max_iter} before the gradient fell to "
-                      f"tol={tol} of its initial size", ConvergenceWarning, stacklevel=3)
-    return (W.detach().cpu().numpy().T.astype(np.float64),
-            (b.detach().cpu().numpy() * intercept_scaling).astype(np.float64), n_iter)
+    # the squared hinge's curvature: 2 where a margin is active (about half the samples)
+    factor = design.factor(scale, 1.0, precondition)
+    W, b, n_iter = lbfgs.minimize(fun_grad, W, b, gtol=tol * g0, max_iter=max_iter,
+                                  factor=factor)
+    return (W.cpu().numpy().T.astype(np.float64),
+            (b.cpu().numpy() * intercept_scaling).astype(np.float64), n_iter)
 
 
 class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -144,6 +137,10 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         least :data:`featbench.runtime.AUTO_CUDA_MIN_SIZE`, else the CPU (so on a
         machine without CUDA, "auto" fits exactly as the CPU always did). liblinear
         runs on the CPU only.
+    precondition : {"auto", "gram", "none"}, default="auto"
+        How L-BFGS is preconditioned (the minimizer and the stopping rule do not depend
+        on it): "gram" by the features' Gram matrix (:mod:`featbench.classifiers.lbfgs`),
+        "none" not at all, "auto" "gram" unless there are fewer samples than features.
 
     Attributes
     ----------
@@ -166,7 +163,8 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(self, C: float = 1.0, solver: str = "auto", max_iter: int = 1000,
                  tol: float = 1e-4, intercept_scaling: float = 1.0,
-                 random_state: int | None = None, device: str = "auto") -> None:
+                 random_state: int | None = None, device: str = "auto",
+                 precondition: str = "auto") -> None:
         self.C = C
         self.solver = solver
         self.max_iter = max_iter
@@ -174,6 +172,7 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         self.intercept_scaling = intercept_scaling
         self.random_state = random_state
         self.device = device
+        self.precondition = precondition
 
     def _placement(self, n_samples: int, n_features: int) -> tuple[str, torch.device]:
         """The solver and device of a fit on ``n_samples x n_features`` data."""
@@ -209,7 +208,8 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         self.solver_, self.device_ = "lbfgs", str(design.device)
         return self._fit_lbfgs(design, y, design.device, init)
 
-    def _fit_lbfgs(self, X, y: np.ndarray, device: torch.device, init) -> LinearSVM:
+    def _fit_lbfgs(self, X, y: np.ndarray, device: torch.device, init, gram=None
+                   ) -> LinearSVM:
         if len(self.classes_) < 2:
             raise ValueError(f"LinearSVM needs at least 2 classes in y; got one class: "
                              f"{self.classes_[0]!r}")
@@ -218,12 +218,15 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         else:
             Y = np.where(y[:, None] == self.classes_[None, :], 1.0, -1.0)
         self.coef_, self.intercept_, self.n_iter_ = fit_squared_hinge_lbfgs(
-            X, Y, self.C, self.intercept_scaling, self.max_iter, self.tol, device, init=init)
+            X, Y, self.C, self.intercept_scaling, self.max_iter, self.tol, device, init=init,
+            precondition=self.precondition, gram=gram)
         return self
 
-    def fit(self, X, y, init=None):
+    def fit(self, X, y, init=None, gram=None):
         """Fit on features ``X`` and labels ``y``; L-BFGS starts from ``init``
-        (``(coef, intercept)``, e.g. a solution at a nearby C) when given."""
+        (``(coef, intercept)``, e.g. a solution at a nearby C) when given, and
+        preconditions with ``gram`` (``X^T X / n``, a torch tensor) when given instead of
+        computing it (:meth:`~featbench.classifiers.path.PathFitter.refit_gram`)."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -239,4 +242,4 @@ class LinearSVM(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             self.coef_, self.intercept_ = svc.coef_, svc.intercept_
             self.n_iter_ = int(svc.n_iter_)
             return self
-        return self._fit_lbfgs(X, y, device, init)
+        return self._fit_lbfgs(X, y, device, init, gram)

@@ -22,6 +22,9 @@ import torch
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+#: values of the linear classifiers' ``precondition`` parameter
+PRECONDITION = ("auto", "gram", "none")
+
 
 class Design:
     """Features copied once to a torch device in float32, with a row-major copy of the
@@ -38,10 +41,47 @@ class Design:
         self.device = torch.device(device)
         self.X = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(self.device)
         self.XT = self.X.T.contiguous()
+        self._gram: torch.Tensor | None = None
+
+    def set_gram(self, gram: torch.Tensor | None) -> None:
+        """Use ``gram`` as ``X^T X / n`` (known already, e.g. derived by
+        :meth:`PathFitter.refit_gram`); None leaves it to :meth:`gram`."""
+        if gram is not None:
+            if tuple(gram.shape) != (self.shape[1], self.shape[1]):
+                raise ValueError(f"gram has shape {tuple(gram.shape)}; expected "
+                                 f"({self.shape[1]}, {self.shape[1]})")
+            self._gram = gram.to(self.device, torch.float32)
+
+    @property
+    def known_gram(self) -> torch.Tensor | None:
+        """The Gram matrix if it was computed (or set) already, else None."""
+        return self._gram
+
+    def gram(self) -> torch.Tensor:
+        """``X^T X / n`` (d, d) in float32 on the device, computed on first use and kept
+        (every value of C preconditions with it: :mod:`featbench.classifiers.lbfgs`)."""
+        if self._gram is None:
+            self._gram = torch.mm(self.XT, self.X).div_(max(1, self.X.shape[0]))
+        return self._gram
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.X.shape)
+
+    def factor(self, lam: float, alpha: float, precondition: str) -> torch.Tensor | None:
+        """The Cholesky factor preconditioning a fit with ridge ``lam`` and curvature
+        ``alpha`` (:func:`~featbench.classifiers.lbfgs.cholesky_factor`), or None:
+        ``precondition`` "none", or "auto" with fewer samples than features (where the
+        d x d factor costs more than the fit; few-shot draws)."""
+        from .lbfgs import cholesky_factor
+
+        if precondition not in PRECONDITION:
+            raise ValueError(f"precondition must be one of {', '.join(PRECONDITION)}; got "
+                             f"{precondition!r}")
+        n, d = self.shape
+        if precondition == "none" or (precondition == "auto" and n < d):
+            return None
+        return cholesky_factor(self.gram(), lam, alpha)
 
     @classmethod
     def of(cls, X, device: torch.device | str) -> Design:
@@ -100,6 +140,40 @@ class PathFitter:
         if above:
             return self.solutions[min(above)]
         return None
+
+    def refit_gram(self, X: np.ndarray, val_mask: np.ndarray) -> torch.Tensor | None:
+        """The Gram matrix ``Z^T Z / n`` of all rows of ``X`` (fit and validation)
+        standardized by a scaler fitted on all of them, as the refit will standardize
+        them, derived from the path's Gram matrix and the validation rows alone (their
+        ``n_val d^2`` products instead of ``n d^2``); None when the path computed none or
+        its scaler is not a :class:`~sklearn.preprocessing.StandardScaler`'s kind.
+
+        With ``mu``, ``s`` the fit rows' mean and scale and ``m``, ``t`` all rows':
+        ``Z^T Z = T^-1 (S G S n_fit + n_fit (mu - m)(mu - m)^T + V^T V) T^-1`` where
+        ``G`` is the path's Gram matrix and ``V`` the validation rows minus ``m``.
+        """
+        design_gram = self.design.known_gram
+        scale = self.scale
+        if design_gram is None or not all(hasattr(scale, a) for a in ("mean_", "scale_")):
+            return None
+        val_mask = np.asarray(val_mask, dtype=bool)
+        every = clone(scale).fit(X)
+        if getattr(every, "mean_", None) is None or getattr(every, "scale_", None) is None:
+            return None
+        n_fit, n = int((~val_mask).sum()), len(X)
+        device = design_gram.device
+
+        def vec(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(a, np.float64)).to(device)
+
+        s, t = vec(scale.scale_), vec(every.scale_)
+        delta = vec(scale.mean_) - vec(every.mean_)
+        V = torch.from_numpy(np.asarray(X[val_mask], np.float64)).to(device) \
+            - vec(every.mean_)
+        # in place: one d x d float64 array (2 GB at d = 16,000)
+        total = design_gram.double().mul_(s[:, None]).mul_(s[None, :]).mul_(n_fit)
+        total.addr_(delta, delta, alpha=n_fit).addmm_(V.T, V)
+        return total.div_(t[:, None]).div_(t[None, :]).div_(n).float()
 
     def fit(self, C: float):
         """The classifier fitted at ``C`` (warm-started, see :meth:`start`)."""

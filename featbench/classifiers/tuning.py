@@ -363,9 +363,14 @@ def _tune_and_fit(pipeline, grid, X, y, val_mask, n_jobs, *, extend, margin, bar
         edge = _edge_of(best, scores, grid)
     estimator = clone(pipeline).set_params(
         **{f"clf__{k}": v for k, v in scores[best]["params"].items()})
-    # the refit on train + validation starts from the chosen value's solution
-    start = {} if path is None else \
-        {"clf__init": path.solutions[scores[best]["params"][path_param]]}
+    # the refit on train + validation starts from the chosen value's solution, and
+    # preconditions with a Gram matrix derived from the path's (not computed again)
+    start = {}
+    if path is not None:
+        start["clf__init"] = path.solutions[scores[best]["params"][path_param]]
+        gram = path.refit_gram(X, val_mask) if refit == "all" else path.design.known_gram
+        if gram is not None:
+            start["clf__gram"] = gram
     path = None  # its copy of the features is not needed any more
     with warnings.catch_warnings(record=True) as caught:
         _record_warnings()
