@@ -131,3 +131,15 @@ def test_refit_gram_equals_the_gram_of_all_rows_standardized_again():
     Z = StandardScaler().fit_transform(X.astype(np.float64))
     np.testing.assert_allclose(fitter.refit_gram(X, val).double().numpy(), Z.T @ Z / 400,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_refit_gram_only_for_a_centering_scaler():
+    rng = np.random.default_rng(5)
+    X = rng.normal(3.0, 2.0, size=(200, 6)).astype(np.float32)
+    val = np.arange(200) < 30
+    pipe = get_classifier("logreg", solver="torch", device="cpu")
+    pipe.set_params(scale=StandardScaler(with_mean=False))
+    fitter = PathFitter(pipe, X[~val], np.arange(170) % 2, X[val])
+    fitter.fit(0.1)
+    assert fitter.design.known_gram is not None
+    assert fitter.refit_gram(X, val) is None  # its formula would center the rows

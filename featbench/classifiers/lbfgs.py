@@ -33,12 +33,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
 #: L-BFGS's memory (pairs of steps and gradient changes kept)
 HISTORY = 20
-#: relative change of the objective (and largest step entry) below which L-BFGS stops
+#: change of the objective between iterations (absolute: the objectives here are divided
+#: by ``C n``, of order one), or largest entry of a step, below which L-BFGS stops
 TOLERANCE_CHANGE = 1e-10
 
 FunGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -46,6 +48,20 @@ FunGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 
 class _Converged(Exception):
     """Raised by the objective when the gradient rule holds (ends L-BFGS there)."""
+
+
+def start_point(init: tuple[np.ndarray, np.ndarray] | None, d: int, K: int,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The starting point ``W`` (d, K) and ``b`` (K,) in float32 on ``device``: zero, or
+    ``init``'s ``(coef (K, d), intercept (K,))`` (a warm start)."""
+    if init is None:
+        return torch.zeros(d, K, device=device), torch.zeros(K, device=device)
+    coef, intercept = (np.asarray(a, np.float32) for a in init)
+    if coef.shape != (K, d) or intercept.shape != (K,):
+        raise ValueError(f"init has shapes {coef.shape}, {intercept.shape}; expected "
+                         f"({K}, {d}), ({K},)")
+    return (torch.from_numpy(np.ascontiguousarray(coef.T)).to(device),
+            torch.from_numpy(intercept.copy()).to(device))
 
 
 def cholesky_factor(gram: torch.Tensor, lam: float, alpha: float) -> torch.Tensor:

@@ -56,7 +56,7 @@ def fit_squared_hinge_lbfgs(X: np.ndarray | Design, Y: np.ndarray, C: float,
                             device: torch.device | str = "cpu",
                             init: tuple[np.ndarray, np.ndarray] | None = None,
                             precondition: str = "auto", gram: torch.Tensor | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, int]:
+                            ) -> tuple[np.ndarray, np.ndarray, int]:
     """Minimize ``0.5 ||w||^2 + C sum_i max(0, 1 - y_i w.[x_i, s])^2`` for every column of Y.
 
     In float32 on ``device`` (X is copied there once, with a row-major copy of its
@@ -75,16 +75,9 @@ def fit_squared_hinge_lbfgs(X: np.ndarray | Design, Y: np.ndarray, C: float,
     Xt, XtT = design.X, design.XT
     Yt = torch.from_numpy(Y.astype(np.float32)).to(device)
     K = Y.shape[1]
-    if init is None:
-        W = torch.zeros(d, K, device=device)
-        b = torch.zeros(K, device=device)
-    else:
-        coef, intercept = (np.asarray(a, np.float32) for a in init)
-        if coef.shape != (K, d) or intercept.shape != (K,):
-            raise ValueError(f"init has shapes {coef.shape}, {intercept.shape}; expected "
-                             f"({K}, {d}), ({K},)")
-        W = torch.from_numpy(np.ascontiguousarray(coef.T)).to(device)
-        b = torch.from_numpy(intercept / np.float32(intercept_scaling)).to(device)
+    # the bias is the weight of the constant feature intercept_scaling
+    W, b = lbfgs.start_point(None if init is None else
+                             (init[0], np.asarray(init[1]) / intercept_scaling), d, K, device)
     # the objective divided by C n (same minimizer, gradients of order one)
     scale = 1.0 / (C * n)
     # stop when the gradient is tol times its size at w = 0 (liblinear's criterion):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 #: values of the linear classifiers' ``precondition`` parameter
 PRECONDITION = ("auto", "gram", "none")
@@ -146,7 +147,8 @@ class PathFitter:
         standardized by a scaler fitted on all of them, as the refit will standardize
         them, derived from the path's Gram matrix and the validation rows alone (their
         ``n_val d^2`` products instead of ``n d^2``); None when the path computed none or
-        its scaler is not a :class:`~sklearn.preprocessing.StandardScaler`'s kind.
+        its scaler is not a centering and scaling
+        :class:`~sklearn.preprocessing.StandardScaler`.
 
         With ``mu``, ``s`` the fit rows' mean and scale and ``m``, ``t`` all rows':
         ``Z^T Z = T^-1 (S G S n_fit + n_fit (mu - m)(mu - m)^T + V^T V) T^-1`` where
@@ -154,12 +156,11 @@ class PathFitter:
         """
         design_gram = self.design.known_gram
         scale = self.scale
-        if design_gram is None or not all(hasattr(scale, a) for a in ("mean_", "scale_")):
-            return None
+        if design_gram is None or not isinstance(scale, StandardScaler) \
+                or not (scale.with_mean and scale.with_std):
+            return None  # the formula below centers and scales
         val_mask = np.asarray(val_mask, dtype=bool)
         every = clone(scale).fit(X)
-        if getattr(every, "mean_", None) is None or getattr(every, "scale_", None) is None:
-            return None
         n_fit, n = int((~val_mask).sum()), len(X)
         device = design_gram.device
 

@@ -141,7 +141,7 @@ def fit_logistic_lbfgs(X: np.ndarray | Design, y_index: np.ndarray, n_classes: i
         if not sw_sum > 0:
             raise ValueError("the sample weights sum to 0 or less")
         sw = torch.from_numpy(sample_weight.astype(np.float32)).to(device)[:, None]
-    W, b = _start(init, d, K, device)
+    W, b = lbfgs.start_point(init, d, K, device)
     # the objective divided by C sum_i s_i (C n without weights), as scikit-learn's
     # LinearModelLoss with l2_reg_strength = 1 / (C sw_sum) (same minimizer, and tol
     # means the same on both)
@@ -169,22 +169,6 @@ def fit_logistic_lbfgs(X: np.ndarray | Design, y_index: np.ndarray, n_classes: i
     W, b, n_iter = lbfgs.minimize(fun_grad, W, b, gtol=tol, max_iter=max_iter, factor=factor)
     return (W.cpu().numpy().T.astype(np.float64), b.cpu().numpy().astype(np.float64),
             n_iter)
-
-
-def _start(init: tuple[np.ndarray, np.ndarray] | None, d: int, K: int,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """L-BFGS's starting point ``W`` (d, K) and ``b`` (K,): zero, or ``init``'s
-    ``(coef (K, d), intercept (K,))``."""
-    if init is None:
-        return (torch.zeros(d, K, device=device, requires_grad=True),
-                torch.zeros(K, device=device, requires_grad=True))
-    coef, intercept = (np.asarray(a, np.float32) for a in init)
-    if coef.shape != (K, d) or intercept.shape != (K,):
-        raise ValueError(f"init has shapes {coef.shape}, {intercept.shape}; expected "
-                         f"({K}, {d}), ({K},)")
-    W = torch.from_numpy(np.ascontiguousarray(coef.T)).to(device).requires_grad_(True)
-    b = torch.from_numpy(intercept.copy()).to(device).requires_grad_(True)
-    return W, b
 
 
 def torch_or_sklearn(solver: str, device: str, size: int) -> tuple[str, torch.device]:
